@@ -1,0 +1,64 @@
+EXTENSION   = pganalytics_ml
+EXTVERSION  = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
+PG_CONFIG  ?= pg_config
+PYTHON_LIBDIR ?= /usr/local/lib/pganalytics_ml/$(EXTVERSION)
+VENV       ?= .venv
+
+# The install script is built from sql/ and plpython/, ordered by file name across both folders.
+SOURCE_NAMES = $(sort $(notdir $(wildcard sql/*.sql plpython/*.sql)))
+SOURCES      = $(foreach f,$(SOURCE_NAMES),$(wildcard sql/$(f) plpython/$(f)))
+
+DATA_built  = extension/$(EXTENSION)--$(EXTVERSION).sql
+DATA        = $(wildcard extension/$(EXTENSION)--*--*.sql)
+EXTRA_CLEAN = $(DATA_built)
+
+# On a fresh machine PGXS arrives with 'make deps' (postgresql-server-dev-15); until then only deps works.
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+else
+all install installcheck:
+	@echo "PostgreSQL's build support (PGXS) is missing: run 'make deps' first" >&2; exit 1
+endif
+
+extension/$(EXTENSION)--$(EXTVERSION).sql: $(SOURCES) $(EXTENSION).control
+	@mkdir -p extension
+	( echo "-- generated from sql/ and plpython/ by make; do not edit"; \
+	  printf '%s\n' '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit'; \
+	  for f in $(SOURCES); do echo; echo "-- $$f"; cat $$f; done ) \
+	| sed -e 's|@PGML_VERSION@|$(EXTVERSION)|g' -e 's|@PGML_PYTHON_LIBDIR@|$(PYTHON_LIBDIR)|g' > $@
+
+# The Python package goes next to its dependencies (make deps), in the directory PL/Python loads.
+install: install-python
+install-python:
+	test -d $(PYTHON_LIBDIR) || { echo "$(PYTHON_LIBDIR) is missing: run 'make deps' first" >&2; exit 1; }
+	rm -rf $(PYTHON_LIBDIR)/pganalytics_ml
+	cp -r python_pkg/pganalytics_ml $(PYTHON_LIBDIR)/pganalytics_ml
+	find $(PYTHON_LIBDIR)/pganalytics_ml -name __pycache__ -prune -exec rm -rf {} +
+	/usr/bin/python3 -m compileall -q $(PYTHON_LIBDIR)/pganalytics_ml
+
+uninstall: uninstall-python
+uninstall-python:
+	rm -rf $(PYTHON_LIBDIR)/pganalytics_ml
+
+.PHONY: deps test lint demo demo-stop bench install-python uninstall-python
+
+deps:
+	PYTHON_LIBDIR=$(PYTHON_LIBDIR) VENV=$(VENV) bash tools/install-deps.sh
+
+# One run, one summary: lint, unit, integration and pgTAP tests (pytest drives them all).
+test: install
+	$(VENV)/bin/pytest
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+demo: install
+	$(VENV)/bin/python bench/demo.py
+
+demo-stop:
+	$(VENV)/bin/python bench/demo.py --stop
+
+bench: install
+	$(VENV)/bin/python bench/run_all.py
