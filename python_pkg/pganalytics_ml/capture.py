@@ -1,0 +1,288 @@
+"""Capture of query history: local snapshots of pg_stat_statements and rows sent by remote collectors.
+
+The arithmetic from cumulative counters to interval deltas is one set-based SQL function
+(``pganalytics_ml._capture``); this module validates what comes in and adds each new statement's
+structure from the SQL parser.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pganalytics_ml.errors import invalid, null_argument, sql_entry
+from pganalytics_ml.statement_features import FEATURE_NAMES, parse_statement
+
+LOCAL_SERVER = "local"
+SERVER_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,62}")
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+MAX_BIGINT = 2**63 - 1
+# Upper bounds of one entry's counters: far beyond any real server, low enough that sums never overflow.
+MAX_COUNTER = 10**15
+MAX_MILLISECONDS = 1e15
+
+# Integer counters of a pg_stat_statements row; all but calls may be absent (older versions, collectors).
+INTEGER_COUNTERS = (
+    "calls",
+    "rows",
+    "shared_blks_hit",
+    "shared_blks_read",
+    "shared_blks_dirtied",
+    "shared_blks_written",
+    "local_blks_hit",
+    "local_blks_read",
+    "local_blks_dirtied",
+    "local_blks_written",
+    "temp_blks_read",
+    "temp_blks_written",
+    "wal_records",
+    "wal_fpi",
+    "wal_bytes",
+    "plans",
+)
+TIME_COUNTERS = ("total_exec_time", "blk_read_time", "blk_write_time", "total_plan_time")
+REQUIRED = ("queryid", "calls", "total_exec_time")
+
+# Field order of the SQL type pganalytics_ml.stat_counters.
+COUNTER_FIELDS = (
+    "userid",
+    "dbid",
+    "toplevel",
+    "queryid",
+    "query",
+    "datname",
+    "calls",
+    "total_exec_time",
+    "sum_sq_exec_time",
+    "rows",
+    "shared_blks_hit",
+    "shared_blks_read",
+    "shared_blks_dirtied",
+    "shared_blks_written",
+    "local_blks_hit",
+    "local_blks_read",
+    "local_blks_dirtied",
+    "local_blks_written",
+    "temp_blks_read",
+    "temp_blks_written",
+    "blk_read_time",
+    "blk_write_time",
+    "wal_records",
+    "wal_fpi",
+    "wal_bytes",
+    "plans",
+    "total_plan_time",
+)
+
+
+@sql_entry
+def snapshot(plpy: Any) -> list[dict[str, Any]]:
+    """pgml_snapshot(): capture the local pg_stat_statements, then parse the statements it found."""
+    result = plpy.execute("SELECT * FROM pganalytics_ml._capture_local()")
+    parse_pending(plpy, LOCAL_SERVER)
+    return list(result)
+
+
+@sql_entry
+def ingest(plpy: Any, server_id: str | None, stats: str | None, now: datetime | None = None) -> int:
+    """pgml_ingest_stats(server_id, stats): validate every row first, then capture them in one go."""
+    server_id = validate_server_id(server_id)
+    captured_at, stats_reset, rows = validate_payload(stats, now or datetime.now(UTC))
+    plan = plpy.prepare(
+        "SELECT * FROM pganalytics_ml._capture($1, $2, pganalytics_ml._counters_from_json($3::jsonb), $4)",
+        ["text", "timestamptz", "text", "timestamptz"],
+    )
+    plpy.execute(plan, [server_id, captured_at.isoformat(), json.dumps(rows), stats_reset and stats_reset.isoformat()])
+    parse_pending(plpy, server_id)
+    return len(rows)
+
+
+def parse_pending(plpy: Any, server_id: str) -> int:
+    """Reads the structure of every statement of ``server_id`` not parsed yet; returns how many."""
+    plan = plpy.prepare(
+        "SELECT queryid, query FROM pganalytics_ml.statements WHERE server_id = $1 AND parse_ok IS NULL",
+        ["text"],
+    )
+    pending = plpy.execute(plan, [server_id])
+    if not len(pending):
+        return 0
+    records = [parse_record(row["queryid"], row["query"]) for row in pending]
+    update = plpy.prepare(
+        """
+        UPDATE pganalytics_ml.statements st
+           SET parse_ok = p.parse_ok, parse_error = p.parse_error,
+               statement_kind = p.statement_kind, command = p.command, tables = p.tables,
+               n_tables = p.n_tables, n_joins = p.n_joins, n_subqueries = p.n_subqueries,
+               n_aggregates = p.n_aggregates, n_window_functions = p.n_window_functions,
+               n_ctes = p.n_ctes, has_group_by = p.has_group_by, has_order_by = p.has_order_by,
+               has_limit = p.has_limit, has_distinct = p.has_distinct
+          FROM pg_catalog.jsonb_to_recordset($2::jsonb) AS p(
+               queryid bigint, parse_ok boolean, parse_error text, statement_kind text, command text,
+               tables text[], n_tables integer, n_joins integer, n_subqueries integer,
+               n_aggregates integer, n_window_functions integer, n_ctes integer,
+               has_group_by boolean, has_order_by boolean, has_limit boolean, has_distinct boolean)
+         WHERE st.server_id = $1 AND st.queryid = p.queryid
+        """,
+        ["text", "text"],
+    )
+    plpy.execute(update, [server_id, json.dumps(records)])
+    return len(records)
+
+
+def parse_record(queryid: int, query: str | None) -> dict[str, Any]:
+    """The statements-table update for one statement: its features, or why they are missing."""
+    record: dict[str, Any] = {"queryid": queryid}
+    if query is None:
+        return record | {"parse_ok": False, "parse_error": "no statement text was captured"}
+    try:
+        features = parse_statement(query)
+    except ValueError as exc:
+        return record | {"parse_ok": False, "parse_error": str(exc)}
+    return record | {"parse_ok": True, "parse_error": None} | {k: features[k] for k in FEATURE_NAMES}
+
+
+def validate_server_id(server_id: str | None) -> str:
+    if server_id is None:
+        raise null_argument("server_id", hint="Name the server the statistics come from, e.g. 'db-prod-1'.")
+    if not SERVER_ID_PATTERN.fullmatch(server_id):
+        raise invalid(
+            f"invalid server_id {server_id!r}",
+            hint="Use 1 to 63 letters, digits or . _ : @ - characters, starting with a letter or digit.",
+        )
+    if server_id == LOCAL_SERVER:
+        raise invalid(
+            "server_id 'local' is reserved for this server's own snapshots",
+            hint="Give the remote server its own name; pgml_snapshot() captures the local one.",
+        )
+    return server_id
+
+
+def validate_payload(stats: str | None, now: datetime) -> tuple[datetime, datetime | None, list[dict[str, Any]]]:
+    """Checks a collector payload; returns its capture time, reset time and normalized rows.
+
+    Accepted shapes: ``{"captured_at": ..., "stats_reset": ..., "rows": [...]}`` or a bare array of
+    rows (captured now). Every row is checked before anything is written.
+    """
+    if stats is None:
+        raise null_argument("stats", hint='Send {"captured_at": "...", "rows": [...]}.')
+    payload = json.loads(stats)
+    if isinstance(payload, list):
+        payload = {"rows": payload}
+    if not isinstance(payload, dict):
+        raise invalid(
+            f"stats must be a JSON object or array, not {type(payload).__name__}",
+            hint='Send {"captured_at": "...", "rows": [...]}.',
+        )
+    unknown = set(payload) - {"captured_at", "stats_reset", "rows"}
+    if unknown:
+        raise invalid(
+            f"stats has unknown keys: {', '.join(sorted(unknown))}",
+            hint="The payload keys are captured_at, stats_reset and rows.",
+        )
+    captured_at = _timestamp(payload.get("captured_at"), "stats.captured_at") if "captured_at" in payload else now
+    if captured_at > now + MAX_FUTURE_SKEW:
+        raise invalid(
+            f"stats.captured_at {captured_at.isoformat()} is in the future",
+            hint="Check the collector's clock; capture times must not be ahead of this server's.",
+        )
+    stats_reset = _timestamp(payload["stats_reset"], "stats.stats_reset") if payload.get("stats_reset") else None
+    rows = payload.get("rows")
+    if not isinstance(rows, list) or not rows:
+        raise invalid(
+            "stats.rows must be a non-empty array of pg_stat_statements rows",
+            hint="Each row needs at least queryid, calls and total_exec_time.",
+        )
+    normalized = [validate_row(i, row) for i, row in enumerate(rows)]
+    seen: dict[tuple[Any, ...], int] = {}
+    for i, row in enumerate(normalized):
+        key = (row["queryid"], row["userid"], row["dbid"], row["toplevel"])
+        if key in seen:
+            raise invalid(
+                f"stats.rows[{i}] (queryid {row['queryid']}) repeats stats.rows[{seen[key]}]",
+                hint="Send each (queryid, userid, dbid, toplevel) entry once per capture.",
+            )
+        seen[key] = i
+    return captured_at, stats_reset, normalized
+
+
+def validate_row(index: int, row: Any) -> dict[str, Any]:
+    """One pg_stat_statements-shaped row, checked and completed with defaults."""
+    where = f"stats.rows[{index}]"
+    if not isinstance(row, dict):
+        raise invalid(f"{where} must be an object, not {type(row).__name__}")
+    for name in REQUIRED:
+        if row.get(name) is None:
+            raise invalid(f"{where} has no {name}", hint="Each row needs at least queryid, calls and total_exec_time.")
+    queryid = _integer(row["queryid"], f"{where}.queryid", low=-(2**63), high=MAX_BIGINT)
+    where = f"{where} (queryid {queryid})"
+    out: dict[str, Any] = {
+        "queryid": queryid,
+        "userid": _integer(row.get("userid", 0), f"{where}.userid", low=0, high=2**32 - 1),
+        "dbid": _integer(row.get("dbid", 0), f"{where}.dbid", low=0, high=2**32 - 1),
+        "toplevel": row.get("toplevel", True),
+        "query": row.get("query"),
+        "datname": row.get("datname"),
+    }
+    if not isinstance(out["toplevel"], bool):
+        raise invalid(f"{where}.toplevel must be true or false")
+    for name in ("query", "datname"):
+        if out[name] is not None and not isinstance(out[name], str):
+            raise invalid(f"{where}.{name} must be a string")
+        if out[name] is not None and "\x00" in out[name]:
+            raise invalid(f"{where}.{name} must not contain a NUL character")
+    for name in INTEGER_COUNTERS:
+        out[name] = _integer(row.get(name, 0), f"{where}.{name}", low=0, high=MAX_COUNTER)
+    for name in TIME_COUNTERS:
+        out[name] = _milliseconds(row.get(name, 0.0), f"{where}.{name}")
+    mean, stddev = row.get("mean_exec_time"), row.get("stddev_exec_time")
+    out["sum_sq_exec_time"] = None
+    if stddev is not None:
+        stddev = _milliseconds(stddev, f"{where}.stddev_exec_time")
+        mean = _milliseconds(mean, f"{where}.mean_exec_time") if mean is not None else None
+        if mean is None:
+            mean = out["total_exec_time"] / out["calls"] if out["calls"] else 0.0
+        out["sum_sq_exec_time"] = out["calls"] * (stddev**2 + mean**2)
+    return out
+
+
+def _integer(value: Any, where: str, *, low: int, high: int) -> int:
+    # Integers may come as JSON strings: a 64-bit queryid does not survive a JSON number in many clients.
+    if isinstance(value, str) and re.fullmatch(r"-?\d{1,20}", value.strip()):
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(f"{where} must be an integer, got {json.dumps(value)[:40]}")
+    if not low <= value <= high:
+        raise invalid(f"{where} is out of range ({value}); expected {low} to {high}")
+    return value
+
+
+def _milliseconds(value: Any, where: str) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid(f"{where} must be a number of milliseconds, got {json.dumps(value)[:40]}")
+    if not math.isfinite(value) or not 0 <= value <= MAX_MILLISECONDS:
+        raise invalid(f"{where} must be a number of milliseconds from 0 to {MAX_MILLISECONDS:g}, got {value}")
+    return float(value)
+
+
+def _timestamp(value: Any, where: str) -> datetime:
+    if not isinstance(value, str):
+        raise invalid(f"{where} must be an ISO 8601 timestamp string", hint='e.g. "2026-11-28T17:00:00Z"')
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise invalid(
+            f"{where} is not an ISO 8601 timestamp: {value[:40]!r}", hint='e.g. "2026-11-28T17:00:00Z"'
+        ) from None
+    if parsed.tzinfo is None:
+        raise invalid(f"{where} has no time zone: {value[:40]!r}", hint='Add "Z" or an offset such as "+00:00".')
+    return parsed

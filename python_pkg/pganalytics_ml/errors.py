@@ -1,0 +1,51 @@
+"""Errors that reach the SQL caller with a SQLSTATE, a message and a hint."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+INVALID_PARAMETER = "22023"
+NULL_VALUE = "22004"
+NO_DATA_FOUND = "P0002"
+PREREQUISITE_STATE = "55000"
+INSUFFICIENT_PRIVILEGE = "42501"
+
+
+class PgmlError(Exception):
+    """An error meant for the caller of a SQL function."""
+
+    def __init__(self, message: str, *, sqlstate: str, hint: str | None = None, detail: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.sqlstate = sqlstate
+        self.hint = hint
+        self.detail = detail
+
+
+def invalid(message: str, hint: str | None = None, detail: str | None = None) -> PgmlError:
+    return PgmlError(message, sqlstate=INVALID_PARAMETER, hint=hint, detail=detail)
+
+
+def null_argument(name: str, hint: str | None = None) -> PgmlError:
+    return PgmlError(f"{name} must not be NULL", sqlstate=NULL_VALUE, hint=hint)
+
+
+def not_found(message: str, hint: str | None = None) -> PgmlError:
+    return PgmlError(message, sqlstate=NO_DATA_FOUND, hint=hint)
+
+
+def sql_entry(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turns a PgmlError raised by ``func(plpy, ...)`` into a PostgreSQL error with its SQLSTATE."""
+
+    @functools.wraps(func)
+    def wrapper(plpy: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(plpy, *args, **kwargs)
+        except PgmlError as caught:
+            err = caught
+        # Raised outside the except block, so the report carries no chained Python traceback.
+        plpy.error(err.message, detail=err.detail, hint=err.hint, sqlstate=err.sqlstate)
+
+    return wrapper

@@ -1,0 +1,48 @@
+-- pgml_status(): one JSON document for dashboards and health checks. Plain SQL: no Python to load.
+
+CREATE FUNCTION @extschema@.pgml_status() RETURNS jsonb
+LANGUAGE plpgsql
+STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_pgss_loaded    boolean := current_setting('shared_preload_libraries') ~ '(^|[\s,"])pg_stat_statements($|[\s,"])';
+    v_pgss_installed boolean := EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements');
+    v_cron_loaded    boolean := current_setting('shared_preload_libraries') ~ '(^|[\s,"])pg_cron($|[\s,"])';
+    v_cron_installed boolean := EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron');
+    v_problems       text[] := '{}';
+BEGIN
+    IF NOT v_pgss_loaded THEN
+        v_problems := v_problems || 'pg_stat_statements is not in shared_preload_libraries'::text;
+    ELSIF NOT v_pgss_installed THEN
+        v_problems := v_problems || 'the pg_stat_statements extension is not created in this database'::text;
+    END IF;
+    RETURN jsonb_build_object(
+        'service', 'pganalytics_ml',
+        'status', CASE WHEN cardinality(v_problems) = 0 THEN 'healthy' ELSE 'degraded' END,
+        'problems', to_jsonb(v_problems),
+        'version', (SELECT extversion FROM pg_extension WHERE extname = 'pganalytics_ml'),
+        'database', current_database(),
+        'database_connected', true,
+        'checked_at', now(),
+        'pg_stat_statements', jsonb_build_object('loaded', v_pgss_loaded, 'installed', v_pgss_installed),
+        'scheduler', jsonb_build_object(
+            'pg_cron_loaded', v_cron_loaded,
+            'pg_cron_installed', v_cron_installed,
+            'cron_database', current_setting('cron.database_name', true)),
+        'statements_tracked', (SELECT count(*) FROM pganalytics_ml.statements),
+        'servers', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                              'server_id', s.server_id,
+                              'statements', (SELECT count(*) FROM pganalytics_ml.statements st
+                                              WHERE st.server_id = s.server_id),
+                              'snapshots', s.snapshots,
+                              'last_snapshot_at', s.last_snapshot_at) ORDER BY s.server_id), '[]')
+                      FROM (SELECT server_id, count(*) AS snapshots, max(captured_at) AS last_snapshot_at
+                              FROM pganalytics_ml.snapshots GROUP BY server_id) s),
+        'last_snapshot_at', (SELECT max(captured_at) FROM pganalytics_ml.snapshots WHERE server_id = 'local'));
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_status() IS
+    'Health and state of pganalytics_ml in this database, as JSON';
+REVOKE ALL ON FUNCTION @extschema@.pgml_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_status() TO pgml_reader;

@@ -1,0 +1,3 @@
+-- Read access to the captured history. Nobody but the extension's own functions writes these tables.
+-- Statement text is normalized by pg_stat_statements (constants become $1, $2 ...).
+GRANT SELECT ON pganalytics_ml.snapshots, pganalytics_ml.statements, pganalytics_ml.query_stats TO pgml_reader;
