@@ -1,0 +1,46 @@
+"""Lint and consistency checks over the source tree, so `make test` reports them with everything else."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pganalytics_ml
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+RUFF = Path(sys.executable).parent / "ruff"
+
+
+def test_ruff_check():
+    result = subprocess.run([RUFF, "check", "--quiet", "."], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format():
+    result = subprocess.run([RUFF, "format", "--check", "--quiet", "."], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, "run 'ruff format .':\n" + result.stdout + result.stderr
+
+
+def test_package_version_is_the_extension_version():
+    control = (ROOT / "pganalytics_ml.control").read_text()
+    version = re.search(r"default_version = '([^']+)'", control).group(1)
+    assert pganalytics_ml.__version__ == version
+    pyproject = (ROOT / "python_pkg" / "pyproject.toml").read_text()
+    assert f'version = "{version}"' in pyproject
+
+
+def test_runtime_pins_match_the_package_dependencies():
+    pins = {
+        line.split("==")[0]: line.strip()
+        for line in (ROOT / "requirements" / "runtime.txt").read_text().splitlines()
+        if "==" in line
+    }
+    pyproject = (ROOT / "python_pkg" / "pyproject.toml").read_text()
+    for dep in re.findall(r'^\s+"([^"]+==[^"]+)",$', pyproject, re.M):
+        assert pins[dep.split("==")[0]] == dep

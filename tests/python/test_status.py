@@ -1,0 +1,63 @@
+"""pgml_status(): one JSON document that tells an operator what state pganalytics_ml is in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+import psycopg
+import pytest
+
+from conftest import Database
+from pgcluster import Cluster
+
+pytestmark = pytest.mark.integration
+
+
+def test_status_reports_version_statements_and_last_snapshot(db: Database):
+    empty = db.one("SELECT pgml_status()")
+    assert empty["service"] == "pganalytics_ml" and empty["status"] == "healthy"
+    assert empty["version"] == "0.1.0" and empty["database"] == db.name
+    assert empty["statements_tracked"] == 0 and empty["last_snapshot_at"] is None
+    assert empty["scheduler"]["pg_cron_loaded"] is True
+    assert empty["scheduler"]["pg_cron_installed"] is False
+
+    db.conn.execute("SELECT * FROM pgml_snapshot()")
+    taken = db.one("SELECT captured_at FROM pgml_snapshot()")
+    status = db.one("SELECT pgml_status()")
+    assert status["statements_tracked"] == db.one("SELECT count(*) FROM pganalytics_ml.statements") > 0
+    assert datetime.fromisoformat(status["last_snapshot_at"]) == taken
+    assert status["servers"][0]["snapshots"] == 2
+
+
+def test_status_sees_pg_cron_in_its_database(cluster: Cluster, template: str):
+    with cluster.connect("postgres") as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pganalytics_ml CASCADE")
+        scheduler = conn.execute("SELECT pgml_status()->'scheduler'").fetchone()[0]
+    assert scheduler["pg_cron_installed"] is True and scheduler["cron_database"] == "postgres"
+
+
+@pytest.fixture(scope="module")
+def bare_cluster() -> Iterator[Cluster]:
+    """A server that preloads neither pg_stat_statements nor pg_cron."""
+    pg = Cluster(name="pganalytics_ml-bare", settings={"shared_preload_libraries": ""}).init().start()
+    try:
+        yield pg
+    finally:
+        pg.destroy()
+
+
+def test_snapshot_names_the_setting_when_pg_stat_statements_is_not_preloaded(bare_cluster: Cluster):
+    with bare_cluster.connect() as conn:
+        conn.execute("CREATE EXTENSION pganalytics_ml CASCADE")
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute("SELECT * FROM pgml_snapshot()")
+        err = caught.value
+        assert err.sqlstate == "55000"
+        assert "pg_stat_statements is not loaded" in err.diag.message_primary
+        assert "shared_preload_libraries" in err.diag.message_hint
+        status = conn.execute("SELECT pgml_status()").fetchone()[0]
+    assert status["status"] == "degraded"
+    assert status["problems"] == ["pg_stat_statements is not in shared_preload_libraries"]
+    assert status["scheduler"]["pg_cron_loaded"] is False

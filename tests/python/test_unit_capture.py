@@ -1,0 +1,116 @@
+"""Validation of collector payloads and the statements-table records (no server needed)."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pganalytics_ml.capture import COUNTER_FIELDS, parse_record, validate_payload, validate_row
+from pganalytics_ml.errors import PgmlError, sql_entry
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def test_a_minimal_row_gets_every_counter_with_defaults():
+    row = validate_row(0, {"queryid": "-42", "calls": 3, "total_exec_time": 1.5})
+    assert set(row) == set(COUNTER_FIELDS)
+    assert (row["queryid"], row["calls"], row["total_exec_time"], row["rows"]) == (-42, 3, 1.5, 0)
+    assert (row["userid"], row["dbid"], row["toplevel"], row["sum_sq_exec_time"]) == (0, 0, True, None)
+
+
+def test_sum_of_squares_comes_from_mean_and_stddev():
+    row = validate_row(0, {"queryid": 1, "calls": 4, "total_exec_time": 8.0, "stddev_exec_time": 1.0})
+    assert row["sum_sq_exec_time"] == pytest.approx(4 * (1.0 + 2.0**2))
+
+
+def test_payload_shapes():
+    at, reset, rows = validate_payload(
+        json.dumps(
+            {
+                "captured_at": "2026-11-28T11:00:00Z",
+                "stats_reset": "2026-11-27T00:00:00+00:00",
+                "rows": [{"queryid": 1, "calls": 1, "total_exec_time": 1}],
+            }
+        ),
+        NOW,
+    )
+    assert at == NOW - timedelta(hours=1) and reset == datetime(2026, 11, 27, tzinfo=UTC) and len(rows) == 1
+    at, reset, rows = validate_payload(json.dumps([{"queryid": 1, "calls": 1, "total_exec_time": 1}]), NOW)
+    assert at == NOW and reset is None
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"queryid": 1, "calls": 1, "total_exec_time": 1, "query": "a\x00b"}, "must not contain a NUL"),
+        ({"queryid": 1, "calls": True, "total_exec_time": 1}, "calls must be an integer"),
+        ({"queryid": 1, "calls": 1, "total_exec_time": float("nan")}, "must be a number of milliseconds from 0"),
+        ({"queryid": 1, "calls": 1, "total_exec_time": 1e300}, "must be a number of milliseconds from 0"),
+        ({"queryid": 1, "calls": 10**16, "total_exec_time": 1}, "calls is out of range"),
+        ({"queryid": 1, "calls": 1, "total_exec_time": 1, "userid": -1}, "userid is out of range"),
+    ],
+)
+def test_bad_rows_are_named(row, message):
+    with pytest.raises(PgmlError) as caught:
+        validate_row(3, row)
+    assert caught.value.sqlstate == "22023"
+    assert caught.value.message.startswith("stats.rows[3]") and message in caught.value.message
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=10,
+)
+row_like = st.fixed_dictionaries(
+    {},
+    optional={name: json_values for name in ("queryid", "calls", "total_exec_time", "rows", "stddev_exec_time")},
+)
+
+
+@given(row_like | json_values)
+def test_any_json_row_is_accepted_with_finite_counters_or_refused_with_22023(row):
+    try:
+        out = validate_row(0, row)
+    except PgmlError as err:
+        assert err.sqlstate == "22023"
+        return
+    for name, value in out.items():
+        if isinstance(value, float):
+            assert math.isfinite(value), name
+
+
+def test_parse_record_keeps_text_the_parser_refuses():
+    assert parse_record(1, "SELEC x")["parse_ok"] is False
+    assert parse_record(2, None) == {"queryid": 2, "parse_ok": False, "parse_error": "no statement text was captured"}
+    good = parse_record(3, "SELECT 1")
+    assert good["parse_ok"] is True and good["statement_kind"] == "select"
+
+
+class RecordingPlpy:
+    """Stands in for PL/Python's plpy module: records what would be raised in the server."""
+
+    class Error(Exception):
+        pass
+
+    def error(self, message, **kwargs):
+        self.raised = (message, kwargs)
+        raise self.Error(message)
+
+
+def test_sql_entry_turns_errors_into_sqlstates():
+    @sql_entry
+    def failing(plpy):
+        raise PgmlError("bad thing", sqlstate="P0002", hint="do this")
+
+    plpy = RecordingPlpy()
+    with pytest.raises(RecordingPlpy.Error):
+        failing(plpy)
+    assert plpy.raised == ("bad thing", {"detail": None, "hint": "do this", "sqlstate": "P0002"})
