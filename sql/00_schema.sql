@@ -8,7 +8,7 @@ DECLARE
     r text;
 BEGIN
     FOREACH r IN ARRAY ARRAY['pgml_reader', 'pgml_trainer', 'pgml_admin'] LOOP
-        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) r) THEN
             EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
         END IF;
     END LOOP;

@@ -82,7 +82,7 @@ CREATE TABLE pganalytics_ml.query_stats (
     interval_start      timestamptz NOT NULL,
     interval_end        timestamptz NOT NULL,
     database            text,
-    calls               bigint NOT NULL CHECK (calls > 0),
+    calls               bigint NOT NULL CHECK (calls OPERATOR(pg_catalog.>) 0),
     total_exec_time     double precision NOT NULL,
     mean_exec_time      double precision NOT NULL,
     stddev_exec_time    double precision,     -- NULL when the source did not report a spread
@@ -152,6 +152,11 @@ DECLARE
     v_new        integer;
     v_active     integer := 0;
 BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'pganalytics_ml cannot capture statistics on a hot standby'
+            USING ERRCODE = '25006',
+                  HINT = 'Capture on the primary; the standby receives the history by replication.';
+    END IF;
     -- Captures of one server are serialized: each computes its deltas against the previous one.
     PERFORM pg_catalog.pg_advisory_xact_lock(
         pg_catalog.hashtextextended('pganalytics_ml.capture:' || p_server_id, 0));

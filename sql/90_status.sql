@@ -2,7 +2,7 @@
 
 CREATE FUNCTION @extschema@.pgml_status() RETURNS jsonb
 LANGUAGE plpgsql
-STABLE PARALLEL SAFE SECURITY DEFINER
+STABLE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

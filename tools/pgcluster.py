@@ -80,11 +80,15 @@ class Cluster:
         self.settings = {**DEFAULT_SETTINGS, **(settings or {})}
 
     # --- lifecycle -------------------------------------------------------------------------------
-    def init(self) -> Cluster:
+    def _make_dirs(self) -> None:
+        """The cluster's directory and socket directory, owned by the server user."""
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
         self._own(self.base_dir)
         self._own(self.socket_dir)
+
+    def init(self) -> Cluster:
+        self._make_dirs()
         subprocess.run(
             as_server_user(
                 [
@@ -153,6 +157,49 @@ class Cluster:
             self.stop("immediate")
         finally:
             shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def create_standby(self, name: str = "pganalytics_ml-standby") -> Cluster:
+        """A hot standby of this cluster (pg_basebackup -R over loopback), started and streaming."""
+        standby = Cluster(name=name, settings=self.settings)
+        standby._make_dirs()
+        subprocess.run(
+            as_server_user(
+                [
+                    PG_BIN / "pg_basebackup",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                    "-D",
+                    standby.data_dir,
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        standby.configure(
+            {"port": standby.port, "unix_socket_directories": str(standby.socket_dir), "hot_standby": "on"}
+        )
+        return standby.start()
+
+    def wait_for_replay(self, standby: Cluster, timeout: float = 30) -> None:
+        """Waits until ``standby`` has replayed everything this primary has written so far."""
+        with self.connect() as conn:
+            target = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+        with standby.connect() as conn:
+            wait_for(
+                lambda: conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)).fetchone()[0],
+                timeout,
+                what=f"the standby to replay up to {target}",
+            )
 
     # --- clients ---------------------------------------------------------------------------------
     def conninfo(self, dbname: str = "postgres", user: str = "postgres", **extra: Any) -> str:

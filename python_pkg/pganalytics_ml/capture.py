@@ -271,7 +271,8 @@ def _milliseconds(value: Any, where: str) -> float:
         raise invalid(f"{where} must be a number of milliseconds, got {json.dumps(value)[:40]}")
     if not math.isfinite(value) or not 0 <= value <= MAX_MILLISECONDS:
         raise invalid(f"{where} must be a number of milliseconds from 0 to {MAX_MILLISECONDS:g}, got {value}")
-    return float(value)
+    # Below a picosecond is noise; rounding keeps squares and quotients clear of float underflow in SQL.
+    return round(float(value), 9)
 
 
 def _timestamp(value: Any, where: str) -> datetime:

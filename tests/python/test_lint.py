@@ -44,3 +44,15 @@ def test_runtime_pins_match_the_package_dependencies():
     pyproject = (ROOT / "python_pkg" / "pyproject.toml").read_text()
     for dep in re.findall(r'^\s+"([^"]+==[^"]+)",$', pyproject, re.M):
         assert pins[dep.split("==")[0]] == dep
+
+
+def test_pgspot_finds_nothing_in_the_install_script():
+    # PL/Python bodies are opaque to pgspot; the search_path test covers what they run.
+    script = ROOT / "extension" / f"pganalytics_ml--{pganalytics_ml.__version__}.sql"
+    subprocess.run(["make", "-s", str(script.relative_to(ROOT))], cwd=ROOT, check=True, capture_output=True)
+    pgspot = Path(sys.executable).parent / "pgspot"
+    result = subprocess.run(
+        [pgspot, "--plpgsql", "--ignore-lang", "plpython3u", script], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Errors: 0 Warnings: 0 Unknown: 0" in result.stdout
