@@ -49,6 +49,17 @@ else
   echo "$venv_stamp" >"$VENV/.stamp"
 fi
 
+command -v npm >/dev/null || { say "installing Node.js for the driver contract test"; \
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+node_stamp=$(stamp_of tests/node/package.json tests/node/package-lock.json)
+if [[ -f tests/node/node_modules/.stamp && $(cat tests/node/node_modules/.stamp) == "$node_stamp" ]]; then
+  say "node-postgres for the contract test up to date"
+else
+  say "installing node-postgres for the contract test"
+  (cd tests/node && npm ci --no-audit --no-fund --silent)
+  echo "$node_stamp" >tests/node/node_modules/.stamp
+fi
+
 lib_stamp=$(stamp_of requirements/runtime.txt)
 if [[ -f $PYTHON_LIBDIR/.stamp && $(cat "$PYTHON_LIBDIR/.stamp") == "$lib_stamp" ]]; then
   say "PL/Python libraries in $PYTHON_LIBDIR up to date"

@@ -1,0 +1,42 @@
+// Runs the statements of docs/go-integration.md through node-postgres, a driver that is not Python,
+// and prints what came back as JSON: column names and type OIDs, each value with its JavaScript type,
+// or the error's SQLSTATE. Usage: node run_contract.mjs <doc.md> '<{"name": [params], "name@case": [params]}>'
+// Connection settings come from the usual PGHOST, PGPORT, PGDATABASE and PGUSER.
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+
+const [docPath, callsJson] = process.argv.slice(2);
+const calls = JSON.parse(callsJson);
+const statements = Object.fromEntries(
+  [...readFileSync(docPath, 'utf8').matchAll(/```sql\n-- contract: ([\w-]+)\n([\s\S]*?)```/g)]
+    .map(([, name, sql]) => [name, sql.trim()]),
+);
+
+function describe(value) {
+  if (value === null) return { type: 'null', value };
+  if (value instanceof Date) return { type: 'date', value: value.toISOString() };
+  if (Array.isArray(value)) return { type: 'array', value };
+  return { type: typeof value, value };
+}
+
+const client = new pg.Client();
+await client.connect();
+const results = { documented: Object.keys(statements) };
+for (const [call, params] of Object.entries(calls)) {
+  const sql = statements[call.split('@')[0]];
+  if (sql === undefined) {
+    results[call] = { missing: true };
+    continue;
+  }
+  try {
+    const res = await client.query(sql, params);
+    results[call] = {
+      fields: res.fields.map((f) => ({ name: f.name, type_oid: f.dataTypeID })),
+      rows: res.rows.map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, describe(v)]))),
+    };
+  } catch (err) {
+    results[call] = { error: { sqlstate: err.code, message: err.message, hint: err.hint ?? null } };
+  }
+}
+await client.end();
+console.log(JSON.stringify(results));
