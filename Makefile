@@ -3,6 +3,7 @@ EXTVERSION  = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).c
 PG_CONFIG  ?= pg_config
 PYTHON_LIBDIR ?= /usr/local/lib/pganalytics_ml/$(EXTVERSION)
 VENV       ?= .venv
+DEV_TOOLS  ?= 1
 
 # The install script is built from sql/ and plpython/, ordered by file name across both folders.
 SOURCE_NAMES = $(sort $(notdir $(wildcard sql/*.sql plpython/*.sql)))
@@ -44,7 +45,7 @@ uninstall-python:
 .PHONY: deps test lint demo demo-stop bench install-python uninstall-python
 
 deps:
-	PYTHON_LIBDIR=$(PYTHON_LIBDIR) VENV=$(VENV) bash tools/install-deps.sh
+	PYTHON_LIBDIR=$(PYTHON_LIBDIR) VENV=$(VENV) DEV_TOOLS=$(DEV_TOOLS) bash tools/install-deps.sh
 
 # One run, one summary: lint, unit, integration and pgTAP tests (pytest drives them all).
 test: install
