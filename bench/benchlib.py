@@ -12,7 +12,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-from pgcluster import Cluster  # noqa: E402
+from pgcluster import PG_BIN, Cluster  # noqa: E402, F401
 
 
 def bench_cluster(name: str, **settings: Any) -> Cluster:

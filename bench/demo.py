@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 from benchlib import ROOT, print_table
-
 from pgcluster import PG_BIN, Cluster
 
 DEMO_DIR = ROOT / "demo"

@@ -20,21 +20,28 @@ if row and row[0]['setting']:
     libdir = row[0]['setting']
 for var in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
     os.environ.setdefault(var, '1')
+def failure(message, hint, sqlstate):
+    # Reported as "pganalytics_ml: <message>" (a plain plpy.error would read "plpy.Error: ...").
+    exc = type('pganalytics_ml', (plpy.Error,), {'__module__': 'builtins'})(message)
+    exc.sqlstate, exc.hint = sqlstate, hint
+    return exc
 for part in reversed(libdir.split(os.pathsep)):
     if part not in sys.path:
         sys.path.insert(0, part)
 try:
     import pganalytics_ml
 except ImportError as exc:
-    plpy.error(f'cannot import the pganalytics_ml Python package from {libdir}: {exc}',
-               hint='Install it with "make deps install" from the pganalytics_ml source tree.',
-               sqlstate='58P01')
+    missing = str(exc)
+else:
+    missing = None
+if missing is not None:
+    raise failure(f'cannot import the pganalytics_ml Python package from {libdir}: {missing}',
+                  'Install it with "make deps && make install" from the pganalytics_ml source tree.', '58P01')
 if pganalytics_ml.__version__ != expected:
-    plpy.error(f'the pganalytics_ml Python package in {libdir} is version {pganalytics_ml.__version__}, '
-               f'but the extension is version {expected}',
-               hint=f'Run "make install" from the pganalytics_ml {expected} source tree, or '
-                    'ALTER EXTENSION pganalytics_ml UPDATE to match the package, then reconnect.',
-               sqlstate='55000')
+    raise failure(f'the pganalytics_ml Python package in {libdir} is version {pganalytics_ml.__version__}, '
+                  f'but the extension is version {expected}',
+                  f'Run "make install" from the pganalytics_ml {expected} source tree, or '
+                  'ALTER EXTENSION pganalytics_ml UPDATE to match the package, then reconnect.', '55000')
 GD['pganalytics_ml'] = expected
 return expected
 $$;

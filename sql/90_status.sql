@@ -11,11 +11,15 @@ DECLARE
     v_cron_loaded    boolean := current_setting('shared_preload_libraries') ~ '(^|[\s,"])pg_cron($|[\s,"])';
     v_cron_installed boolean := EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron');
     v_problems       text[] := '{}';
+    v_dead           bigint := (SELECT count(*) FROM pganalytics_ml.jobs WHERE dead_lettered);
 BEGIN
     IF NOT v_pgss_loaded THEN
         v_problems := v_problems || 'pg_stat_statements is not in shared_preload_libraries'::text;
     ELSIF NOT v_pgss_installed THEN
         v_problems := v_problems || 'the pg_stat_statements extension is not created in this database'::text;
+    END IF;
+    IF v_dead > 0 THEN
+        v_problems := v_problems || format('%s dead-lettered job(s): SELECT * FROM pgml_jobs(''dead_lettered'')', v_dead);
     END IF;
     RETURN jsonb_build_object(
         'service', 'pganalytics_ml',
@@ -29,7 +33,31 @@ BEGIN
         'scheduler', jsonb_build_object(
             'pg_cron_loaded', v_cron_loaded,
             'pg_cron_installed', v_cron_installed,
-            'cron_database', current_setting('cron.database_name', true)),
+            'cron_database', current_setting('cron.database_name', true),
+            'scheduled_jobs', pganalytics_ml._scheduled_jobs()),
+        'pending_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'pending'),
+        'training_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'training'),
+        'running_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'running'),
+        'failed_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'failed' AND NOT dead_lettered),
+        'dead_lettered_jobs', v_dead,
+        'active_model', (SELECT jsonb_build_object('model_id', m.model_id, 'server_id', m.server_id,
+                                                   'model_type', m.model_type, 'version', m.version,
+                                                   'created_at', m.created_at, 'activated_at', m.activated_at,
+                                                   'q_error_p90', m.metrics->'q_error_p90')
+                           FROM pganalytics_ml.models m WHERE m.is_active AND m.server_id = 'local'),
+        'active_models', (SELECT count(*) FROM pganalytics_ml.models WHERE is_active),
+        'prediction_accuracy_24h', (
+            SELECT jsonb_build_object(
+                       'validated', count(*),
+                       'mean_accuracy', round(avg(p.accuracy_score)::numeric, 4),
+                       'q_error_p50', round((percentile_cont(0.5) WITHIN GROUP (ORDER BY
+                           greatest(p.predicted_ms / p.actual_ms, p.actual_ms / p.predicted_ms)))::numeric, 4),
+                       'q_error_p90', round((percentile_cont(0.9) WITHIN GROUP (ORDER BY
+                           greatest(p.predicted_ms / p.actual_ms, p.actual_ms / p.predicted_ms)))::numeric, 4),
+                       'interval_coverage', round(avg(CASE WHEN p.within_interval THEN 1.0 ELSE 0.0 END), 4))
+              FROM pganalytics_ml.predictions p
+             WHERE p.validated_at > now() - interval '1 day'),
+        'regressions', (SELECT count(*) FROM pganalytics_ml.forecasts WHERE above_upper_since IS NOT NULL),
         'statements_tracked', (SELECT count(*) FROM pganalytics_ml.statements),
         'servers', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                               'server_id', s.server_id,

@@ -83,6 +83,7 @@ def snapshot(plpy: Any) -> list[dict[str, Any]]:
     """pgml_snapshot(): capture the local pg_stat_statements, then parse the statements it found."""
     result = plpy.execute("SELECT * FROM pganalytics_ml._capture_local()")
     parse_pending(plpy, LOCAL_SERVER)
+    _after_capture(plpy, LOCAL_SERVER, result[0]["captured_at"])
     return list(result)
 
 
@@ -95,9 +96,18 @@ def ingest(plpy: Any, server_id: str | None, stats: str | None, now: datetime | 
         "SELECT * FROM pganalytics_ml._capture($1, $2, pganalytics_ml._counters_from_json($3::jsonb), $4)",
         ["text", "timestamptz", "text", "timestamptz"],
     )
-    plpy.execute(plan, [server_id, captured_at.isoformat(), json.dumps(rows), stats_reset and stats_reset.isoformat()])
+    result = plpy.execute(
+        plan, [server_id, captured_at.isoformat(), json.dumps(rows), stats_reset and stats_reset.isoformat()]
+    )
     parse_pending(plpy, server_id)
+    _after_capture(plpy, server_id, result[0]["captured_at"])
     return len(rows)
+
+
+def _after_capture(plpy: Any, server_id: str, captured_at: str) -> None:
+    from pganalytics_ml import forecasts  # imported here: validating input and parsing need no numpy
+
+    forecasts.after_capture(plpy, server_id, captured_at)
 
 
 def parse_pending(plpy: Any, server_id: str) -> int:

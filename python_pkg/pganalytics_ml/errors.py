@@ -36,6 +36,22 @@ def not_found(message: str, hint: str | None = None) -> PgmlError:
     return PgmlError(message, sqlstate=NO_DATA_FOUND, hint=hint)
 
 
+def _reportable(plpy: Any) -> type:
+    """A plpy.Error subclass that PL/Python reports as "pganalytics_ml: <message>".
+
+    PL/Python prefixes an error's message with its exception type; plpy.error() would read
+    "plpy.Error: ...". This type names the extension instead, and still carries SQLSTATE and hint.
+    """
+    cls = _reportable_types.get(id(plpy.Error))
+    if cls is None:
+        cls = type("pganalytics_ml", (plpy.Error,), {"__module__": "builtins"})
+        _reportable_types[id(plpy.Error)] = cls
+    return cls
+
+
+_reportable_types: dict[int, type] = {}
+
+
 def sql_entry(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turns a PgmlError raised by ``func(plpy, ...)`` into a PostgreSQL error with its SQLSTATE."""
 
@@ -46,6 +62,16 @@ def sql_entry(func: Callable[..., Any]) -> Callable[..., Any]:
         except PgmlError as caught:
             err = caught
         # Raised outside the except block, so the report carries no chained Python traceback.
-        plpy.error(err.message, detail=err.detail, hint=err.hint, sqlstate=err.sqlstate)
+        raise as_postgres_error(plpy, err)
 
     return wrapper
+
+
+def as_postgres_error(plpy: Any, err: PgmlError) -> Exception:
+    exc = _reportable(plpy)(err.message)
+    exc.sqlstate = err.sqlstate
+    if err.hint is not None:
+        exc.hint = err.hint
+    if err.detail is not None:
+        exc.detail = err.detail
+    return exc

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.integration
 
 EXTENSION_FUNCTIONS = """
     SELECT p.oid::regprocedure::text AS name, l.lanname, p.provolatile, p.proparallel, p.prosecdef,
-           p.proconfig
+           p.prokind, p.prosrc, p.proconfig
       FROM pg_proc p
       JOIN pg_language l ON l.oid = p.prolang
       JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
@@ -37,7 +37,21 @@ def test_every_function_pins_its_search_path(db: Database):
     assert functions
     unpinned = [
         name
-        for name, *_rest, config in functions
-        if not any(c == "search_path=pg_catalog, pg_temp" for c in (config or []))
+        for name, _lang, _vol, _par, _definer, kind, _src, config in functions
+        if kind != "p" and not any(c == "search_path=pg_catalog, pg_temp" for c in (config or []))
     ]
     assert unpinned == []
+
+
+def test_procedures_that_commit_pin_search_path_themselves(db: Database):
+    # PostgreSQL forbids COMMIT in a procedure with SET clauses or SECURITY DEFINER: these run with the
+    # caller's rights and pin search_path from their Python body (jobs.PinnedSearchPath).
+    procedures = [
+        (name, definer, src) for name, _l, _v, _p, definer, kind, src, _c in extension_functions(db) if kind == "p"
+    ]
+    assert {name for name, *_ in procedures} == {
+        "pganalytics_ml.run_jobs(integer,integer,text[])",
+        "pganalytics_ml.run_snapshots(integer,integer)",
+    }
+    for _name, definer, src in procedures:
+        assert definer is False and "jobs.run_" in src

@@ -94,15 +94,11 @@ def test_parse_record_keeps_text_the_parser_refuses():
     assert good["parse_ok"] is True and good["statement_kind"] == "select"
 
 
-class RecordingPlpy:
-    """Stands in for PL/Python's plpy module: records what would be raised in the server."""
+class FakePlpy:
+    """Stands in for PL/Python's plpy module: only its Error class is needed here."""
 
     class Error(Exception):
         pass
-
-    def error(self, message, **kwargs):
-        self.raised = (message, kwargs)
-        raise self.Error(message)
 
 
 def test_sql_entry_turns_errors_into_sqlstates():
@@ -110,7 +106,9 @@ def test_sql_entry_turns_errors_into_sqlstates():
     def failing(plpy):
         raise PgmlError("bad thing", sqlstate="P0002", hint="do this")
 
-    plpy = RecordingPlpy()
-    with pytest.raises(RecordingPlpy.Error):
-        failing(plpy)
-    assert plpy.raised == ("bad thing", {"detail": None, "hint": "do this", "sqlstate": "P0002"})
+    with pytest.raises(FakePlpy.Error) as caught:
+        failing(FakePlpy())
+    err = caught.value
+    assert type(err).__name__ == "pganalytics_ml" and str(err) == "bad thing"
+    assert (err.sqlstate, err.hint) == ("P0002", "do this")
+    assert not hasattr(err, "detail") and err.__context__ is None

@@ -1,0 +1,128 @@
+"""Forecasts: each statement's predicted next-interval mean, kept ready so pgml_predict is a lookup.
+
+A statement with an active model and enough history gets the model's forecast; any other gets an
+honest baseline from its own recent intervals (their EWMA), marked source = 'baseline'.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pganalytics_ml import evaluation, features, history, models
+from pganalytics_ml.errors import PgmlError
+
+BASELINE_Z = 1.645  # a two-sided 90% normal interval in log space
+BASELINE_MIN_SCALE = 0.1
+BASELINE_FEW_INTERVALS_SCALE = 0.5
+
+_UPSERT = """
+    INSERT INTO pganalytics_ml.forecasts AS f (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
+                                               model_id, model_version, source, based_on, computed_at)
+    SELECT $1, u.queryid, u.predicted, u.lower, u.upper, u.confidence,
+           CASE WHEN u.from_model THEN $7::bigint END, CASE WHEN u.from_model THEN $8::integer END,
+           CASE WHEN u.from_model THEN 'model' ELSE 'baseline' END,
+           (SELECT max(q.interval_end) FROM pganalytics_ml.query_stats q
+             WHERE q.server_id = $1 AND q.queryid = u.queryid),
+           pg_catalog.now()
+      FROM unnest($2::bigint[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], $9::boolean[])
+           AS u(queryid, predicted, lower, upper, confidence, from_model)
+    ON CONFLICT (server_id, queryid) DO UPDATE
+       SET predicted_ms = EXCLUDED.predicted_ms, lower_ms = EXCLUDED.lower_ms, upper_ms = EXCLUDED.upper_ms,
+           confidence = EXCLUDED.confidence, model_id = EXCLUDED.model_id, model_version = EXCLUDED.model_version,
+           source = EXCLUDED.source, based_on = EXCLUDED.based_on, computed_at = EXCLUDED.computed_at
+"""
+
+
+def _readable(ms: np.ndarray) -> list[float]:
+    return [float(f"{v:.4g}") for v in ms]
+
+
+def _usable_model(plpy: Any, server_id: str) -> models.LoadedModel | None:
+    model_id = models.active_model_id(plpy, server_id)
+    if model_id is None:
+        return None
+    try:
+        model = models.load(plpy, model_id)
+    except PgmlError as err:
+        plpy.warning(f"{err.message}; forecasts of server {server_id!r} fall back to the baseline", hint=err.hint)
+        return None
+    if model.feature_names != list(features.FEATURE_NAMES):
+        plpy.warning(
+            f"model {model_id} was trained on other features; forecasts fall back to the baseline",
+            hint="Retrain with SELECT * FROM pgml_train().",
+        )
+        return None
+    return model
+
+
+def refresh(plpy: Any, server_id: str, queryids: list[int] | None = None) -> int:
+    """Recomputes the forecasts of ``queryids`` (all statements when None); returns how many."""
+    latest = history.latest_windows(plpy, server_id, queryids)
+    n = len(latest.queryid)
+    if n == 0:
+        return 0
+    feats = features.feature_matrix(latest.windows)
+    scale = np.where(feats.history >= 2, np.maximum(feats.scale, BASELINE_MIN_SCALE), BASELINE_FEW_INTERVALS_SCALE)
+    predicted_log = feats.anchor.copy()
+    half_width = BASELINE_Z * scale
+    confidence = evaluation.baseline_confidence(scale)
+    from_model = np.zeros(n, dtype=bool)
+
+    model = _usable_model(plpy, server_id)
+    if model is not None:
+        from_model = feats.history >= features.MIN_HISTORY
+        if from_model.any():
+            rows = np.flatnonzero(from_model)
+            predicted_log[rows] = feats.anchor[rows] + model.estimator.predict(feats.matrix[rows])
+            half_width[rows] = model.calibration["q"] * feats.scale[rows]
+            confidence[rows] = evaluation.confidence(feats.scale[rows], model.calibration["scores"])
+
+    plan = plpy.prepare(
+        _UPSERT, ["text", "bigint[]", "float8[]", "float8[]", "float8[]", "float8[]", "bigint", "integer", "boolean[]"]
+    )
+    plpy.execute(
+        plan,
+        [
+            server_id,
+            latest.queryid.tolist(),
+            _readable(np.exp(predicted_log)),
+            _readable(np.exp(predicted_log - half_width)),
+            _readable(np.exp(predicted_log + half_width)),
+            [round(float(c), 3) for c in confidence],
+            model.model_id if model is not None else None,
+            model.version if model is not None else None,
+            from_model.tolist(),
+        ],
+    )
+    return n
+
+
+def after_capture(plpy: Any, server_id: str, captured_at: str) -> dict[str, int]:
+    """What every capture triggers: validation of what it observed, then fresh forecasts for what ran."""
+    plan = plpy.prepare("SELECT * FROM pganalytics_ml._after_capture($1, $2)", ["text", "timestamptz"])
+    checked = plpy.execute(plan, [server_id, captured_at])[0]
+    active = plpy.execute(
+        plpy.prepare(
+            "SELECT coalesce(array_agg(queryid), '{}') AS ids FROM pganalytics_ml.query_stats"
+            " WHERE server_id = $1 AND interval_end = $2",
+            ["text", "timestamptz"],
+        ),
+        [server_id, captured_at],
+    )[0]["ids"]
+    refreshed = refresh(plpy, server_id, list(active)) if active else 0
+    return {
+        "predictions_validated": checked["predictions_validated"],
+        "forecasts_checked": checked["forecasts_checked"],
+        "forecasts_refreshed": refreshed,
+    }
+
+
+def validate_observed(plpy: Any) -> dict[str, int]:
+    """The validation sweep: scores every logged prediction whose target interval has been captured."""
+    rows = plpy.execute(
+        "SELECT v.* FROM (SELECT server_id, max(captured_at) AS last FROM pganalytics_ml.snapshots GROUP BY 1) s,"
+        " LATERAL pganalytics_ml._after_capture(s.server_id, s.last) v"
+    )
+    return {"predictions_validated": sum(r["predictions_validated"] for r in rows), "servers": len(rows)}

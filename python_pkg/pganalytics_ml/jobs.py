@@ -1,0 +1,311 @@
+"""The job worker and the job kinds.
+
+``run_jobs`` is the body of the procedure pganalytics_ml.run_jobs: it rescues jobs whose worker
+died, then claims ready jobs one at a time. The claim (status, attempt, advisory lock) is committed
+before the work starts; progress is committed as the work goes, so other sessions see it; the
+outcome is committed at the end. An error rolls back the attempt's work and is recorded with it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pganalytics_ml.errors import PgmlError, invalid, null_argument, sql_entry
+
+KINDS = ("train", "snapshot", "validate", "cleanup", "sleep")
+CLEANUP_DEFAULTS = {
+    "job_ttl": "7 days",
+    "keep_models": 5,
+    "prediction_retention": "30 days",
+    "history_retention": "90 days",
+}
+
+
+class JobStopped(Exception):
+    """Raised at a checkpoint when the job must stop: cancelled, or past its soft time limit. Not retried."""
+
+
+class Checkpoint:
+    """The progress callback of one running job: records progress, then stops the job if it must."""
+
+    def __init__(self, plpy: Any, job: dict[str, Any]):
+        self.plpy = plpy
+        self.job_id = job["job_id"]
+        self.soft_deadline = plpy.execute(
+            plpy.prepare(
+                "SELECT extract(epoch FROM started_at + soft_limit) AS t FROM pganalytics_ml.jobs WHERE job_id = $1",
+                ["text"],
+            ),
+            [self.job_id],
+        )[0]["t"]
+        self.soft_limit = job["soft_limit"]
+        self._update = plpy.prepare(
+            "UPDATE pganalytics_ml.jobs SET progress = jsonb_build_object('phase', $2::text, 'percent', $3::float8,"
+            " 'at', now()), updated_at = now() WHERE job_id = $1 RETURNING cancel_requested, extract(epoch FROM now())"
+            " AS now",
+            ["text", "text", "float8"],
+        )
+
+    def __call__(self, phase: str, percent: float) -> None:
+        state = self.plpy.execute(self._update, [self.job_id, phase, round(float(percent), 1)])[0]
+        self.plpy.commit()  # other sessions see the progress now
+        if state["cancel_requested"]:
+            raise JobStopped(f"cancelled during {phase}")
+        if state["now"] > self.soft_deadline:
+            raise JobStopped(f"soft time limit of {self.soft_limit} exceeded during {phase}")
+
+
+class PinnedSearchPath:
+    """Pins search_path for the session while a committing procedure runs (it cannot use SET clauses)."""
+
+    def __init__(self, plpy: Any):
+        self.plpy = plpy
+
+    def __enter__(self) -> None:
+        if not self.plpy.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user")[0][
+            "rolsuper"
+        ]:
+            raise PgmlError(
+                "the job worker must run as a superuser",
+                sqlstate="42501",
+                hint="pg_cron runs it as the superuser who called pgml_schedule(); by hand, CALL it as a superuser.",
+            )
+        self.saved = self.plpy.execute("SELECT pg_catalog.current_setting('search_path') AS p")[0]["p"]
+        self.plpy.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
+
+    def __exit__(self, *exc: object) -> None:
+        self.plpy.execute(
+            self.plpy.prepare("SELECT pg_catalog.set_config('search_path', $1, false)", ["text"]), [self.saved]
+        )
+
+
+@sql_entry
+def run_jobs(plpy: Any, max_jobs: int | None, max_seconds: float | None, kinds: list[str] | None) -> None:
+    with PinnedSearchPath(plpy):
+        _drain(plpy, max_jobs, max_seconds, kinds)
+
+
+def _drain(plpy: Any, max_jobs: int | None, max_seconds: float | None, kinds: list[str] | None) -> None:
+    if max_jobs is None or max_jobs < 1:
+        raise invalid(f"max_jobs must be at least 1, got {max_jobs}", hint="The default drains up to 100 jobs.")
+    if max_seconds is None or max_seconds < 0:
+        raise invalid(
+            f"max_seconds must be 0 or more, got {max_seconds}",
+            hint="No new job is claimed after max_seconds; a job already started runs to its end.",
+        )
+    unknown = sorted(set(kinds or []) - set(KINDS))
+    if unknown:
+        raise invalid(f"unknown job kinds: {', '.join(unknown)}", hint=f"Job kinds: {', '.join(KINDS)}.")
+    plpy.execute("SELECT * FROM pganalytics_ml.rescue_jobs()")
+    plpy.commit()
+    claim = plpy.prepare("SELECT * FROM pganalytics_ml._claim_job($1)", ["text[]"])
+    finish = plpy.prepare(
+        "SELECT job_id FROM pganalytics_ml._finish_job($1, $2::jsonb, $3, $4)", ["text", "text", "text", "boolean"]
+    )
+    deadline = time.monotonic() + max_seconds
+    for _ in range(max_jobs):
+        if time.monotonic() > deadline:
+            break
+        claimed = plpy.execute(claim, [kinds])
+        if not len(claimed):
+            plpy.commit()
+            break
+        job = dict(claimed[0])
+        plpy.commit()  # the claim is durable before the work starts
+        result, error, retry = None, None, False
+        try:
+            result = run_one(plpy, job, Checkpoint(plpy, job))
+        except JobStopped as exc:
+            error = str(exc)
+        except PgmlError as exc:  # bad arguments or data: another attempt would fail the same way
+            error = exc.message
+        except plpy.SPIError as exc:
+            error, retry = _spi_message(exc), True
+        except Exception as exc:  # any failure of the job's code is recorded with the job
+            error, retry = f"{type(exc).__name__}: {exc}", True
+        if error is not None:
+            plpy.rollback()
+        plpy.execute(finish, [job["job_id"], None if result is None else json.dumps(result), error, retry])
+        plpy.commit()
+
+
+def _spi_message(exc: Exception) -> str:
+    sqlstate = getattr(exc, "sqlstate", None)
+    return f"{exc} (SQLSTATE {sqlstate})" if sqlstate else str(exc)
+
+
+def run_one(plpy: Any, job: dict[str, Any], checkpoint: Callable[[str, float], None]) -> dict[str, Any]:
+    arguments = json.loads(job["arguments"]) if isinstance(job["arguments"], str) else job["arguments"]
+    return RUNNERS[job["kind"]](plpy, arguments, checkpoint)
+
+
+def _train(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, float], None]) -> dict[str, Any]:
+    from pganalytics_ml import training
+
+    return training.train(plpy, arguments, progress=checkpoint)
+
+
+def _snapshot(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, float], None]) -> dict[str, Any]:
+    from pganalytics_ml import capture
+
+    checkpoint("capturing", 10)
+    row = capture.snapshot(plpy)[0]
+    return {k: row[k] for k in ("captured_at", "statements", "new_statements", "active_statements")}
+
+
+def _validate(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, float], None]) -> dict[str, Any]:
+    from pganalytics_ml import forecasts
+
+    checkpoint("validating", 10)
+    return forecasts.validate_observed(plpy)
+
+
+def _cleanup(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, float], None]) -> dict[str, Any]:
+    from pganalytics_ml import models
+
+    settings = CLEANUP_DEFAULTS | arguments
+    checkpoint("removing old jobs, predictions and history", 10)
+    plan = plpy.prepare(
+        "SELECT * FROM pganalytics_ml._cleanup($1::interval, $2::interval, $3::interval)", ["text", "text", "text"]
+    )
+    removed = dict(
+        plpy.execute(plan, [settings["job_ttl"], settings["prediction_retention"], settings["history_retention"]])[0]
+    )
+    checkpoint("removing old models", 60)
+    removed["models"] = models.cleanup_models(plpy, int(settings["keep_models"]))
+    return removed
+
+
+def _sleep(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, float], None]) -> dict[str, Any]:
+    """A diagnostic job: sleeps in SQL, checking in every step unless told not to (to test hard limits)."""
+    seconds = float(arguments.get("seconds", 1))
+    if arguments.get("fail"):
+        raise RuntimeError(str(arguments["fail"]))
+    if not arguments.get("checkpoints", True):
+        plpy.execute(plpy.prepare("SELECT pg_sleep($1)", ["float8"]), [seconds])
+        return {"slept": seconds}
+    step = float(arguments.get("step", 0.2))
+    slept = 0.0
+    sleep = plpy.prepare("SELECT pg_sleep($1)", ["float8"])
+    while slept < seconds:
+        checkpoint("sleeping", 100 * slept / seconds if seconds else 100)
+        plpy.execute(sleep, [min(step, seconds - slept)])
+        slept += step
+    return {"slept": seconds}
+
+
+RUNNERS: dict[str, Callable[[Any, dict[str, Any], Callable[[str, float], None]], dict[str, Any]]] = {
+    "train": _train,
+    "snapshot": _snapshot,
+    "validate": _validate,
+    "cleanup": _cleanup,
+    "sleep": _sleep,
+}
+
+
+def check_job_arguments(kind: str | None, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Validates a job's arguments when it is queued, so a bad job fails at once and nothing is queued."""
+    if kind is None:
+        raise null_argument("kind", hint=f"Job kinds: {', '.join(KINDS)}.")
+    if kind not in KINDS:
+        raise invalid(f"unknown job kind {str(kind)[:40]!r}", hint=f"Job kinds: {', '.join(KINDS)}.")
+    if not isinstance(arguments, dict):
+        raise invalid("job arguments must be a JSON object", hint='For example {"seconds": 5} for a sleep job.')
+    if kind == "train":
+        from pganalytics_ml import training
+
+        options = {k: v for k, v in arguments.items() if k not in ("lookback_days", "model_type")}
+        return training.check_train_arguments(
+            arguments.get("lookback_days", 90), arguments.get("model_type", "random_forest"), **options
+        )
+    if kind == "cleanup":
+        unknown = set(arguments) - set(CLEANUP_DEFAULTS)
+        if unknown:
+            raise invalid(
+                f"unknown clean-up arguments: {', '.join(sorted(unknown))}",
+                hint=f"Clean-up arguments: {', '.join(CLEANUP_DEFAULTS)}.",
+            )
+        keep = arguments.get("keep_models", CLEANUP_DEFAULTS["keep_models"])
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise invalid(f"keep_models must be 0 or more, got {keep}", hint="The active model is always kept.")
+    if kind == "sleep":
+        seconds = arguments.get("seconds", 1)
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 86400:
+            raise invalid(
+                f"seconds must be a number from 0 to 86400, got {seconds}",
+                hint='A sleep job waits that many seconds, e.g. {"seconds": 5}.',
+            )
+    return arguments
+
+
+def _enqueue(
+    plpy: Any,
+    kind: str,
+    arguments: dict[str, Any],
+    max_attempts: int | None = None,
+    soft_limit: str | None = None,
+    hard_limit: str | None = None,
+    run_at: str | None = None,
+) -> dict:
+    plan = plpy.prepare(
+        "SELECT (pganalytics_ml._job_status(j)).* FROM pganalytics_ml._enqueue($1, $2::jsonb, $3, $4::interval,"
+        " $5::interval, $6::timestamptz) j",
+        ["text", "text", "integer", "text", "text", "text"],
+    )
+    return dict(plpy.execute(plan, [kind, json.dumps(arguments), max_attempts, soft_limit, hard_limit, run_at])[0])
+
+
+@sql_entry
+def train_async(plpy: Any, lookback_days: Any, model_type: Any, server_id: Any) -> list[dict[str, Any]]:
+    """pgml_train_async: validates like pgml_train (errors at once, nothing queued), then queues."""
+    from pganalytics_ml import training
+
+    arguments = training.check_train_arguments(lookback_days, model_type, server_id=server_id)
+    job = _enqueue(plpy, "train", arguments)
+    return [{"job_id": job["job_id"], "status": job["status"], "created_at": job["created_at"]}]
+
+
+@sql_entry
+def enqueue(
+    plpy: Any,
+    kind: str | None,
+    arguments: str | None,
+    max_attempts: int | None,
+    soft_limit: str | None,
+    hard_limit: str | None,
+    run_at: str | None,
+) -> list[dict[str, Any]]:
+    """pgml_job_enqueue: queues a job of any kind."""
+    parsed = check_job_arguments(kind, json.loads(arguments) if arguments is not None else {})
+    return [_enqueue(plpy, kind, parsed, max_attempts, soft_limit, hard_limit, run_at)]
+
+
+@sql_entry
+def run_snapshots(plpy: Any, every_seconds: int, within_seconds: int) -> int:
+    """Snapshots every ``every_seconds`` for ``within_seconds`` (sub-minute capture under pg_cron's minute)."""
+    with PinnedSearchPath(plpy):
+        return _snapshots(plpy, every_seconds, within_seconds)
+
+
+def _snapshots(plpy: Any, every_seconds: int, within_seconds: int) -> int:
+    from pganalytics_ml import capture
+
+    if every_seconds is None or not 1 <= every_seconds <= 3600:
+        raise invalid(
+            f"every_seconds must be between 1 and 3600, got {every_seconds}",
+            hint="pgml_schedule(snapshot_seconds => ...) sets it for pg_cron.",
+        )
+    sleep = plpy.prepare("SELECT pg_sleep($1)", ["float8"])  # in SQL, so a cancel or shutdown stops it
+    started = time.monotonic()
+    taken = 0
+    while True:
+        capture.snapshot(plpy)
+        plpy.commit()
+        taken += 1
+        next_at = started + taken * every_seconds
+        if next_at - started >= within_seconds:
+            return taken
+        plpy.execute(sleep, [max(0.0, next_at - time.monotonic())])

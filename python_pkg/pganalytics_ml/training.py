@@ -1,0 +1,290 @@
+"""pgml_train: learn each statement's next interval mean from captured history.
+
+The model predicts the difference between the next interval's log mean and the EWMA of the recent
+ones; it is evaluated on a time-ordered holdout (the latest part of the window, never shuffled) next
+to two naive baselines, and its 90% interval is calibrated there (normalized split conformal).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from pganalytics_ml import evaluation, features, history, models
+from pganalytics_ml.errors import NO_DATA_FOUND, PgmlError, invalid, null_argument, sql_entry
+
+MODEL_TYPES = ("linear_regression", "decision_tree", "random_forest", "gradient_boosting")
+AUTO = "auto"
+MIN_SAMPLES = 60
+MIN_HOLDOUT = 20
+HOLDOUT_FRACTION = 0.2
+MAX_FOREST_SAMPLES = 200_000  # each tree of a forest sees at most this many rows: bounded time on big windows
+
+Progress = Callable[[str, float], None]
+
+
+def check_train_arguments(lookback_days: Any, model_type: Any, **options: Any) -> dict[str, Any]:
+    """pgml_train's arguments, validated and normalized (no database access)."""
+    server_id = options.pop("server_id", "local")
+    if options:
+        raise invalid(f"unknown training options: {', '.join(sorted(options))}", hint="Options: server_id.")
+    if lookback_days is None:
+        raise null_argument("lookback_days", hint="Pass how many days of history to learn from, e.g. 90.")
+    if model_type is None:
+        raise null_argument("model_type", hint=f"Use one of: {', '.join((*MODEL_TYPES, AUTO))}.")
+    if server_id is None:
+        raise null_argument("server_id", hint="Use 'local' for this server's own history.")
+    if isinstance(lookback_days, bool) or not isinstance(lookback_days, int) or not 1 <= lookback_days <= 3650:
+        raise invalid(
+            f"lookback_days must be between 1 and 3650, got {lookback_days}",
+            hint="Pass how many days of history to learn from, e.g. 90.",
+        )
+    if model_type not in (*MODEL_TYPES, AUTO):
+        raise invalid(
+            f"unknown model_type {str(model_type)[:60]!r}",
+            hint=f"Valid model types: {', '.join((*MODEL_TYPES, AUTO))}.",
+        )
+    if not isinstance(server_id, str) or not server_id:
+        raise invalid("server_id must be a non-empty name", hint="Use 'local' for this server's own history.")
+    return {"lookback_days": lookback_days, "model_type": model_type, "server_id": server_id}
+
+
+def make_estimator(model_type: str, n_samples: int) -> Any:
+    if model_type == "linear_regression":
+        from sklearn.linear_model import Ridge
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(StandardScaler(), Ridge(alpha=1.0))
+    if model_type == "decision_tree":
+        from sklearn.tree import DecisionTreeRegressor
+
+        return DecisionTreeRegressor(max_depth=8, min_samples_leaf=30, random_state=0)
+    if model_type == "random_forest":
+        from sklearn.ensemble import RandomForestRegressor
+
+        return RandomForestRegressor(
+            n_estimators=60,
+            min_samples_leaf=5,
+            max_features=0.5,
+            n_jobs=1,
+            random_state=0,
+            max_samples=min(1.0, MAX_FOREST_SAMPLES / max(n_samples, 1)),
+        )
+    if model_type == "gradient_boosting":
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        return HistGradientBoostingRegressor(
+            max_iter=200, learning_rate=0.08, min_samples_leaf=20, early_stopping=False, random_state=0
+        )
+    raise invalid(f"unknown model_type {model_type!r}")
+
+
+class ResidualModel:
+    """An estimator of the next log mean's difference from the EWMA, damped by a weight chosen on validation.
+
+    Interval means are noisy: when what the estimator learns does not carry over to later intervals,
+    the weight goes towards 0 and the forecast towards the EWMA, rather than adding noise.
+    """
+
+    def __init__(self, estimator: Any, weight: float):
+        self.estimator = estimator
+        self.weight = weight
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> ResidualModel:
+        self.estimator.fit(x, y)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if self.weight == 0:
+            return np.zeros(len(x))
+        return self.weight * self.estimator.predict(x)
+
+
+RESIDUAL_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _residual_weight(model_type: str, x: np.ndarray, residual: np.ndarray, end: np.ndarray) -> float:
+    """The weight of the learned residual that does best on the latest quarter of the training rows."""
+    cutoff = np.quantile(end, 0.75)
+    fit_rows, check_rows = end <= cutoff, end > cutoff
+    if fit_rows.sum() < MIN_HOLDOUT or check_rows.sum() < MIN_HOLDOUT:
+        return 1.0
+    estimator = make_estimator(model_type, int(fit_rows.sum())).fit(x[fit_rows], residual[fit_rows])
+    learned = estimator.predict(x[check_rows])
+    errors = [np.percentile(np.abs(residual[check_rows] - w * learned), 90) for w in RESIDUAL_WEIGHTS]
+    return RESIDUAL_WEIGHTS[int(np.argmin(errors))]
+
+
+def _importance(estimator: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    estimator = estimator.estimator if isinstance(estimator, ResidualModel) else estimator
+    model = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    if hasattr(model, "feature_importances_"):
+        raw = np.asarray(model.feature_importances_, dtype=float)
+    elif hasattr(model, "coef_"):
+        raw = np.abs(np.asarray(model.coef_, dtype=float))  # on standardized features
+    else:
+        from sklearn.inspection import permutation_importance
+
+        rows = slice(0, min(len(y), 2000))
+        raw = permutation_importance(estimator, x[rows], y[rows], n_repeats=2, random_state=0).importances_mean
+    raw = np.maximum(np.nan_to_num(raw), 0)
+    return raw / raw.sum() if raw.sum() > 0 else raw
+
+
+def _window(plpy: Any, server_id: str, lookback_days: int) -> tuple[datetime, datetime]:
+    """The training window ends at the server's latest capture (remote history may be older than now)."""
+    plan = plpy.prepare("SELECT max(captured_at) AS last FROM pganalytics_ml.snapshots WHERE server_id = $1", ["text"])
+    last = plpy.execute(plan, [server_id])[0]["last"]
+    if last is None:
+        raise PgmlError(
+            f'no history captured for server "{server_id}"',
+            sqlstate=NO_DATA_FOUND,
+            hint="Run pgml_snapshot() regularly (or schedule it with pgml_schedule()) before training.",
+        )
+    end = datetime.fromisoformat(last)
+    return end - timedelta(days=lookback_days), end
+
+
+def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None) -> dict[str, Any]:
+    """Trains, evaluates and stores a model; activates it when it beats the active one on the same holdout.
+
+    ``progress(phase, percent)`` may raise or commit: nothing is written before its last call.
+    """
+    report = progress or (lambda phase, percent: None)
+    server_id, lookback = arguments["server_id"], arguments["lookback_days"]
+    report("loading history", 5)
+    start, end = _window(plpy, server_id, lookback)
+    data = history.training_set(plpy, server_id, start.isoformat(), end.isoformat())
+    if len(data.target) < MIN_SAMPLES:
+        raise PgmlError(
+            f'too little history to train for server "{server_id}": {len(data.target)} samples in the last '
+            f"{lookback} days, at least {MIN_SAMPLES} are needed",
+            sqlstate=NO_DATA_FOUND,
+            hint=f"A sample is a statement's interval with {features.MIN_HISTORY} earlier intervals; run "
+            "pgml_snapshot() for longer (every few minutes while the workload runs) and train again.",
+        )
+    report("building features", 15)
+    feats = features.feature_matrix(data.windows)
+    residual = data.target - feats.anchor
+    cutoff = np.quantile(data.target_end, 1 - HOLDOUT_FRACTION)
+    holdout = data.target_end > cutoff
+    if holdout.sum() < MIN_HOLDOUT or (~holdout).sum() < MIN_HOLDOUT:
+        raise PgmlError(
+            f"too little history to hold out the latest {HOLDOUT_FRACTION:.0%} for evaluation: "
+            f"{int(holdout.sum())} holdout and {int((~holdout).sum())} training samples, at least {MIN_HOLDOUT} each",
+            sqlstate=NO_DATA_FOUND,
+            hint="Run pgml_snapshot() for longer so that history spans more intervals, then train again.",
+        )
+    train_rows, test_rows = ~holdout, holdout
+    candidates = MODEL_TYPES if arguments["model_type"] == AUTO else (arguments["model_type"],)
+    actual = np.exp(data.target[test_rows])
+    baselines = {
+        "last": evaluation.q_errors(np.exp(feats.matrix[test_rows, 0]), actual),
+        "longrun": evaluation.q_errors(data.longrun[test_rows], actual),
+    }
+    results = []
+    for i, model_type in enumerate(candidates):
+        report(f"training {model_type}", 25 + 55 * i / len(candidates))
+        weight = _residual_weight(
+            model_type, feats.matrix[train_rows], residual[train_rows], data.target_end[train_rows]
+        )
+        estimator = ResidualModel(make_estimator(model_type, int(train_rows.sum())), weight)
+        estimator.fit(feats.matrix[train_rows], residual[train_rows])
+        predicted_log = feats.anchor[test_rows] + estimator.predict(feats.matrix[test_rows])
+        q = evaluation.q_errors(np.exp(predicted_log), actual)
+        results.append((q["p90"], model_type, estimator, predicted_log, q))
+    report("evaluating", 82)
+    _, model_type, estimator, predicted_log, q = min(results, key=lambda r: r[0])
+    calibration = evaluation.calibrate(
+        predicted_log, data.target[test_rows], feats.scale[test_rows], data.target_end[test_rows]
+    )
+    importance = _importance(estimator, feats.matrix[test_rows], residual[test_rows])
+    metrics = {
+        "training_samples": int(train_rows.sum()),
+        "holdout_samples": int(test_rows.sum()),
+        "statements": data.statements,
+        **evaluation.log_scale_fit(predicted_log, data.target[test_rows]),
+        **{f"q_error_{k}": v for k, v in q.items()},
+        **{f"baseline_{name}_q_error_{k}": v for name, qs in baselines.items() for k, v in qs.items()},
+        "interval_coverage": calibration["coverage"],
+        "candidates": {r[1]: r[0] for r in results},
+        "feature_importance": dict(zip(features.FEATURE_NAMES, importance.round(5).tolist(), strict=True)),
+    }
+    active_id = models.active_model_id(plpy, server_id)
+    active_p90 = _active_p90(plpy, active_id, feats.matrix[test_rows], feats.anchor[test_rows], actual)
+    activate = active_p90 is None or q["p90"] < active_p90
+    report("saving", 95)
+
+    record = {
+        "server_id": server_id,
+        "model_type": model_type,
+        "window_start": start.isoformat(),
+        "window_end": end.isoformat(),
+        "lookback_days": lookback,
+        "parameters": _json_params(estimator.estimator)
+        | {"requested_model_type": arguments["model_type"], "residual_weight": estimator.weight},
+        "metrics": metrics | {"active_model_q_error_p90": active_p90},
+        "calibration": {k: calibration[k] for k in ("q", "scores")},
+        "feature_names": list(features.FEATURE_NAMES),
+    }
+    model_id = models.save(plpy, record, estimator)
+    if activate:
+        from pganalytics_ml import forecasts
+
+        models.mark_active(plpy, model_id, server_id)
+        forecasts.refresh(plpy, server_id)
+    return {
+        "model_id": model_id,
+        "model_type": model_type,
+        "server_id": server_id,
+        **{k: metrics[k] for k in ("r_squared", "rmse", "mae", "training_samples", "holdout_samples")},
+        **{f"q_error_{k}": v for k, v in q.items()},
+        "baseline_last_q_error_p90": baselines["last"]["p90"],
+        "baseline_longrun_q_error_p90": baselines["longrun"]["p90"],
+        "interval_coverage": calibration["coverage"],
+        "active_model_q_error_p90": active_p90,
+        "activated": activate,
+        "feature_importance": metrics["feature_importance"],
+    }
+
+
+def _active_p90(
+    plpy: Any, active_id: int | None, x: np.ndarray, anchor: np.ndarray, actual: np.ndarray
+) -> float | None:
+    """The active model's p90 q-error on the new holdout; None when there is none it could be judged by."""
+    if active_id is None:
+        return None
+    try:
+        active = models.load(plpy, active_id)
+    except PgmlError:
+        return None  # an active model that no longer loads is replaced
+    if active.feature_names != list(features.FEATURE_NAMES):
+        return None
+    return evaluation.q_errors(np.exp(anchor + active.estimator.predict(x)), actual)["p90"]
+
+
+def _json_params(estimator: Any) -> dict[str, Any]:
+    params = estimator.get_params(deep=True)
+    return {
+        k: v
+        for k, v in params.items()
+        if isinstance(v, str | int | float | bool | type(None)) and not (isinstance(v, float) and not math.isfinite(v))
+    }
+
+
+@sql_entry
+def train_sql(plpy: Any, lookback_days: Any, model_type: Any, server_id: Any) -> list[dict[str, Any]]:
+    """pgml_train(lookback_days, model_type, server_id)."""
+    result = train(plpy, check_train_arguments(lookback_days, model_type, server_id=server_id))
+    return [result | {"feature_importance": json.dumps(result["feature_importance"])}]
+
+
+@sql_entry
+def check_train_arguments_sql(plpy: Any, lookback_days: Any, model_type: Any, server_id: Any) -> str:
+    return json.dumps(check_train_arguments(lookback_days, model_type, server_id=server_id))

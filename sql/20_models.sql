@@ -1,0 +1,136 @@
+-- Models as data, the forecasts they produce, and the log of predictions handed out.
+
+-- The key that signs model bytes. Only the extension owner can read it; created with the first model,
+-- so that a dump restores the original key rather than colliding with a fresh one.
+CREATE TABLE pganalytics_ml.model_key (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    key       bytea NOT NULL CHECK (pg_catalog.length(key) OPERATOR(pg_catalog.>=) 32)
+);
+COMMENT ON TABLE pganalytics_ml.model_key IS
+    'HMAC key of model bytes; readable only by the extension owner';
+REVOKE ALL ON pganalytics_ml.model_key FROM PUBLIC;
+
+CREATE SEQUENCE pganalytics_ml.models_model_id_seq;
+CREATE TABLE pganalytics_ml.models (
+    model_id         bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pganalytics_ml.models_model_id_seq'),
+    server_id        text NOT NULL,
+    model_type       text NOT NULL,
+    version          integer NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    window_start     timestamptz NOT NULL,
+    window_end       timestamptz NOT NULL,
+    lookback_days    integer NOT NULL,
+    parameters       jsonb NOT NULL,
+    metrics          jsonb NOT NULL,
+    calibration      jsonb NOT NULL,
+    feature_names    text[] NOT NULL,
+    sklearn_version  text NOT NULL,
+    numpy_version    text NOT NULL,
+    python_version   text NOT NULL,
+    model            bytea NOT NULL,
+    signature        bytea NOT NULL,
+    is_active        boolean NOT NULL DEFAULT false,
+    activated_at     timestamptz,
+    UNIQUE (server_id, version)
+);
+ALTER SEQUENCE pganalytics_ml.models_model_id_seq OWNED BY pganalytics_ml.models.model_id;
+CREATE UNIQUE INDEX models_one_active ON pganalytics_ml.models (server_id) WHERE is_active;
+COMMENT ON TABLE pganalytics_ml.models IS
+    'Trained models: the pickled estimator, its HMAC signature, metrics and calibration; one active per server';
+
+CREATE TABLE pganalytics_ml.forecasts (
+    server_id            text NOT NULL,
+    queryid              bigint NOT NULL,
+    predicted_ms         double precision NOT NULL,
+    lower_ms             double precision NOT NULL,
+    upper_ms             double precision NOT NULL,
+    confidence           double precision NOT NULL,
+    model_id             bigint,
+    model_version        integer,
+    source               text NOT NULL CHECK (source OPERATOR(pg_catalog.=) ANY (ARRAY['model', 'baseline'])),
+    based_on             timestamptz NOT NULL,   -- end of the latest interval the forecast knew
+    computed_at          timestamptz NOT NULL,
+    -- The forecast that was current when the statement's next interval arrived, checked against it.
+    checked_interval_end timestamptz,
+    checked_observed_ms  double precision,
+    checked_predicted_ms double precision,
+    checked_upper_ms     double precision,
+    above_upper_since    timestamptz,
+    PRIMARY KEY (server_id, queryid)
+);
+COMMENT ON TABLE pganalytics_ml.forecasts IS
+    'Current forecast of each statement''s next interval mean, refreshed at each capture and activation';
+
+CREATE SEQUENCE pganalytics_ml.predictions_prediction_id_seq;
+CREATE TABLE pganalytics_ml.predictions (
+    prediction_id  bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pganalytics_ml.predictions_prediction_id_seq'),
+    server_id      text NOT NULL,
+    queryid        bigint NOT NULL,
+    predicted_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    predicted_ms   double precision NOT NULL,
+    lower_ms       double precision NOT NULL,
+    upper_ms       double precision NOT NULL,
+    confidence     double precision NOT NULL,
+    model_id       bigint,
+    model_version  integer,
+    source         text NOT NULL,
+    based_on       timestamptz NOT NULL,
+    actual_ms      double precision,
+    error_percent  double precision,
+    accuracy_score double precision,
+    within_interval boolean,
+    validated_at   timestamptz,
+    validated_by   text CHECK (validated_by OPERATOR(pg_catalog.=) ANY (ARRAY['observed', 'manual']))
+);
+ALTER SEQUENCE pganalytics_ml.predictions_prediction_id_seq OWNED BY pganalytics_ml.predictions.prediction_id;
+CREATE INDEX predictions_unvalidated ON pganalytics_ml.predictions (server_id, queryid) WHERE validated_at IS NULL;
+CREATE INDEX predictions_predicted_at ON pganalytics_ml.predictions (predicted_at);
+COMMENT ON TABLE pganalytics_ml.predictions IS
+    'Every logged prediction and, once known, the actual mean it is scored against';
+
+SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.model_key', '');
+SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.models', '');
+SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.models_model_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.forecasts', '');
+SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.predictions', '');
+SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.predictions_prediction_id_seq', '');
+
+-- The row pgml_predict returns (the SQL contract), also used by pgml_predict_all.
+CREATE TYPE pganalytics_ml.prediction AS (
+    prediction_id               bigint,
+    query_hash                  bigint,
+    predicted_execution_time_ms double precision,
+    lower_bound_ms              double precision,
+    upper_bound_ms              double precision,
+    confidence                  double precision,
+    model_id                    bigint,
+    model_version               integer,
+    source                      text,
+    predicted_at                timestamptz,
+    server_id                   text,
+    based_on                    timestamptz,
+    logged                      boolean
+);
+COMMENT ON TYPE pganalytics_ml.prediction IS 'One prediction as pgml_predict returns it';
+
+CREATE TYPE pganalytics_ml.model_summary AS (
+    model_id                     bigint,
+    server_id                    text,
+    model_type                   text,
+    version                      integer,
+    created_at                   timestamptz,
+    is_active                    boolean,
+    activated_at                 timestamptz,
+    training_samples             integer,
+    r_squared                    double precision,
+    rmse                         double precision,
+    mae                          double precision,
+    q_error_p50                  double precision,
+    q_error_p90                  double precision,
+    baseline_last_q_error_p90    double precision,
+    baseline_longrun_q_error_p90 double precision,
+    interval_coverage            double precision,
+    sklearn_version              text,
+    size_bytes                   integer
+);
+COMMENT ON TYPE pganalytics_ml.model_summary IS 'One model as pgml_models lists it';

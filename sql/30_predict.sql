@@ -1,0 +1,298 @@
+-- Prediction is a lookup of the current forecast plus one row in the log: plain SQL, no Python.
+
+CREATE FUNCTION pganalytics_ml._no_forecast(p_server_id text, p_queryid bigint) RETURNS void
+LANGUAGE plpgsql
+STABLE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pganalytics_ml.statements s WHERE s.server_id = p_server_id AND s.queryid = p_queryid) THEN
+        RAISE EXCEPTION 'statement % of server "%" has no execution history yet', p_queryid, p_server_id
+            USING ERRCODE = 'P0002',
+                  HINT = 'It was seen but not yet run between two captures; run pgml_snapshot() after it runs.';
+    END IF;
+    RAISE EXCEPTION 'unknown query_hash % for server "%"', p_queryid, p_server_id
+        USING ERRCODE = 'P0002',
+              HINT = 'query_hash is pg_stat_statements.queryid of a statement captured by pgml_snapshot() '
+                     'or pgml_ingest_stats(); SELECT queryid, query FROM pganalytics_ml.statements lists them.';
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._no_forecast(text, bigint) IS
+    'Raises the P0002 error that explains why a statement has no forecast';
+REVOKE ALL ON FUNCTION pganalytics_ml._no_forecast(text, bigint) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.pgml_predict(query_hash bigint, server_id text DEFAULT 'local')
+RETURNS SETOF pganalytics_ml.prediction
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f        pganalytics_ml.forecasts;
+    v_id     bigint;
+    v_at     timestamptz := now();
+    v_logged boolean := false;
+BEGIN
+    IF pgml_predict.query_hash IS NULL OR pgml_predict.server_id IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', CASE WHEN pgml_predict.query_hash IS NULL THEN 'query_hash' ELSE 'server_id' END
+            USING ERRCODE = '22004', HINT = 'Pass pg_stat_statements.queryid of the statement to predict.';
+    END IF;
+    SELECT * INTO f FROM pganalytics_ml.forecasts fc
+     WHERE fc.server_id = pgml_predict.server_id AND fc.queryid = pgml_predict.query_hash;
+    IF NOT FOUND THEN
+        PERFORM pganalytics_ml._no_forecast(pgml_predict.server_id, pgml_predict.query_hash);
+    END IF;
+    -- A hot standby cannot write the log: the prediction is still answered, marked as not logged.
+    IF NOT pg_is_in_recovery() THEN
+        INSERT INTO pganalytics_ml.predictions (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
+                                                model_id, model_version, source, based_on)
+        VALUES (f.server_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence,
+                f.model_id, f.model_version, f.source, f.based_on)
+        RETURNING predictions.prediction_id, predictions.predicted_at INTO v_id, v_at;
+        v_logged := true;
+    END IF;
+    RETURN QUERY SELECT v_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
+                        f.model_version, f.source, v_at, f.server_id, f.based_on, v_logged;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_predict(bigint, text) IS
+    'Predicted mean execution time (ms) of the statement''s next interval, with a 90% interval; logged for validation';
+REVOKE ALL ON FUNCTION @extschema@.pgml_predict(bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict(bigint, text) TO pgml_reader;
+
+CREATE FUNCTION @extschema@.pgml_predict_json(query_hash bigint, server_id text DEFAULT 'local')
+RETURNS jsonb
+LANGUAGE sql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+               'prediction_id', p.prediction_id,
+               'query_hash', p.query_hash,
+               'predicted_execution_time_ms', p.predicted_execution_time_ms,
+               'confidence', p.confidence,
+               'range', jsonb_build_object('min', p.lower_bound_ms, 'max', p.upper_bound_ms),
+               'model_id', p.model_id,
+               'model_version', p.model_version,
+               'source', p.source,
+               'server_id', p.server_id,
+               'logged', p.logged,
+               'timestamp', p.predicted_at)
+      FROM @extschema@.pgml_predict(pgml_predict_json.query_hash, pgml_predict_json.server_id) p
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_predict_json(bigint, text) IS
+    'pgml_predict as the JSON document the pganalytics Go backend expects';
+REVOKE ALL ON FUNCTION @extschema@.pgml_predict_json(bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_json(bigint, text) TO pgml_reader;
+
+CREATE FUNCTION @extschema@.pgml_predict_all(server_id text DEFAULT 'local', log boolean DEFAULT false)
+RETURNS SETOF pganalytics_ml.prediction
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pgml_predict_all.server_id IS NULL OR pgml_predict_all.log IS NULL THEN
+        RAISE EXCEPTION 'server_id and log must not be NULL' USING ERRCODE = '22004',
+            HINT = 'Call pgml_predict_all() for this server, or pgml_predict_all(''<server_id>'').';
+    END IF;
+    IF pgml_predict_all.log AND NOT pg_is_in_recovery() THEN
+        RETURN QUERY
+        INSERT INTO pganalytics_ml.predictions AS p (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
+                                                     model_id, model_version, source, based_on)
+        SELECT f.server_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
+               f.model_version, f.source, f.based_on
+          FROM pganalytics_ml.forecasts f
+         WHERE f.server_id = pgml_predict_all.server_id
+         ORDER BY f.queryid
+        RETURNING p.prediction_id, p.queryid, p.predicted_ms, p.lower_ms, p.upper_ms, p.confidence, p.model_id,
+                  p.model_version, p.source, p.predicted_at, p.server_id, p.based_on, true;
+    ELSE
+        RETURN QUERY
+        SELECT NULL::bigint, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
+               f.model_version, f.source, now(), f.server_id, f.based_on, false
+          FROM pganalytics_ml.forecasts f
+         WHERE f.server_id = pgml_predict_all.server_id
+         ORDER BY f.queryid;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_predict_all(text, boolean) IS
+    'Predictions for every statement of a server in one call; logged for validation only when log is true';
+REVOKE ALL ON FUNCTION @extschema@.pgml_predict_all(text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_all(text, boolean) TO pgml_reader;
+
+CREATE TYPE pganalytics_ml.validation AS (
+    prediction_id               bigint,
+    query_hash                  bigint,
+    predicted_execution_time_ms double precision,
+    actual_execution_time_ms    double precision,
+    error_percent               double precision,
+    accuracy_score              double precision,
+    within_confidence_interval  boolean,
+    validated_at                timestamptz
+);
+COMMENT ON TYPE pganalytics_ml.validation IS 'One scored prediction as pgml_validate returns it';
+
+CREATE FUNCTION @extschema@.pgml_validate(prediction_id bigint, actual_execution_time_ms double precision)
+RETURNS SETOF pganalytics_ml.validation
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_id     bigint := pgml_validate.prediction_id;
+    p_actual double precision := pgml_validate.actual_execution_time_ms;
+BEGIN
+    IF p_id IS NULL OR p_actual IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', CASE WHEN p_id IS NULL THEN 'prediction_id' ELSE 'actual_execution_time_ms' END
+            USING ERRCODE = '22004', HINT = 'Pass the prediction_id pgml_predict returned and the measured time in ms.';
+    END IF;
+    IF p_actual <= 0 OR p_actual = 'Infinity'::float8 OR p_actual = 'NaN'::float8 THEN
+        RAISE EXCEPTION 'actual_execution_time_ms must be a positive, finite number of milliseconds, got %', p_actual
+            USING ERRCODE = '22023', HINT = 'Pass the measured execution time in milliseconds, e.g. 12.5.';
+    END IF;
+    RETURN QUERY
+    UPDATE pganalytics_ml.predictions AS pr
+       SET actual_ms = p_actual,
+           error_percent = abs(pr.predicted_ms - p_actual) / p_actual * 100,
+           accuracy_score = greatest(0, 1 - abs(pr.predicted_ms - p_actual) / p_actual),
+           within_interval = p_actual BETWEEN pr.lower_ms AND pr.upper_ms,
+           validated_at = now(),
+           validated_by = 'manual'
+     WHERE pr.prediction_id = p_id
+    RETURNING pr.prediction_id, pr.queryid, pr.predicted_ms, pr.actual_ms, pr.error_percent, pr.accuracy_score,
+              pr.within_interval, pr.validated_at;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown prediction_id %', p_id
+            USING ERRCODE = 'P0002', HINT = 'Use a prediction_id returned by pgml_predict(); unlogged predictions have none.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_validate(bigint, double precision) IS
+    'Scores a logged prediction against the measured time; a later validation replaces an earlier one';
+REVOKE ALL ON FUNCTION @extschema@.pgml_validate(bigint, double precision) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_validate(bigint, double precision) TO pgml_trainer;
+
+-- After each capture: score logged predictions whose target interval is now observed, and check each
+-- current forecast against the interval it was made for (what the regressions view reads).
+CREATE FUNCTION pganalytics_ml._after_capture(p_server_id text, p_captured_at timestamptz)
+RETURNS TABLE (predictions_validated integer, forecasts_checked integer)
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_validated integer;
+    v_checked   integer;
+BEGIN
+    WITH observed AS (
+        SELECT p.prediction_id, o.mean_exec_time AS actual
+          FROM pganalytics_ml.predictions p
+          CROSS JOIN LATERAL (
+                SELECT q.mean_exec_time FROM pganalytics_ml.query_stats q
+                 WHERE q.server_id = p.server_id AND q.queryid = p.queryid AND q.interval_end > p.based_on
+                 ORDER BY q.interval_end LIMIT 1) o
+         WHERE p.validated_at IS NULL AND p.server_id = p_server_id
+    )
+    UPDATE pganalytics_ml.predictions AS pr
+       SET actual_ms = o.actual,
+           error_percent = abs(pr.predicted_ms - o.actual) / o.actual * 100,
+           accuracy_score = greatest(0, 1 - abs(pr.predicted_ms - o.actual) / o.actual),
+           within_interval = o.actual BETWEEN pr.lower_ms AND pr.upper_ms,
+           validated_at = p_captured_at,
+           validated_by = 'observed'
+      FROM observed o
+     WHERE pr.prediction_id = o.prediction_id AND o.actual > 0;
+    GET DIAGNOSTICS v_validated = ROW_COUNT;
+
+    UPDATE pganalytics_ml.forecasts AS f
+       SET checked_interval_end = q.interval_end,
+           checked_observed_ms = q.mean_exec_time,
+           checked_predicted_ms = f.predicted_ms,
+           checked_upper_ms = f.upper_ms,
+           above_upper_since = CASE WHEN q.mean_exec_time > f.upper_ms
+                                    THEN coalesce(f.above_upper_since, q.interval_start) END
+      FROM pganalytics_ml.query_stats q
+     WHERE q.server_id = p_server_id AND q.interval_end = p_captured_at
+       AND f.server_id = q.server_id AND f.queryid = q.queryid AND f.based_on < q.interval_end;
+    GET DIAGNOSTICS v_checked = ROW_COUNT;
+    RETURN QUERY SELECT v_validated, v_checked;
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._after_capture(text, timestamptz) IS
+    'Validates logged predictions and checks forecasts against the interval a capture just observed';
+REVOKE ALL ON FUNCTION pganalytics_ml._after_capture(text, timestamptz) FROM PUBLIC;
+
+-- Views are written fully qualified: they are parsed once, with the search_path of CREATE EXTENSION.
+CREATE VIEW pganalytics_ml.prediction_accuracy AS
+SELECT p.server_id,
+       p.model_id,
+       p.source,
+       CAST(pg_catalog.timezone('UTC', p.predicted_at) AS pg_catalog.date) AS day,
+       pg_catalog.count(*) AS predictions,
+       pg_catalog.avg(p.accuracy_score) AS mean_accuracy,
+       pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY p.error_percent) AS median_error_percent,
+       pg_catalog.percentile_cont(0.95) WITHIN GROUP (ORDER BY p.error_percent) AS p95_error_percent,
+       pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY p.q_error) AS q_error_p50,
+       pg_catalog.percentile_cont(0.9) WITHIN GROUP (ORDER BY p.q_error) AS q_error_p90,
+       pg_catalog.avg(CASE WHEN p.within_interval THEN 1.0 ELSE 0.0 END) AS interval_coverage
+  FROM (SELECT v.*, pg_catalog.float8larger(pg_catalog.float8div(v.predicted_ms, v.actual_ms),
+                                            pg_catalog.float8div(v.actual_ms, v.predicted_ms)) AS q_error
+          FROM pganalytics_ml.predictions v
+         WHERE v.validated_at IS NOT NULL) p
+ GROUP BY p.server_id, p.model_id, p.source, CAST(pg_catalog.timezone('UTC', p.predicted_at) AS pg_catalog.date);
+COMMENT ON VIEW pganalytics_ml.prediction_accuracy IS
+    'Validated predictions per server, model and day (UTC): accuracy, error percentiles, q-error, interval coverage';
+
+CREATE VIEW pganalytics_ml.regressions AS
+SELECT f.server_id,
+       f.queryid AS query_hash,
+       s.query,
+       f.checked_observed_ms AS observed_ms,
+       f.checked_predicted_ms AS predicted_ms,
+       f.checked_upper_ms AS upper_bound_ms,
+       pg_catalog.float8mi(f.checked_observed_ms, f.checked_upper_ms) AS excess_ms,
+       pg_catalog.float8div(f.checked_observed_ms, f.checked_upper_ms) AS times_upper_bound,
+       f.above_upper_since AS since,
+       f.checked_interval_end AS observed_at
+  FROM pganalytics_ml.forecasts f
+  JOIN pganalytics_ml.statements s
+    ON s.server_id OPERATOR(pg_catalog.=) f.server_id AND s.queryid OPERATOR(pg_catalog.=) f.queryid
+ WHERE f.above_upper_since IS NOT NULL;
+COMMENT ON VIEW pganalytics_ml.regressions IS
+    'Statements whose latest observed mean lies above the upper bound predicted for it, by how much, since when';
+
+GRANT SELECT ON pganalytics_ml.prediction_accuracy, pganalytics_ml.regressions, pganalytics_ml.forecasts,
+                pganalytics_ml.predictions TO pgml_reader;
+
+CREATE FUNCTION pganalytics_ml._models(p_server_id text)
+RETURNS SETOF pganalytics_ml.model_summary
+LANGUAGE sql
+STABLE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m.model_id, m.server_id, m.model_type, m.version, m.created_at, m.is_active, m.activated_at,
+           (m.metrics->>'training_samples')::integer, (m.metrics->>'r_squared')::float8,
+           (m.metrics->>'rmse')::float8, (m.metrics->>'mae')::float8,
+           (m.metrics->>'q_error_p50')::float8, (m.metrics->>'q_error_p90')::float8,
+           (m.metrics->>'baseline_last_q_error_p90')::float8, (m.metrics->>'baseline_longrun_q_error_p90')::float8,
+           (m.metrics->>'interval_coverage')::float8, m.sklearn_version, length(m.model)
+      FROM pganalytics_ml.models m
+     WHERE p_server_id IS NULL OR m.server_id = p_server_id
+     ORDER BY m.server_id, m.model_id DESC
+$$;
+COMMENT ON FUNCTION pganalytics_ml._models(text) IS 'The model listing behind pgml_models';
+REVOKE ALL ON FUNCTION pganalytics_ml._models(text) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.pgml_models(server_id text DEFAULT NULL)
+RETURNS SETOF pganalytics_ml.model_summary
+LANGUAGE sql
+STABLE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM pganalytics_ml._models(pgml_models.server_id)
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_models(text) IS 'Trained models with their holdout metrics, newest first';
+REVOKE ALL ON FUNCTION @extschema@.pgml_models(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_models(text) TO pgml_reader;
