@@ -299,7 +299,8 @@ def test_training_on_a_real_pgbench_history(db: Database):
         r[0]
         for r in db.all(
             "SELECT queryid FROM pganalytics_ml.statements WHERE 'probe' = ANY (tables)"
-            " AND statement_kind IN ('select', 'update')"
+            " AND statement_kind IN ('select', 'update') AND database = %s",
+            (db.name,),
         )
     ]
     assert len(probe_ids) == 3
