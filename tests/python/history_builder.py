@@ -8,16 +8,18 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-T0 = datetime(2026, 11, 1, tzinfo=UTC)
+# Recent enough that "the last 24 hours" includes it, old enough that no capture is in the future.
+T0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=12)
 STEP = timedelta(minutes=5)
 
 
 class History:
     """Sends pgml_ingest_stats payloads for one server, keeping the cumulative counters."""
 
-    def __init__(self, conn: Any, server_id: str = "db-1"):
+    def __init__(self, conn: Any, server_id: str = "db-1", start: datetime = T0):
         self.conn = conn
         self.server_id = server_id
+        self.start = start
         self.totals: dict[int, list[float]] = {}
         self.captures = 0
 
@@ -40,7 +42,7 @@ class History:
         for queryid, total in self.totals.items():
             if queryid not in means:
                 rows.append({"queryid": queryid, "calls": total[0], "total_exec_time": total[1], "rows": total[0]})
-        at = T0 + self.captures * STEP
+        at = self.start + self.captures * STEP
         self.captures += 1
         self.conn.execute(
             "SELECT pgml_ingest_stats(%s, %s::jsonb)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -210,7 +211,7 @@ def test_the_hard_limit_holds_when_the_job_never_checks(db: Database):
 
 
 def test_cleanup_removes_what_is_past_its_retention_and_keeps_the_latest_capture(db: Database):
-    history = History(db.conn, "db-1")
+    history = History(db.conn, "db-1", start=datetime.now(UTC) - timedelta(days=10))
     history.steady(statements(3), intervals=5)
     old_job = enqueue(db, "sleep", {"seconds": 0})
     drain(db)
