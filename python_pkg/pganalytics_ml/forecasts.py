@@ -6,6 +6,7 @@ honest baseline from its own recent intervals (their EWMA), marked source = 'bas
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,20 +58,30 @@ def _usable_model(plpy: Any, server_id: str) -> models.LoadedModel | None:
     return model
 
 
-def refresh(plpy: Any, server_id: str, queryids: list[int] | None = None) -> int:
-    """Recomputes the forecasts of ``queryids`` (all statements when None); returns how many."""
+@dataclass
+class Forecast:
+    """Forecasts of a set of statements: what refresh stores, and what pgml_predict then returns."""
+
+    queryid: np.ndarray
+    predicted_ms: list[float]
+    lower_ms: list[float]
+    upper_ms: list[float]
+    confidence: list[float]
+    from_model: np.ndarray
+    model: models.LoadedModel | None
+
+
+def compute(plpy: Any, server_id: str, queryids: list[int] | None = None) -> Forecast:
+    """Forecasts of ``queryids`` (all statements when None) from their latest windows, written nowhere."""
     latest = history.latest_windows(plpy, server_id, queryids)
-    n = len(latest.queryid)
-    if n == 0:
-        return 0
     feats = features.feature_matrix(latest.windows)
     scale = np.where(feats.history >= 2, np.maximum(feats.scale, BASELINE_MIN_SCALE), BASELINE_FEW_INTERVALS_SCALE)
     predicted_log = feats.anchor.copy()
     half_width = BASELINE_Z * scale
     confidence = evaluation.baseline_confidence(scale)
-    from_model = np.zeros(n, dtype=bool)
+    from_model = np.zeros(len(latest.queryid), dtype=bool)
 
-    model = _usable_model(plpy, server_id)
+    model = _usable_model(plpy, server_id) if len(latest.queryid) else None
     if model is not None:
         from_model = feats.history >= features.MIN_HISTORY
         if from_model.any():
@@ -78,25 +89,41 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None = None) -> int
             predicted_log[rows] = feats.anchor[rows] + model.estimator.predict(feats.matrix[rows])
             half_width[rows] = model.calibration["q"] * feats.scale[rows]
             confidence[rows] = evaluation.confidence(feats.scale[rows], model.calibration["scores"])
+    return Forecast(
+        queryid=latest.queryid,
+        predicted_ms=_readable(np.exp(predicted_log)),
+        lower_ms=_readable(np.exp(predicted_log - half_width)),
+        upper_ms=_readable(np.exp(predicted_log + half_width)),
+        confidence=[round(float(c), 3) for c in confidence],
+        from_model=from_model,
+        model=model,
+    )
 
+
+def refresh(plpy: Any, server_id: str, queryids: list[int] | None = None) -> int:
+    """Recomputes and stores the forecasts of ``queryids`` (all statements when None); returns how many."""
+    forecast = compute(plpy, server_id, queryids)
+    if not len(forecast.queryid):
+        return 0
     plan = plpy.prepare(
         _UPSERT, ["text", "bigint[]", "float8[]", "float8[]", "float8[]", "float8[]", "bigint", "integer", "boolean[]"]
     )
+    model = forecast.model
     plpy.execute(
         plan,
         [
             server_id,
-            latest.queryid.tolist(),
-            _readable(np.exp(predicted_log)),
-            _readable(np.exp(predicted_log - half_width)),
-            _readable(np.exp(predicted_log + half_width)),
-            [round(float(c), 3) for c in confidence],
-            model.model_id if model is not None else None,
-            model.version if model is not None else None,
-            from_model.tolist(),
+            forecast.queryid.tolist(),
+            forecast.predicted_ms,
+            forecast.lower_ms,
+            forecast.upper_ms,
+            forecast.confidence,
+            model.model_id if model else None,
+            model.version if model else None,
+            forecast.from_model.tolist(),
         ],
     )
-    return n
+    return len(forecast.queryid)
 
 
 def after_capture(plpy: Any, server_id: str, captured_at: str) -> dict[str, int]:

@@ -58,7 +58,7 @@ _LOAD_SQL = """
 """
 _STRUCTURE_SQL = f"""
     SELECT queryid, statement_kind, parse_ok, {", ".join(n for n in STRUCTURE if n.startswith(("n_", "has_")))}
-      FROM pganalytics_ml.statements WHERE server_id = $1
+      FROM pganalytics_ml.statements WHERE server_id = $1 AND ($2::bigint[] IS NULL OR queryid = ANY ($2::bigint[]))
 """
 
 
@@ -115,9 +115,9 @@ class ServerLoad:
         return found
 
 
-def _structures(plpy: Any, server_id: str) -> dict[int, list[float]]:
-    plan = plpy.prepare(_STRUCTURE_SQL, ["text"])
-    return {row["queryid"]: structure_row(row) for row in plpy.execute(plan, [server_id])}
+def _structures(plpy: Any, server_id: str, queryids: list[int] | None = None) -> dict[int, list[float]]:
+    plan = plpy.prepare(_STRUCTURE_SQL, ["text", "bigint[]"])
+    return {row["queryid"]: structure_row(row) for row in plpy.execute(plan, [server_id, queryids])}
 
 
 def _load(plpy: Any, server_id: str, start: str, end: str) -> ServerLoad:
@@ -196,7 +196,7 @@ def latest_windows(plpy: Any, server_id: str, queryids: list[int] | None) -> Lat
     )[0]
     order = np.lexsort((rows.end, rows.queryid))  # the lateral query returns newest first
     rows = Intervals(rows.queryid[order], rows.start[order], rows.end[order], rows.values[order])
-    structures = _structures(plpy, server_id)
+    structures = _structures(plpy, server_id, queryids)
     if last["at"] is None or not len(rows.queryid):
         return LatestWindows(
             np.zeros(0, dtype=np.int64),
