@@ -109,10 +109,16 @@ class ResidualModel:
 RESIDUAL_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
+def latest(end: np.ndarray, fraction: float) -> np.ndarray:
+    """The rows of the latest intervals: at least ``fraction`` of them, never splitting one interval."""
+    cutoff = np.sort(end)[min(int(len(end) * (1 - fraction)), len(end) - 1)]
+    return end >= cutoff
+
+
 def _residual_weight(model_type: str, x: np.ndarray, residual: np.ndarray, end: np.ndarray) -> float:
     """The weight of the learned residual that does best on the latest quarter of the training rows."""
-    cutoff = np.quantile(end, 0.75)
-    fit_rows, check_rows = end <= cutoff, end > cutoff
+    check_rows = latest(end, 0.25)
+    fit_rows = ~check_rows
     if fit_rows.sum() < MIN_HOLDOUT or check_rows.sum() < MIN_HOLDOUT:
         return 1.0
     estimator = make_estimator(model_type, int(fit_rows.sum())).fit(x[fit_rows], residual[fit_rows])
@@ -172,8 +178,7 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
     report("building features", 15)
     feats = features.feature_matrix(data.windows)
     residual = data.target - feats.anchor
-    cutoff = np.quantile(data.target_end, 1 - HOLDOUT_FRACTION)
-    holdout = data.target_end > cutoff
+    holdout = latest(data.target_end, HOLDOUT_FRACTION)
     if holdout.sum() < MIN_HOLDOUT or (~holdout).sum() < MIN_HOLDOUT:
         raise PgmlError(
             f"too little history to hold out the latest {HOLDOUT_FRACTION:.0%} for evaluation: "
