@@ -7,19 +7,29 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from psycopg.types.json import Jsonb
 
 from conftest import Database
+from history_builder import History, statements
 from pgcluster import PG_BIN
 from workload import pgbench
 
 pytestmark = pytest.mark.integration
 
-TABLES = ("snapshots", "statements", "query_stats", "counter_baseline")
+TABLES = (
+    "snapshots",
+    "statements",
+    "query_stats",
+    "counter_baseline",
+    "models",
+    "model_key",
+    "forecasts",
+    "predictions",
+    "jobs",
+)
 
 
 def table_contents(conn, table: str) -> list[tuple]:
-    return conn.execute(f"SELECT * FROM pganalytics_ml.{table} ORDER BY 1, 2, 3").fetchall()
+    return conn.execute(f"SELECT x.* FROM pganalytics_ml.{table} x ORDER BY x::text").fetchall()
 
 
 def test_dump_and_restore_keep_the_history(db: Database):
@@ -27,18 +37,12 @@ def test_dump_and_restore_keep_the_history(db: Database):
     db.conn.execute("SELECT * FROM pgml_snapshot()")
     pgbench(db.cluster, db.name, "SELECT count(*) FROM probe;\n", transactions=10)
     db.conn.execute("SELECT * FROM pgml_snapshot()")
-    for minute, calls in ((0, 5), (1, 9)):
-        db.one(
-            "SELECT pgml_ingest_stats('db-1', %s)",
-            (
-                Jsonb(
-                    {
-                        "captured_at": f"2026-11-01T00:0{minute}:00Z",
-                        "rows": [{"queryid": 1, "calls": calls, "total_exec_time": calls * 2.0}],
-                    }
-                ),
-            ),
-        )
+    queries = statements(5)
+    History(db.conn, "db-1").steady(queries, intervals=25)
+    model_id = db.one("SELECT model_id FROM pgml_train(90, 'random_forest', 'db-1')")
+    queryid = next(iter(queries))
+    predicted = db.one("SELECT predicted_execution_time_ms FROM pgml_predict(%s, 'db-1')", (queryid,))
+    db.one("SELECT job_id FROM pgml_job_enqueue('sleep')")
     original = {t: table_contents(db.conn, t) for t in TABLES}
     assert all(original.values())
 
@@ -59,6 +63,10 @@ def test_dump_and_restore_keep_the_history(db: Database):
             with db.cluster.connect(restored) as conn:
                 assert {t: table_contents(conn, t) for t in TABLES} == original
                 # The restored database goes on capturing where the original stopped.
+                # The restored model loads (its signature checks out with the restored key) and predicts the same.
+                conn.execute("SELECT * FROM pgml_activate_model(%s)", (model_id,))
+                again = conn.execute("SELECT predicted_execution_time_ms FROM pgml_predict(%s, 'db-1')", (queryid,))
+                assert again.fetchone()[0] == predicted
                 before = conn.execute("SELECT max(snapshot_id) FROM pganalytics_ml.snapshots").fetchone()[0]
                 conn.execute("SELECT * FROM pgml_snapshot()")
                 after = conn.execute("SELECT max(snapshot_id) FROM pganalytics_ml.snapshots").fetchone()[0]
