@@ -275,7 +275,11 @@ BEGIN
                 wal_records, wal_fpi, wal_bytes, plans, total_plan_time, mean_plan_time)
             SELECT p_server_id, s.queryid, v_prev, p_captured_at, s.database, s.calls,
                    s.total_exec_time, s.total_exec_time / s.calls,
-                   sqrt(greatest(s.sum_sq / s.calls - (s.total_exec_time / s.calls) ^ 2, 0)),
+                   -- At most the spread of one call taking all the time: counters that disagree with
+                   -- each other (a reset, a collector's rounding) cannot make a spread no calls could have.
+                   CASE WHEN s.sum_sq IS NOT NULL THEN
+                        least(sqrt(greatest(s.sum_sq / s.calls - (s.total_exec_time / s.calls) ^ 2, 0)),
+                              s.total_exec_time / s.calls * sqrt(s.calls - 1)) END,
                    s.rows,
                    s.shared_blks_hit, s.shared_blks_read, s.shared_blks_dirtied, s.shared_blks_written,
                    s.local_blks_hit, s.local_blks_read, s.local_blks_dirtied, s.local_blks_written,

@@ -11,7 +11,8 @@ BEGIN
             USING ERRCODE = 'P0002',
                   HINT = 'It was seen but not yet run between two captures; run pgml_snapshot() after it runs.';
     END IF;
-    RAISE EXCEPTION 'unknown query_hash % for server "%"', p_queryid, p_server_id
+    RAISE EXCEPTION 'unknown query_hash % for server "%"', p_queryid,
+        CASE WHEN length(p_server_id) > 63 THEN left(p_server_id, 60) || '...' ELSE p_server_id END
         USING ERRCODE = 'P0002',
               HINT = 'query_hash is pg_stat_statements.queryid of a statement captured by pgml_snapshot() '
                      'or pgml_ingest_stats(); SELECT queryid, query FROM pganalytics_ml.statements lists them.';
@@ -148,8 +149,10 @@ BEGIN
         RAISE EXCEPTION '% must not be NULL', CASE WHEN p_id IS NULL THEN 'prediction_id' ELSE 'actual_execution_time_ms' END
             USING ERRCODE = '22004', HINT = 'Pass the prediction_id pgml_predict returned and the measured time in ms.';
     END IF;
-    IF p_actual <= 0 OR p_actual = 'Infinity'::float8 OR p_actual = 'NaN'::float8 THEN
-        RAISE EXCEPTION 'actual_execution_time_ms must be a positive, finite number of milliseconds, got %', p_actual
+    -- Bounded like captured times, so that the error ratios below stay finite (NaN fails the upper bound).
+    IF NOT (p_actual >= 1e-9 AND p_actual <= 1e15) THEN
+        RAISE EXCEPTION 'actual_execution_time_ms must be a positive, finite number of milliseconds '
+                        '(from 1e-9 to 1e15), got %', p_actual
             USING ERRCODE = '22023', HINT = 'Pass the measured execution time in milliseconds, e.g. 12.5.';
     END IF;
     RETURN QUERY

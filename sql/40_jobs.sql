@@ -72,6 +72,8 @@ DECLARE
     v_job  pganalytics_ml.jobs;
     v_hard interval := coalesce(p_hard_limit, pganalytics_ml._setting('job_hard_limit', '10 min')::interval);
     v_soft interval := coalesce(p_soft_limit, pganalytics_ml._setting('job_soft_limit', '9 min')::interval);
+    v_base interval := coalesce(p_backoff_base, pganalytics_ml._setting('job_backoff_base', '10 s')::interval);
+    v_cap  interval := coalesce(p_backoff_cap, pganalytics_ml._setting('job_backoff_cap', '10 min')::interval);
 BEGIN
     IF coalesce(p_max_attempts, 1) < 1 OR coalesce(p_max_attempts, 1) > 100 THEN
         RAISE EXCEPTION 'max_attempts must be between 1 and 100, got %', p_max_attempts
@@ -81,13 +83,26 @@ BEGIN
         RAISE EXCEPTION 'time limits must be positive with the soft limit (%) at most the hard limit (%)', v_soft, v_hard
             USING ERRCODE = '22023', HINT = 'The defaults are a soft limit of 9 minutes and a hard limit of 10.';
     END IF;
+    -- Bounded so that the watchdog's and the backoff's time arithmetic stays far from overflowing.
+    IF v_hard > interval '7 days' THEN
+        RAISE EXCEPTION 'time limits must be at most 7 days, got a hard limit of %', v_hard
+            USING ERRCODE = '22023', HINT = 'The defaults are a soft limit of 9 minutes and a hard limit of 10.';
+    END IF;
+    IF v_base <= interval '0' OR v_base > interval '1 day' OR v_cap < v_base OR v_cap > interval '7 days' THEN
+        RAISE EXCEPTION 'the retry backoff must start between 0 and 1 day and be capped at 7 days at most, got % and %',
+            v_base, v_cap
+            USING ERRCODE = '22023',
+                  HINT = 'Check pganalytics_ml.job_backoff_base and job_backoff_cap (defaults 10 s and 10 min).';
+    END IF;
+    IF p_run_at IS NOT NULL AND NOT isfinite(p_run_at) THEN
+        RAISE EXCEPTION 'run_at must be a finite time, got %', p_run_at
+            USING ERRCODE = '22023', HINT = 'Leave run_at out to run the job as soon as a worker is free.';
+    END IF;
     INSERT INTO pganalytics_ml.jobs (kind, arguments, max_attempts, soft_limit, hard_limit, run_at,
                                      backoff_base, backoff_cap)
     VALUES (p_kind, coalesce(p_arguments, '{}'),
             coalesce(p_max_attempts, pganalytics_ml._setting('job_max_attempts', '3')::integer),
-            v_soft, v_hard, coalesce(p_run_at, now()),
-            coalesce(p_backoff_base, pganalytics_ml._setting('job_backoff_base', '10 s')::interval),
-            coalesce(p_backoff_cap, pganalytics_ml._setting('job_backoff_cap', '10 min')::interval))
+            v_soft, v_hard, coalesce(p_run_at, now()), v_base, v_cap)
     RETURNING * INTO v_job;
     RETURN v_job;
 END
@@ -100,10 +115,11 @@ REVOKE ALL ON FUNCTION pganalytics_ml._enqueue(text, jsonb, integer, interval, i
 -- Finds jobs whose worker is gone (its advisory lock is free: the backend died or the server restarted)
 -- and returns them to pending with the attempt counted, or dead-letters them when out of attempts; then
 -- enforces hard time limits on live workers by terminating their backends. Every drain runs it first.
+-- SECURITY DEFINER so that pgml_admin may run it; it terminates only backends that hold a job.
 CREATE FUNCTION pganalytics_ml.rescue_jobs()
 RETURNS TABLE (requeued integer, dead_lettered integer, terminated integer)
 LANGUAGE plpgsql
-VOLATILE PARALLEL UNSAFE
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -215,7 +231,7 @@ BEGIN
     ELSIF p_retry AND NOT v_job.cancel_requested AND v_job.attempts < v_job.max_attempts THEN
         UPDATE pganalytics_ml.jobs
            SET status = 'pending', updated_at = now(), worker_pid = NULL, error = p_error,
-               run_at = now() + least(backoff_cap, backoff_base * power(2, attempts - 1)),
+               run_at = now() + least(backoff_cap, backoff_base * power(2, least(attempts - 1, 20))),
                errors = errors || jsonb_build_object('attempt', attempts, 'at', now(), 'error', p_error)
          WHERE job_id = p_job_id
         RETURNING * INTO v_job;
@@ -305,7 +321,10 @@ BEGIN
         RAISE EXCEPTION 'unknown job status %', pg_catalog.left(pgml_jobs.status, 40) USING ERRCODE = '22023',
             HINT = 'Use pending, training, running, completed, failed or dead_lettered, or NULL for all.';
     END IF;
-    IF pgml_jobs."limit" IS NULL OR pgml_jobs."limit" < 1 OR pgml_jobs."limit" > 10000 THEN
+    IF pgml_jobs."limit" IS NULL THEN
+        RAISE EXCEPTION 'limit must not be NULL' USING ERRCODE = '22004', HINT = 'The default is 100.';
+    END IF;
+    IF pgml_jobs."limit" < 1 OR pgml_jobs."limit" > 10000 THEN
         RAISE EXCEPTION 'limit must be between 1 and 10000, got %', pgml_jobs."limit" USING ERRCODE = '22023',
             HINT = 'The default is 100.';
     END IF;

@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pganalytics_ml.errors import invalid, null_argument, sql_entry
+from pganalytics_ml.errors import PgmlError, invalid, null_argument, shown, sql_entry
 from pganalytics_ml.statement_features import FEATURE_NAMES, parse_statement
 
 LOCAL_SERVER = "local"
@@ -45,6 +45,11 @@ INTEGER_COUNTERS = (
 )
 TIME_COUNTERS = ("total_exec_time", "blk_read_time", "blk_write_time", "total_plan_time")
 REQUIRED = ("queryid", "calls", "total_exec_time")
+ROW_HINT = (
+    "Each row is one pg_stat_statements entry: queryid an integer (or a string of digits), calls and the"
+    ' block counters non-negative integers, times in milliseconds, e.g. {"queryid": -4823, "calls": 12,'
+    ' "total_exec_time": 30.5}.'
+)
 
 # Field order of the SQL type pganalytics_ml.stat_counters.
 COUNTER_FIELDS = (
@@ -159,7 +164,7 @@ def validate_server_id(server_id: str | None) -> str:
         raise null_argument("server_id", hint="Name the server the statistics come from, e.g. 'db-prod-1'.")
     if not SERVER_ID_PATTERN.fullmatch(server_id):
         raise invalid(
-            f"invalid server_id {server_id!r}",
+            f"invalid server_id {shown(server_id)}",
             hint="Use 1 to 63 letters, digits or . _ : @ - characters, starting with a letter or digit.",
         )
     if server_id == LOCAL_SERVER:
@@ -183,7 +188,7 @@ def validate_payload(stats: str | None, now: datetime) -> tuple[datetime, dateti
         payload = {"rows": payload}
     if not isinstance(payload, dict):
         raise invalid(
-            f"stats must be a JSON object or array, not {type(payload).__name__}",
+            f"stats must be a JSON object or array, not {_json_type(payload)}",
             hint='Send {"captured_at": "...", "rows": [...]}.',
         )
     unknown = set(payload) - {"captured_at", "stats_reset", "rows"}
@@ -205,7 +210,11 @@ def validate_payload(stats: str | None, now: datetime) -> tuple[datetime, dateti
             "stats.rows must be a non-empty array of pg_stat_statements rows",
             hint="Each row needs at least queryid, calls and total_exec_time.",
         )
-    normalized = [validate_row(i, row) for i, row in enumerate(rows)]
+    try:
+        normalized = [validate_row(i, row) for i, row in enumerate(rows)]
+    except PgmlError as err:
+        err.hint = err.hint or ROW_HINT
+        raise
     seen: dict[tuple[Any, ...], int] = {}
     for i, row in enumerate(normalized):
         key = (row["queryid"], row["userid"], row["dbid"], row["toplevel"])
@@ -222,7 +231,7 @@ def validate_row(index: int, row: Any) -> dict[str, Any]:
     """One pg_stat_statements-shaped row, checked and completed with defaults."""
     where = f"stats.rows[{index}]"
     if not isinstance(row, dict):
-        raise invalid(f"{where} must be an object, not {type(row).__name__}")
+        raise invalid(f"{where} must be an object, not {_json_type(row)}")
     for name in REQUIRED:
         if row.get(name) is None:
             raise invalid(f"{where} has no {name}", hint="Each row needs at least queryid, calls and total_exec_time.")
@@ -258,6 +267,19 @@ def validate_row(index: int, row: Any) -> dict[str, Any]:
     return out
 
 
+def _json_type(value: Any) -> str:
+    """What a decoded JSON value is, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
 def _integer(value: Any, where: str, *, low: int, high: int) -> int:
     # Integers may come as JSON strings: a 64-bit queryid does not survive a JSON number in many clients.
     if isinstance(value, str) and re.fullmatch(r"-?\d{1,20}", value.strip()):
@@ -267,7 +289,7 @@ def _integer(value: Any, where: str, *, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise invalid(f"{where} must be an integer, got {json.dumps(value)[:40]}")
     if not low <= value <= high:
-        raise invalid(f"{where} is out of range ({value}); expected {low} to {high}")
+        raise invalid(f"{where} is out of range ({shown(value)}); expected {low} to {high}")
     return value
 
 
@@ -280,7 +302,7 @@ def _milliseconds(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise invalid(f"{where} must be a number of milliseconds, got {json.dumps(value)[:40]}")
     if not math.isfinite(value) or not 0 <= value <= MAX_MILLISECONDS:
-        raise invalid(f"{where} must be a number of milliseconds from 0 to {MAX_MILLISECONDS:g}, got {value}")
+        raise invalid(f"{where} must be a number of milliseconds from 0 to {MAX_MILLISECONDS:g}, got {shown(value)}")
     # Below a picosecond is noise; rounding keeps squares and quotients clear of float underflow in SQL.
     return round(float(value), 9)
 

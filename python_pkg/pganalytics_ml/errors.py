@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,20 @@ def not_found(message: str, hint: str | None = None) -> PgmlError:
     return PgmlError(message, sqlstate=NO_DATA_FOUND, hint=hint)
 
 
+def shown(value: Any, limit: int = 40) -> str:
+    """``value`` as an error message quotes it: long text cut short, huge numbers in exponent form."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        text = repr(value)
+        if len(text) <= 24:
+            return text
+        try:
+            return f"{float(value):.6g}"
+        except OverflowError:
+            return f"{text[:6]}... ({len(text)} digits)"
+    text = value if isinstance(value, str) else json.dumps(value)
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
+
+
 def _reportable(plpy: Any) -> type:
     """A plpy.Error subclass that PL/Python reports as "pganalytics_ml: <message>".
 
@@ -61,10 +76,32 @@ def sql_entry(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(plpy, *args, **kwargs)
         except PgmlError as caught:
             err = caught
+        except Exception as caught:
+            if not _for_the_caller(plpy, caught):
+                raise
+            err = _from_spi_error(caught)
         # Raised outside the except block, so the report carries no chained Python traceback.
         raise as_postgres_error(plpy, err)
 
     return wrapper
+
+
+# SQLSTATEs of errors that the extension's SQL helpers raise for the caller to act on. They pass on with
+# their own message, hint and detail, instead of PL/Python's "spiexceptions.InvalidParameterValue: ...".
+_CALLER_SQLSTATES = ("22", "P0", "55", "25", "42501")
+
+
+def _for_the_caller(plpy: Any, exc: Exception) -> bool:
+    spi_error = getattr(plpy, "SPIError", None)
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return spi_error is not None and isinstance(exc, spi_error) and sqlstate.startswith(_CALLER_SQLSTATES)
+
+
+def _from_spi_error(exc: Exception) -> PgmlError:
+    # spidata is (sqlerrcode, detail, hint, query, position, ...), as PL/Python sets it.
+    spidata = getattr(exc, "spidata", None) or (None, None, None)
+    message = exc.args[0] if exc.args else str(exc)
+    return PgmlError(str(message), sqlstate=exc.sqlstate, hint=spidata[2], detail=spidata[1])
 
 
 def as_postgres_error(plpy: Any, err: PgmlError) -> Exception:

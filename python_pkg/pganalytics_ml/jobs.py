@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pganalytics_ml.errors import PgmlError, invalid, null_argument, sql_entry
+from pganalytics_ml.errors import PgmlError, invalid, not_found, null_argument, shown, sql_entry
 
 KINDS = ("train", "snapshot", "validate", "cleanup", "sleep")
 CLEANUP_DEFAULTS = {
@@ -22,6 +22,10 @@ CLEANUP_DEFAULTS = {
     "prediction_retention": "30 days",
     "history_retention": "90 days",
 }
+CLEANUP_RETENTIONS = ("job_ttl", "prediction_retention", "history_retention")
+MAX_KEEP_MODELS = 1_000_000
+MAX_RETENTION = "100 years"  # pgml_schedule accepts the same ranges: its clean-up jobs must queue
+SLEEP_ARGUMENTS = ("seconds", "step", "checkpoints", "fail")
 
 
 class JobStopped(Exception):
@@ -65,21 +69,32 @@ class PinnedSearchPath:
         self.plpy = plpy
 
     def __enter__(self) -> None:
-        if not self.plpy.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user")[0][
-            "rolsuper"
-        ]:
+        superuser = self.plpy.execute(
+            "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) CURRENT_USER"
+        )
+        if not superuser[0]["rolsuper"]:
             raise PgmlError(
                 "the job worker must run as a superuser",
                 sqlstate="42501",
-                hint="pg_cron runs it as the superuser who called pgml_schedule(); by hand, CALL it as a superuser.",
+                hint="pg_cron runs it as the extension owner (pgml_schedule() is SECURITY DEFINER); by hand, CALL it "
+                "as a superuser.",
             )
         self.saved = self.plpy.execute("SELECT pg_catalog.current_setting('search_path') AS p")[0]["p"]
         self.plpy.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
 
-    def __exit__(self, *exc: object) -> None:
-        self.plpy.execute(
-            self.plpy.prepare("SELECT pg_catalog.set_config('search_path', $1, false)", ["text"]), [self.saved]
-        )
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        restore = self.plpy.prepare("SELECT pg_catalog.set_config('search_path', $1, false)", ["text"])
+        if exc_type is None:
+            self.plpy.execute(restore, [self.saved])
+            return
+        # A setting made in the failing transaction would be undone with it, back to the pinned value an
+        # earlier commit kept: end that transaction here and restore the caller's path in one of its own.
+        try:
+            self.plpy.rollback()
+        except self.plpy.SPIError:  # CALLed inside a transaction block: nothing was committed, the abort restores it
+            return
+        self.plpy.execute(restore, [self.saved])
+        self.plpy.commit()
 
 
 @sql_entry
@@ -89,16 +104,26 @@ def run_jobs(plpy: Any, max_jobs: int | None, max_seconds: float | None, kinds: 
 
 
 def _drain(plpy: Any, max_jobs: int | None, max_seconds: float | None, kinds: list[str] | None) -> None:
-    if max_jobs is None or max_jobs < 1:
+    if max_jobs is None:
+        raise null_argument("max_jobs", hint="The default drains up to 100 jobs.")
+    if max_jobs < 1:
         raise invalid(f"max_jobs must be at least 1, got {max_jobs}", hint="The default drains up to 100 jobs.")
-    if max_seconds is None or max_seconds < 0:
+    if max_seconds is None:
+        raise null_argument("max_seconds", hint="No new job is claimed after max_seconds (default 50).")
+    if max_seconds < 0:
         raise invalid(
             f"max_seconds must be 0 or more, got {max_seconds}",
             hint="No new job is claimed after max_seconds; a job already started runs to its end.",
         )
-    unknown = sorted(set(kinds or []) - set(KINDS))
-    if unknown:
-        raise invalid(f"unknown job kinds: {', '.join(unknown)}", hint=f"Job kinds: {', '.join(KINDS)}.")
+    if kinds is not None:
+        if not kinds or None in kinds:
+            raise invalid(
+                "kinds must name at least one job kind, and no NULL", hint="Leave kinds out (NULL) to run every kind."
+            )
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown:
+            names = ", ".join(shown(k) for k in unknown[:5])
+            raise invalid(f"unknown job kinds: {names}", hint=f"Job kinds: {', '.join(KINDS)}.")
     plpy.execute("SELECT * FROM pganalytics_ml.rescue_jobs()")
     plpy.commit()
     claim = plpy.prepare("SELECT * FROM pganalytics_ml._claim_job($1)", ["text[]"])
@@ -207,7 +232,10 @@ RUNNERS: dict[str, Callable[[Any, dict[str, Any], Callable[[str, float], None]],
 
 
 def check_job_arguments(kind: str | None, arguments: dict[str, Any]) -> dict[str, Any]:
-    """Validates a job's arguments when it is queued, so a bad job fails at once and nothing is queued."""
+    """Validates a job's arguments when it is queued, so a bad job fails at once and nothing is queued.
+
+    Clean-up intervals are checked by ``enqueue`` in SQL, which parses them the way the job will.
+    """
     if kind is None:
         raise null_argument("kind", hint=f"Job kinds: {', '.join(KINDS)}.")
     if kind not in KINDS:
@@ -229,16 +257,59 @@ def check_job_arguments(kind: str | None, arguments: dict[str, Any]) -> dict[str
                 hint=f"Clean-up arguments: {', '.join(CLEANUP_DEFAULTS)}.",
             )
         keep = arguments.get("keep_models", CLEANUP_DEFAULTS["keep_models"])
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
-            raise invalid(f"keep_models must be 0 or more, got {keep}", hint="The active model is always kept.")
+        if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= MAX_KEEP_MODELS:
+            raise invalid(
+                f"keep_models must be an integer from 0 to {MAX_KEEP_MODELS}, got {shown(keep)}",
+                hint="The active model is always kept.",
+            )
+        for name in CLEANUP_RETENTIONS:
+            if name in arguments and not isinstance(arguments[name], str):
+                raise invalid(
+                    f"{name} must be an interval written as text, got {shown(arguments[name])}",
+                    hint=f'For example "{CLEANUP_DEFAULTS[name]}".',
+                )
+    if kind in ("snapshot", "validate") and arguments:
+        raise invalid(f"a {kind} job takes no arguments", hint="Pass '{}' or leave arguments out.")
     if kind == "sleep":
+        unknown = set(arguments) - set(SLEEP_ARGUMENTS)
+        if unknown:
+            raise invalid(
+                f"unknown sleep arguments: {', '.join(sorted(unknown))}",
+                hint=f"Sleep arguments: {', '.join(SLEEP_ARGUMENTS)}.",
+            )
         seconds = arguments.get("seconds", 1)
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 86400:
             raise invalid(
-                f"seconds must be a number from 0 to 86400, got {seconds}",
+                f"seconds must be a number from 0 to 86400, got {shown(seconds)}",
                 hint='A sleep job waits that many seconds, e.g. {"seconds": 5}.',
             )
+        step = arguments.get("step", 0.2)
+        if isinstance(step, bool) or not isinstance(step, int | float) or not 0.01 <= step <= 3600:
+            raise invalid(
+                f"step must be a number of seconds from 0.01 to 3600, got {shown(step)}",
+                hint="A sleep job checks in every step seconds (default 0.2).",
+            )
+        if not isinstance(arguments.get("checkpoints", True), bool):
+            raise invalid("checkpoints must be true or false", hint="false makes the job ignore its time limits.")
     return arguments
+
+
+def _check_retentions(plpy: Any, arguments: dict[str, Any]) -> None:
+    """The clean-up intervals parse, and lie between nothing and MAX_RETENTION."""
+    plan = plpy.prepare(
+        f"SELECT $1::interval > interval '0' AND $1::interval <= interval '{MAX_RETENTION}' AS ok", ["text"]
+    )
+    for name in CLEANUP_RETENTIONS:
+        value = arguments.get(name, CLEANUP_DEFAULTS[name])
+        try:
+            ok = plpy.execute(plan, [value])[0]["ok"]
+        except plpy.SPIError:  # not an interval
+            ok = False
+        if not ok:
+            raise invalid(
+                f"{name} must be a positive interval of at most {MAX_RETENTION}, got {shown(value)}",
+                hint=f"For example '{CLEANUP_DEFAULTS[name]}'.",
+            )
 
 
 def _enqueue(
@@ -264,6 +335,7 @@ def train_async(plpy: Any, lookback_days: Any, model_type: Any, server_id: Any) 
     from pganalytics_ml import training
 
     arguments = training.check_train_arguments(lookback_days, model_type, server_id=server_id)
+    _require_history(plpy, arguments["server_id"])
     job = _enqueue(plpy, "train", arguments)
     return [{"job_id": job["job_id"], "status": job["status"], "created_at": job["created_at"]}]
 
@@ -280,7 +352,22 @@ def enqueue(
 ) -> list[dict[str, Any]]:
     """pgml_job_enqueue: queues a job of any kind."""
     parsed = check_job_arguments(kind, json.loads(arguments) if arguments is not None else {})
+    if kind == "cleanup":
+        _check_retentions(plpy, parsed)
+    if kind == "train":
+        _require_history(plpy, parsed["server_id"])
     return [_enqueue(plpy, kind, parsed, max_attempts, soft_limit, hard_limit, run_at)]
+
+
+def _require_history(plpy: Any, server_id: str) -> None:
+    """A training job for a server never captured would only fail later: refuse it now, as pgml_train does."""
+    plan = plpy.prepare("SELECT EXISTS (SELECT FROM pganalytics_ml.snapshots WHERE server_id = $1) AS known", ["text"])
+    if not plpy.execute(plan, [server_id])[0]["known"]:
+        name = server_id if len(server_id) <= 40 else server_id[:40] + "..."
+        raise not_found(
+            f'no history captured for server "{name}"',
+            hint="Run pgml_snapshot() regularly (or schedule it with pgml_schedule()) before training.",
+        )
 
 
 @sql_entry
@@ -293,10 +380,20 @@ def run_snapshots(plpy: Any, every_seconds: int, within_seconds: int) -> int:
 def _snapshots(plpy: Any, every_seconds: int, within_seconds: int) -> int:
     from pganalytics_ml import capture
 
-    if every_seconds is None or not 1 <= every_seconds <= 3600:
+    if every_seconds is None or within_seconds is None:
+        raise null_argument(
+            "every_seconds" if every_seconds is None else "within_seconds",
+            hint="pgml_schedule(snapshot_seconds => ...) sets them for pg_cron.",
+        )
+    if not 1 <= every_seconds <= 3600:
         raise invalid(
             f"every_seconds must be between 1 and 3600, got {every_seconds}",
             hint="pgml_schedule(snapshot_seconds => ...) sets it for pg_cron.",
+        )
+    if not 0 <= within_seconds <= 3600:
+        raise invalid(
+            f"within_seconds must be between 0 and 3600, got {within_seconds}",
+            hint="pg_cron starts the procedure every minute: 60 (the default) covers the minute.",
         )
     sleep = plpy.prepare("SELECT pg_sleep($1)", ["float8"])  # in SQL, so a cancel or shutdown stops it
     started = time.monotonic()
