@@ -20,69 +20,135 @@ $$;
 COMMENT ON FUNCTION pganalytics_ml._require_pg_cron() IS 'Fails with a hint when pg_cron is not in this database';
 REVOKE ALL ON FUNCTION pganalytics_ml._require_pg_cron() FROM PUBLIC;
 
+-- The settings pgml_schedule last registered. pg_dump keeps them (the pg_cron jobs live in cron.job, in the
+-- cron database), so that after a restore SELECT * FROM pgml_schedule() registers the same schedules again.
+CREATE TABLE pganalytics_ml.schedule_config (
+    singleton             boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    snapshot_seconds      integer NOT NULL,
+    retrain_schedule      text NOT NULL,
+    retrain_lookback_days integer NOT NULL,
+    retrain_model_type    text NOT NULL,
+    cleanup_schedule      text NOT NULL,
+    job_ttl               interval NOT NULL,
+    keep_models           integer NOT NULL,
+    prediction_retention  interval NOT NULL,
+    history_retention     interval NOT NULL,
+    updated_at            timestamptz NOT NULL,
+    updated_by            name NOT NULL
+);
+COMMENT ON TABLE pganalytics_ml.schedule_config IS
+    'The settings of the pg_cron schedules as pgml_schedule last registered them; its defaults for the next call';
+SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.schedule_config', '');
+GRANT SELECT ON pganalytics_ml.schedule_config TO pgml_reader;
+
+-- Every argument left out (NULL) keeps the value stored by the previous call, else takes the built-in
+-- default shown in the comment. Everything is checked before anything is written.
 CREATE FUNCTION @extschema@.pgml_schedule(
-    snapshot_seconds      integer  DEFAULT 300,
-    retrain_schedule      text     DEFAULT '0 3 * * *',
-    retrain_lookback_days integer  DEFAULT 90,
-    retrain_model_type    text     DEFAULT 'auto',
-    cleanup_schedule      text     DEFAULT '30 3 * * *',
-    job_ttl               interval DEFAULT '7 days',
-    keep_models           integer  DEFAULT 5,
-    prediction_retention  interval DEFAULT '30 days',
-    history_retention     interval DEFAULT '90 days')
+    snapshot_seconds      integer  DEFAULT NULL,  -- 300
+    retrain_schedule      text     DEFAULT NULL,  -- '0 3 * * *'
+    retrain_lookback_days integer  DEFAULT NULL,  -- 90
+    retrain_model_type    text     DEFAULT NULL,  -- 'auto'
+    cleanup_schedule      text     DEFAULT NULL,  -- '30 3 * * *'
+    job_ttl               interval DEFAULT NULL,  -- 7 days
+    keep_models           integer  DEFAULT NULL,  -- 5
+    prediction_retention  interval DEFAULT NULL,  -- 30 days
+    history_retention     interval DEFAULT NULL)  -- 90 days
 RETURNS TABLE (job_name text, schedule text, command text)
 LANGUAGE plpgsql
 VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_seconds  integer := pgml_schedule.snapshot_seconds;
+    c          pganalytics_ml.schedule_config;
     v_snapshot text;
     v_jobs     text[][];
     v_job      text[];
+    v_valid    boolean;
 BEGIN
     PERFORM pganalytics_ml._require_pg_cron();
-    IF v_seconds IS NULL OR retrain_schedule IS NULL OR cleanup_schedule IS NULL OR job_ttl IS NULL
-       OR keep_models IS NULL OR prediction_retention IS NULL OR history_retention IS NULL
-       OR retrain_lookback_days IS NULL OR retrain_model_type IS NULL THEN
-        RAISE EXCEPTION 'the arguments of pgml_schedule must not be NULL' USING ERRCODE = '22004',
-            HINT = 'Leave an argument out to take its default.';
-    END IF;
-    IF NOT ((v_seconds BETWEEN 1 AND 59 AND 60 % v_seconds = 0)
-            OR (v_seconds BETWEEN 60 AND 3600 AND v_seconds % 60 = 0 AND 60 % (v_seconds / 60) = 0)) THEN
+    -- Locked: concurrent calls apply one after the other.
+    SELECT s.* INTO c FROM pganalytics_ml.schedule_config s FOR UPDATE;
+    SELECT true,
+           coalesce(pgml_schedule.snapshot_seconds, c.snapshot_seconds, 300),
+           coalesce(pgml_schedule.retrain_schedule, c.retrain_schedule, '0 3 * * *'),
+           coalesce(pgml_schedule.retrain_lookback_days, c.retrain_lookback_days, 90),
+           coalesce(pgml_schedule.retrain_model_type, c.retrain_model_type, 'auto'),
+           coalesce(pgml_schedule.cleanup_schedule, c.cleanup_schedule, '30 3 * * *'),
+           coalesce(pgml_schedule.job_ttl, c.job_ttl, interval '7 days'),
+           coalesce(pgml_schedule.keep_models, c.keep_models, 5),
+           coalesce(pgml_schedule.prediction_retention, c.prediction_retention, interval '30 days'),
+           coalesce(pgml_schedule.history_retention, c.history_retention, interval '90 days'),
+           now(),
+           session_user
+      INTO c;
+
+    IF NOT ((c.snapshot_seconds BETWEEN 1 AND 59 AND 60 % c.snapshot_seconds = 0)
+            OR (c.snapshot_seconds BETWEEN 60 AND 3600 AND c.snapshot_seconds % 60 = 0
+                AND 60 % (c.snapshot_seconds / 60) = 0)) THEN
         RAISE EXCEPTION 'snapshot_seconds must divide a minute (1-59) or be whole minutes dividing an hour, got %',
-            v_seconds USING ERRCODE = '22023', HINT = 'For example 10, 30, 60, 300 (the default) or 900.';
+            c.snapshot_seconds USING ERRCODE = '22023', HINT = 'For example 10, 30, 60, 300 (the default) or 900.';
     END IF;
-    IF keep_models < 0 THEN
-        RAISE EXCEPTION 'keep_models must be 0 or more, got %', keep_models USING ERRCODE = '22023',
+    -- The clean-up job checks the same ranges when pg_cron queues it.
+    IF c.keep_models NOT BETWEEN 0 AND 1000000 THEN
+        RAISE EXCEPTION 'keep_models must be from 0 to 1000000, got %', c.keep_models USING ERRCODE = '22023',
             HINT = 'The active model is always kept.';
     END IF;
-    IF job_ttl <= interval '0' OR prediction_retention <= interval '0' OR history_retention <= interval '0' THEN
-        RAISE EXCEPTION 'job_ttl, prediction_retention and history_retention must be positive'
+    IF c.job_ttl <= interval '0' OR c.prediction_retention <= interval '0' OR c.history_retention <= interval '0'
+       OR greatest(c.job_ttl, c.prediction_retention, c.history_retention) > interval '100 years' THEN
+        RAISE EXCEPTION 'job_ttl, prediction_retention and history_retention must be positive and at most 100 years'
             USING ERRCODE = '22023', HINT = 'The defaults are 7, 30 and 90 days.';
     END IF;
     -- Checks the training arguments the way pgml_train does, without training.
-    PERFORM pganalytics_ml._check_train_arguments(retrain_lookback_days, retrain_model_type);
+    PERFORM pganalytics_ml._check_train_arguments(c.retrain_lookback_days, c.retrain_model_type);
 
-    v_snapshot := CASE WHEN v_seconds < 60
-                       THEN format('CALL pganalytics_ml.run_snapshots(%s, 60)', v_seconds)
+    INSERT INTO pganalytics_ml.schedule_config AS sc
+    SELECT (c).*
+    ON CONFLICT (singleton) DO UPDATE
+       SET snapshot_seconds = EXCLUDED.snapshot_seconds, retrain_schedule = EXCLUDED.retrain_schedule,
+           retrain_lookback_days = EXCLUDED.retrain_lookback_days, retrain_model_type = EXCLUDED.retrain_model_type,
+           cleanup_schedule = EXCLUDED.cleanup_schedule, job_ttl = EXCLUDED.job_ttl,
+           keep_models = EXCLUDED.keep_models, prediction_retention = EXCLUDED.prediction_retention,
+           history_retention = EXCLUDED.history_retention, updated_at = EXCLUDED.updated_at,
+           updated_by = EXCLUDED.updated_by;
+
+    v_snapshot := CASE WHEN c.snapshot_seconds < 60
+                       THEN format('CALL pganalytics_ml.run_snapshots(%s, 60)', c.snapshot_seconds)
                        ELSE format('SELECT count(*) FROM %I.pgml_snapshot()', '@extschema@') END;
+    -- name, schedule, command, and the argument the schedule comes from
     v_jobs := ARRAY[
         ARRAY['pganalytics_ml:snapshot',
-              CASE WHEN v_seconds <= 60 THEN '* * * * *' ELSE format('*/%s * * * *', v_seconds / 60) END,
-              v_snapshot],
-        ARRAY['pganalytics_ml:drain', '* * * * *', 'CALL pganalytics_ml.run_jobs(max_seconds => 50)'],
-        ARRAY['pganalytics_ml:watchdog', '* * * * *', 'SELECT * FROM pganalytics_ml.rescue_jobs()'],
-        ARRAY['pganalytics_ml:retrain', retrain_schedule,
-              format('SELECT job_id FROM %I.pgml_train_async(%s, %L)', '@extschema@', retrain_lookback_days,
-                     retrain_model_type)],
-        ARRAY['pganalytics_ml:cleanup', cleanup_schedule,
+              CASE WHEN c.snapshot_seconds <= 60 THEN '* * * * *' ELSE format('*/%s * * * *', c.snapshot_seconds / 60) END,
+              v_snapshot, 'snapshot_seconds'],
+        ARRAY['pganalytics_ml:drain', '* * * * *', 'CALL pganalytics_ml.run_jobs(max_seconds => 50)', NULL],
+        ARRAY['pganalytics_ml:watchdog', '* * * * *', 'SELECT * FROM pganalytics_ml.rescue_jobs()', NULL],
+        ARRAY['pganalytics_ml:retrain', c.retrain_schedule,
+              format('SELECT job_id FROM %I.pgml_train_async(%s, %L)', '@extschema@', c.retrain_lookback_days,
+                     c.retrain_model_type),
+              'retrain_schedule'],
+        ARRAY['pganalytics_ml:cleanup', c.cleanup_schedule,
               format('SELECT job_id FROM %I.pgml_job_enqueue(''cleanup'', %L)', '@extschema@',
-                     jsonb_build_object('job_ttl', job_ttl::text, 'keep_models', keep_models,
-                                        'prediction_retention', prediction_retention::text,
-                                        'history_retention', history_retention::text))]];
+                     jsonb_build_object('job_ttl', c.job_ttl::text, 'keep_models', c.keep_models,
+                                        'prediction_retention', c.prediction_retention::text,
+                                        'history_retention', c.history_retention::text)),
+              'cleanup_schedule']];
     FOREACH v_job SLICE 1 IN ARRAY v_jobs LOOP
-        EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING v_job[1], v_job[2], v_job[3];
+        -- Five cron fields (pg_cron ignores what follows them) or a macro; then pg_cron's parser decides.
+        v_valid := v_job[2] ~ '^\s*(@[a-z]+|([0-9A-Za-z*,/-]+\s+){4}[0-9A-Za-z*,/-]+)\s*$';
+        IF v_valid THEN
+            BEGIN
+                EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING v_job[1], v_job[2], v_job[3];
+            EXCEPTION WHEN invalid_parameter_value THEN
+                v_valid := false;
+            END;
+        END IF;
+        IF NOT v_valid THEN  -- the error names the argument; everything is rolled back
+            RAISE EXCEPTION '% is not a schedule pg_cron accepts: %', v_job[4],
+                CASE WHEN length(v_job[2]) > 40 THEN quote_literal(left(v_job[2], 40)) || '...'
+                     ELSE quote_literal(v_job[2]) END
+                USING ERRCODE = '22023',
+                      HINT = 'Use five cron fields (minute hour day-of-month month day-of-week), e.g. ''0 3 * * *'': '
+                             'pg_cron 1.4 runs jobs at minute granularity.';
+        END IF;
         job_name := v_job[1];
         schedule := v_job[2];
         command := v_job[3];
@@ -91,7 +157,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_schedule(integer, text, integer, text, text, interval, integer, interval, interval) IS
-    'Registers (or updates) the pg_cron jobs: snapshots, queue draining, watchdog, daily retraining, clean-up';
+    'Registers (or updates) the pg_cron jobs: snapshots, queue draining, watchdog, daily retraining, clean-up; '
+    'arguments left out keep the settings of the previous call (pganalytics_ml.schedule_config)';
 REVOKE ALL ON FUNCTION @extschema@.pgml_schedule(integer, text, integer, text, text, interval, integer, interval, interval)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_schedule(integer, text, integer, text, text, interval, integer, interval, interval)
@@ -112,7 +179,8 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.pgml_unschedule() IS 'Removes the pg_cron jobs pgml_schedule registered, and only those';
+COMMENT ON FUNCTION @extschema@.pgml_unschedule() IS
+    'Removes the pg_cron jobs pgml_schedule registered, and only those; their settings stay for the next pgml_schedule()';
 REVOKE ALL ON FUNCTION @extschema@.pgml_unschedule() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_unschedule() TO pgml_admin;
 
