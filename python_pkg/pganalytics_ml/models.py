@@ -168,6 +168,19 @@ def active_model_id(plpy: Any, server_id: str) -> int | None:
 
 
 def mark_active(plpy: Any, model_id: int, server_id: str) -> None:
+    """Makes ``model_id`` the active model of ``server_id``; the caller then refreshes its forecasts.
+
+    Takes the lock a capture of the server holds (pganalytics_ml._capture) until the transaction ends:
+    activations of a server happen one after the other, never while a capture refreshes its forecasts,
+    and each sees the one before it committed.
+    """
+    plpy.execute(
+        plpy.prepare(
+            "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('pganalytics_ml.capture:' || $1, 0))",
+            ["text"],
+        ),
+        [server_id],
+    )
     plan = plpy.prepare(
         """
         WITH off AS (UPDATE pganalytics_ml.models SET is_active = false WHERE server_id = $2 AND is_active
