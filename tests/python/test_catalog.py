@@ -32,6 +32,21 @@ def test_functions_that_run_sql_are_parallel_unsafe(db: Database):
     assert offenders == []
 
 
+def test_functions_allowed_in_parallel_workers_read_no_table(db: Database):
+    # PARALLEL SAFE (or RESTRICTED) is a promise that the function runs no SQL against the extension's data.
+    relations = [
+        r[0]
+        for r in db.all(
+            "SELECT relname FROM pg_class WHERE relnamespace = 'pganalytics_ml'::regnamespace"
+            " AND relkind IN ('r', 'p', 'v', 'm', 'S', 'f')"
+        )
+    ]
+    parallel = [(name, src) for name, _l, _v, parallel, _d, _k, src, _c in extension_functions(db) if parallel != "u"]
+    assert parallel  # the pure helpers
+    reading = [name for name, src in parallel if any(f"pganalytics_ml.{r}" in src for r in relations)]
+    assert reading == []
+
+
 def test_every_function_pins_its_search_path(db: Database):
     functions = extension_functions(db)
     assert functions

@@ -61,3 +61,39 @@ def test_standby_predicts_from_the_replicated_model_without_logging(db: Database
         assert conn.execute("SELECT pgml_predict_json(%s, 'db-1')->>'logged'", (queryid,)).fetchone() == ("false",)
         assert conn.execute("SELECT count(*) FROM pgml_predict_all('db-1', log => true)").fetchone() == (5,)
         assert conn.execute("SELECT pgml_status()->'active_models'").fetchone() == (1,)
+
+
+# What writes: each refused at once or at its first write, with the read-only SQLSTATE (25006).
+STANDBY_WRITES = [
+    "SELECT * FROM pgml_validate({prediction_id}, 5)",
+    'SELECT * FROM pgml_ingest_stats(\'db-2\', \'[{{"queryid": 1, "calls": 1, "total_exec_time": 1}}]\')',
+    "SELECT * FROM pgml_train_async(90, 'linear_regression', 'db-1')",
+    "SELECT * FROM pgml_job_enqueue('sleep')",
+    "SELECT * FROM pgml_job_cancel('{job_id}')",
+    "SELECT * FROM pgml_activate_model({model_id})",
+    "SELECT pgml_cleanup_models(0)",
+    "SELECT * FROM pganalytics_ml.rescue_jobs()",
+    "CALL pganalytics_ml.run_jobs()",
+]
+
+
+def test_standby_answers_reads_and_refuses_writes_with_a_clear_error(db: Database, standby: Cluster):
+    History(db.conn, "db-1").steady(statements(5), intervals=25)
+    model_id = db.one("SELECT model_id FROM pgml_train(90, 'linear_regression', 'db-1')")
+    prediction_id = db.one("SELECT prediction_id FROM pgml_predict(%s, 'db-1')", (next(iter(statements(5))),))
+    job_id = db.one("SELECT job_id FROM pgml_job_enqueue('sleep', run_at => now() + interval '1 day')")
+    models = db.all("SELECT model_id, is_active, r_squared FROM pgml_models()")
+    db.cluster.wait_for_replay(standby)
+    with standby.connect(db.name) as conn:
+        assert conn.execute("SELECT model_id, is_active, r_squared FROM pgml_models()").fetchall() == models
+        assert conn.execute("SELECT status FROM pgml_job_status(%s)", (job_id,)).fetchone() == ("pending",)
+        assert conn.execute("SELECT count(*) FROM pgml_jobs()").fetchone() == (1,)
+        for call in STANDBY_WRITES:
+            with pytest.raises(psycopg.Error) as caught:
+                conn.execute(call.format(prediction_id=prediction_id, job_id=job_id, model_id=model_id))
+            err = caught.value
+            assert err.sqlstate == "25006", (call, err)
+            message = err.diag.message_primary
+            assert "read-only transaction" in message or "hot standby" in message, (call, message)
+            assert "spiexceptions" not in message
+            assert conn.execute("SELECT 1").fetchone() == (1,)
