@@ -1,0 +1,228 @@
+"""Training time and peak memory of pgml_train at 10k, 100k and 1M samples, per model type.
+
+Each figure is a real pgml_train call in a brand-new backend; peak memory is that backend's
+VmHWM (/proc/self/status read through pg_read_file). The baseline, measured the same way in the same
+run, loads the same history and builds the same features without fitting anything (the part of
+training every model type shares). A sample is one statement-interval with 3 earlier intervals:
+history of 100, 1,000 and 10,000 statements over 104 captures (bench/synthetic_history.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import synthetic_history as synthetic
+
+from benchlib import Cluster, bench_cluster, print_table
+
+DB = "bench"
+MODEL_TYPES = ("linear_regression", "decision_tree", "random_forest", "gradient_boosting")
+CAPTURES = 104  # 103 intervals: 100 samples per statement
+TEMPLATE_STATEMENTS = 100
+SIZES = (10_000, 100_000, 1_000_000)
+PLOTS = Path(__file__).resolve().parent / "plots"
+
+BASELINE_SQL = """
+DO $$
+GD.get('pganalytics_ml') or plpy.execute('SELECT pganalytics_ml._load_python()')
+from pganalytics_ml import features, history, training
+start, end = training._window(plpy, {server!r}, 1)
+data = history.training_set(plpy, {server!r}, start.isoformat(), end.isoformat())
+features.feature_matrix(data.windows)
+$$ LANGUAGE plpython3u
+"""
+
+
+def peak_mib(conn: Any) -> float:
+    status = conn.execute("SELECT pg_read_file('/proc/self/status')").fetchone()[0]
+    kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(kib) / 1024
+
+
+def measure(cluster: Cluster, sql: str, params: Any = None) -> tuple[float, float, Any]:
+    """Seconds and peak MiB of ``sql`` in a new backend, and its first row."""
+    with cluster.connect(DB) as conn:
+        start = time.perf_counter()
+        cur = conn.execute(sql, params)
+        seconds = time.perf_counter() - start
+        row = dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True)) if cur.description else None
+        return seconds, peak_mib(conn), row
+
+
+def build_history(cluster: Cluster, sizes: tuple[int, ...]) -> dict[int, str]:
+    """One server per size, all copies of one ingested template."""
+    servers = {}
+    with cluster.connect(DB) as conn:
+        conn.execute("CREATE EXTENSION pganalytics_ml CASCADE")
+        synthetic.ingest_template(conn, "train-template", TEMPLATE_STATEMENTS, CAPTURES)
+        for size in sizes:
+            servers[size] = f"train-{size}"
+            copies = size // synthetic.samples(TEMPLATE_STATEMENTS, CAPTURES)
+            synthetic.clone_server(conn, "train-template", servers[size], copies)
+    return servers
+
+
+BASELINE = "baseline: load history + build features, no fit"
+IMPORT_SQL = """
+DO $$
+GD.get('pganalytics_ml') or plpy.execute('SELECT pganalytics_ml._load_python()')
+import sklearn.ensemble, sklearn.linear_model, sklearn.pipeline, sklearn.preprocessing, sklearn.tree
+$$ LANGUAGE plpython3u
+"""
+
+
+def repeat(cluster: Cluster, sql: str, params: Any, runs: int, cell_budget: float) -> list[tuple[float, float, Any]]:
+    """Up to ``runs`` measurements; a further run only while the cell's total stays within ``cell_budget`` s."""
+    samples = [measure(cluster, sql, params)]
+    while len(samples) < runs and sum(s for s, _, _ in samples) * (len(samples) + 1) / len(samples) <= cell_budget:
+        samples.append(measure(cluster, sql, params))
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (fewer where one run is long)")
+    parser.add_argument("--cell-budget", type=float, default=90, help="seconds of repeated runs per figure")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated sample counts")
+    parser.add_argument(
+        "--budget", type=float, default=240, help="skip a model type at a size projected to take longer (s)"
+    )
+    parser.add_argument("--plot", type=Path, default=PLOTS / "training.png")
+    args = parser.parse_args()
+    sizes = tuple(int(s) for s in args.sizes.split(","))
+    cluster = bench_cluster("training")
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    started = time.monotonic()
+    try:
+        cluster.create_database(DB)
+        servers = build_history(cluster, sizes)
+        history_seconds = time.monotonic() - started
+        imports = summarize([measure(cluster, IMPORT_SQL) for _ in range(args.runs)])
+        for size in sizes:
+            server = servers[size]
+            baseline_sql = BASELINE_SQL.format(server=server)
+            results[(BASELINE, size)] = summarize(repeat(cluster, baseline_sql, None, args.runs, args.cell_budget))
+            for model_type in MODEL_TYPES:
+                estimate = projected_seconds(results, model_type, size, sizes)
+                if estimate is not None and estimate > args.budget:
+                    results[(model_type, size)] = {"skipped": estimate}
+                    continue
+                train_sql = "SELECT * FROM pgml_train(1, %s, %s)"
+                samples = repeat(cluster, train_sql, (model_type, server), args.runs, args.cell_budget)
+                trained = samples[-1][2]
+                results[(model_type, size)] = summarize(samples) | {
+                    "samples": trained["training_samples"] + trained["holdout_samples"]
+                }
+            print(f"  {size:,} samples done after {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    finally:
+        cluster.destroy()
+
+    print(
+        f"\npgml_train per model type, each call in a new backend (median of up to {args.runs} runs; fewer where "
+        f"one run is long); history of {len(sizes)} servers built in {history_seconds:.0f} s\n"
+    )
+    labels = [BASELINE, *MODEL_TYPES]
+    rows = []
+    for label in labels:
+        for size in sizes:
+            r = results[(label, size)]
+            if "skipped" in r:
+                rows.append([label, f"{size:,}", "-", f"skipped: projected {r['skipped']:.0f} s", "-", "-"])
+            else:
+                rows.append([label, f"{size:,}", f"{r.get('samples', size):,}", r["seconds"], r["peak_mib"], r["runs"]])
+    print_table(["model type", "samples", "trained on", "median s", "peak MiB (VmHWM)", "runs"], rows)
+    print(
+        f"\nIncluded in every figure above: a new backend loading the package and importing scikit-learn takes "
+        f"{imports['seconds']:.2f} s and {imports['peak_mib']:.0f} MiB (median of {imports['runs']})."
+    )
+    skipped = [f"{label} at {size:,}" for (label, size), r in results.items() if "skipped" in r]
+    if skipped:
+        print(
+            f"Skipped, as their time projected linearly from the next smaller size exceeds {args.budget:.0f} s: "
+            + ", ".join(skipped)
+            + "."
+        )
+    print("\nGrowth of time and memory per 10x samples, between the smallest and largest size measured:\n")
+    growth = []
+    for label in labels:
+        measured = [(s, results[(label, s)]) for s in sizes if "seconds" in results[(label, s)]]
+        if len(measured) >= 2:
+            (s0, r0), (s1, r1) = measured[0], measured[-1]
+            decades = math.log10(s1 / s0)
+            growth.append(
+                [
+                    label,
+                    f"{s0:,} -> {s1:,}",
+                    f"x{(r1['seconds'] / r0['seconds']) ** (1 / decades):.1f}",
+                    f"x{(r1['peak_mib'] / r0['peak_mib']) ** (1 / decades):.1f}",
+                ]
+            )
+    print_table(["model type", "sizes", "time per 10x", "peak memory per 10x"], growth)
+    plot(results, labels, sizes, args.plot)
+    print(f"\nPlot: {args.plot}")
+
+
+def summarize(samples: list[tuple[float, float, Any]]) -> dict[str, Any]:
+    return {
+        "seconds": statistics.median(s for s, _, _ in samples),
+        "peak_mib": statistics.median(m for _, m, _ in samples),
+        "runs": len(samples),
+    }
+
+
+def projected_seconds(
+    results: dict[tuple[str, int], dict[str, Any]], model_type: str, size: int, sizes: tuple[int, ...]
+) -> float | None:
+    """The time at ``size`` extrapolated linearly from the largest smaller size measured (None: unknown)."""
+    smaller = [s for s in sizes if s < size and "seconds" in results.get((model_type, s), {})]
+    if not smaller:
+        return None
+    base = max(smaller)
+    return results[(model_type, base)]["seconds"] * size / base
+
+
+def plot(results: dict[tuple[str, int], dict[str, Any]], labels: list[str], sizes: tuple[int, ...], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, (time_ax, memory_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for label in labels:
+        measured = [s for s in sizes if "seconds" in results[(label, s)]]
+        style = {"linestyle": "--", "color": "black"} if label.startswith("baseline") else {"marker": "o"}
+        name = "baseline (no fit)" if label.startswith("baseline") else label
+        (line,) = time_ax.plot(measured, [results[(label, s)]["seconds"] for s in measured], label=name, **style)
+        for s in sizes:
+            if "skipped" in results[(label, s)]:
+                time_ax.plot([s], [results[(label, s)]["skipped"]], marker="x", color=line.get_color())
+                time_ax.annotate(
+                    "skipped (projected)",
+                    (s, results[(label, s)]["skipped"]),
+                    fontsize=7,
+                    xytext=(-90, -3),
+                    textcoords="offset points",
+                )
+        memory_ax.plot(measured, [results[(label, s)]["peak_mib"] for s in measured], label=name, **style)
+    for ax, title, unit in ((time_ax, "pgml_train time", "seconds"), (memory_ax, "backend peak memory", "MiB")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training samples")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    time_ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Synthetic query history at any size, for the training benchmark.
+
+A template server is ingested through ``pgml_ingest_stats`` (the real path: validation, deltas,
+statement parsing): statements of a few shapes whose means follow a shared load cycle, with noise,
+calls, rows, block reads and planning time. Bigger histories are copies of the template under new
+queryids with every statement's level and every interval's time perturbed, written with one
+INSERT ... SELECT per table: ingesting a million intervals through the validating path takes
+longer than the benchmark itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+STEP = timedelta(minutes=5)
+SHAPES = (
+    "SELECT * FROM orders_{i} WHERE id = $1",
+    "SELECT customer_id, sum(amount) FROM orders_{i} GROUP BY customer_id ORDER BY 2 DESC LIMIT $1",
+    "SELECT o.id, c.name FROM orders_{i} o JOIN customers c ON c.id = o.customer_id WHERE o.created_at > $1",
+    "UPDATE accounts_{i} SET balance = balance + $1 WHERE id = $2",
+    "INSERT INTO events_{i} (kind, payload) VALUES ($1, $2)",
+    "WITH recent AS (SELECT * FROM events_{i} WHERE at > $1) SELECT kind, count(*) FROM recent GROUP BY kind",
+)
+COPY_STRIDE = 1 << 40  # queryid offset between copies: far apart, inside a signed 64-bit integer
+
+
+def samples(statements: int, captures: int, min_history: int = 3) -> int:
+    """Training samples of that history: one per interval with ``min_history`` earlier intervals."""
+    return statements * max(0, captures - 1 - min_history)
+
+
+def ingest_template(conn: Any, server_id: str, statements: int, captures: int, seed: int = 11) -> None:
+    """``captures`` cumulative payloads, 5 minutes apart and ending now, through pgml_ingest_stats."""
+    rng = np.random.default_rng(seed)
+    level = np.exp(rng.uniform(-3, 4, statements))  # mean ms at average load
+    sensitivity = rng.uniform(0, 1.2, statements)  # how strongly a statement slows down under load
+    rate = rng.uniform(20, 400, statements)  # calls per interval at average load
+    rows_per_call = np.exp(rng.uniform(0, 6, statements))
+    blocks_per_call = np.exp(rng.uniform(0, 7, statements))
+    hit_ratio = rng.uniform(0.6, 1.0, statements)
+    plan_ms = level * rng.uniform(0.01, 0.2, statements)
+    counters = {name: np.zeros(statements) for name in ("calls", "time", "rows", "hit", "read", "plans", "plan")}
+    start = datetime.now(UTC).replace(microsecond=0) - captures * STEP
+    for k in range(captures):
+        load = 1 + 0.6 * math.sin(2 * math.pi * k / 36) + (0.8 if rng.random() < 0.05 else 0.0)
+        calls = rng.poisson(rate * load) + 1
+        mean = level * load**sensitivity * np.exp(rng.normal(0, 0.15, statements))
+        blocks = calls * blocks_per_call
+        counters["calls"] += calls
+        counters["time"] += calls * mean
+        counters["rows"] += np.round(calls * rows_per_call)
+        counters["hit"] += np.round(blocks * hit_ratio)
+        counters["read"] += np.round(blocks * (1 - hit_ratio))
+        counters["plans"] += calls
+        counters["plan"] += calls * plan_ms
+        payload = {
+            "captured_at": (start + k * STEP).isoformat(),
+            "rows": [
+                {
+                    "queryid": template_queryid(i),
+                    "query": SHAPES[i % len(SHAPES)].format(i=i),
+                    "calls": int(counters["calls"][i]),
+                    "total_exec_time": float(counters["time"][i]),
+                    "rows": int(counters["rows"][i]),
+                    "shared_blks_hit": int(counters["hit"][i]),
+                    "shared_blks_read": int(counters["read"][i]),
+                    "plans": int(counters["plans"][i]),
+                    "total_plan_time": float(counters["plan"][i]),
+                }
+                for i in range(statements)
+            ],
+        }
+        conn.execute("SELECT pgml_ingest_stats(%s, %s::jsonb)", (server_id, json.dumps(payload)))
+
+
+def template_queryid(i: int) -> int:
+    return (i + 1) * 7_919_000_003 - (1 << 50)
+
+
+# Each copy gets its own level per statement (x0.5-2) and fresh noise per interval (x0.86-1.16).
+_COPY_STATS = """
+WITH factors AS (SELECT c, s.queryid, exp((random() - 0.5) * 1.4) AS level
+                   FROM generate_series(0, %(copies)s - 1) c, pganalytics_ml.statements s
+                  WHERE s.server_id = %(source)s)
+INSERT INTO pganalytics_ml.query_stats
+SELECT r.*
+  FROM pganalytics_ml.query_stats q
+  JOIN factors f USING (queryid)
+ CROSS JOIN LATERAL (SELECT f.level * exp((random() - 0.5) * 0.3) AS factor) n
+ CROSS JOIN LATERAL jsonb_populate_record(NULL::pganalytics_ml.query_stats, to_jsonb(q) || jsonb_build_object(
+           'server_id', %(target)s::text,
+           'queryid', q.queryid + f.c * %(stride)s::bigint,
+           'total_exec_time', q.total_exec_time * n.factor,
+           'mean_exec_time', q.mean_exec_time * n.factor,
+           'stddev_exec_time', q.stddev_exec_time * n.factor)) r
+ WHERE q.server_id = %(source)s
+"""
+_COPY_STATEMENTS = """
+INSERT INTO pganalytics_ml.statements
+SELECT r.*
+  FROM pganalytics_ml.statements s, generate_series(0, %(copies)s - 1) c,
+       LATERAL jsonb_populate_record(s, jsonb_build_object(
+           'server_id', %(target)s::text, 'queryid', s.queryid + c * %(stride)s::bigint)) r
+ WHERE s.server_id = %(source)s
+"""
+_COPY_SNAPSHOTS = """
+INSERT INTO pganalytics_ml.snapshots (server_id, captured_at, interval_start, statements, new_statements,
+                                      active_statements)
+SELECT %(target)s, captured_at, interval_start, statements * %(copies)s, new_statements * %(copies)s,
+       active_statements * %(copies)s
+  FROM pganalytics_ml.snapshots WHERE server_id = %(source)s
+"""
+
+
+def clone_server(conn: Any, source: str, target: str, copies: int) -> None:
+    """``copies`` perturbed copies of ``source``'s history as server ``target`` (statements x copies)."""
+    params = {"source": source, "target": target, "copies": copies, "stride": COPY_STRIDE}
+    with conn.transaction():
+        for statement in (_COPY_STATEMENTS, _COPY_SNAPSHOTS, _COPY_STATS):
+            conn.execute(statement, params)
+    conn.execute("ANALYZE pganalytics_ml.query_stats")
