@@ -7,8 +7,11 @@ phases, so statement times move with the load and with the data.
 
 from __future__ import annotations
 
+import itertools
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,12 +91,26 @@ def _pgbench(cluster: Cluster, db: str, *args: str) -> subprocess.CompletedProce
     )
 
 
-def prepare(cluster: Cluster) -> None:
-    """Creates both databases, loads pgbench at two scales and the analytics data."""
+PREPARE_STEPS = (
+    f"pgbench data, scale {SMALL_SCALE} ({MAIN_DB})",
+    f"pgbench data, scale {LARGE_SCALE} ({LARGE_DB})",
+    "orders, customers, products",
+)
+
+
+def prepare(cluster: Cluster, on_step: Callable[[int, str], None] | None = None) -> None:
+    """Creates both databases, loads pgbench at two scales and the analytics data.
+
+    ``on_step(i, name)`` is called before each of the PREPARE_STEPS.
+    """
+    step = on_step or (lambda i, name: None)
     for db in (MAIN_DB, LARGE_DB):
         cluster.create_database(db)
+    step(0, PREPARE_STEPS[0])
     _pgbench(cluster, MAIN_DB, "-i", "-q", "-s", str(SMALL_SCALE))
+    step(1, PREPARE_STEPS[1])
     _pgbench(cluster, LARGE_DB, "-i", "-q", "-s", str(LARGE_SCALE))
+    step(2, PREPARE_STEPS[2])
     with cluster.connect(MAIN_DB) as conn:
         conn.execute(SCHEMA)
 
@@ -129,6 +146,18 @@ class Running:
             if process.returncode != 0:
                 raise RuntimeError(f"pgbench failed: {err.strip()}")
 
+    def stop(self) -> None:
+        """Ends the phase early, as Ctrl-C would."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in self.processes:
+            try:
+                process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+
 
 def run(
     cluster: Cluster,
@@ -156,3 +185,49 @@ def run(
 
 def total_seconds(phases: tuple[Phase, ...] = PHASES) -> int:
     return sum(p.seconds for p in phases)
+
+
+class Background:
+    """The phases over and over on a thread, until ``stop()``: the demo's workload runs while it works.
+
+    ``phase`` is the phase running now and ``cycle`` how many times the phases went round.
+    """
+
+    def __init__(self, cluster: Cluster, phases: tuple[Phase, ...] = PHASES):
+        self.cluster = cluster
+        self.phases = phases
+        self.phase: Phase = phases[0]
+        self.cycle = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="workload", daemon=True)
+        self._tmp = tempfile.TemporaryDirectory()
+
+    def start(self) -> Background:
+        scripts = Path(self._tmp.name)
+        (scripts / "analytics.sql").write_text(ANALYTICS)
+        (scripts / "growth.sql").write_text(GROWTH)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops the workload (again: nothing); raises what broke it, if anything did, once."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._tmp.cleanup()
+        error, self.error = self.error, None
+        if error is not None:
+            raise error
+
+    def _loop(self) -> None:
+        try:
+            for i, phase in enumerate(itertools.cycle(self.phases)):
+                self.phase, self.cycle = phase, i // len(self.phases)
+                running = Running(self.cluster, phase, Path(self._tmp.name))
+                if self._stop.wait(phase.seconds):
+                    running.stop()
+                    return
+                running.wait()
+        except BaseException as exc:  # raised again by stop(), in the demo's thread
+            self.error = exc
