@@ -14,10 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pganalytics_ml.errors import PgmlError, invalid, null_argument, shown, sql_entry
+from pganalytics_ml.servers import LOCAL_SERVER, SERVER_ID_PATTERN
 from pganalytics_ml.statement_features import FEATURE_NAMES, parse_statement
 
-LOCAL_SERVER = "local"
-SERVER_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,62}")
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 MAX_BIGINT = 2**63 - 1
 # Upper bounds of one entry's counters: far beyond any real server, low enough that sums never overflow.

@@ -16,7 +16,16 @@ from typing import Any
 import numpy as np
 
 from pganalytics_ml import evaluation, features, history, models
-from pganalytics_ml.errors import NO_DATA_FOUND, PgmlError, invalid, null_argument, sql_entry
+from pganalytics_ml.errors import (
+    NO_DATA_FOUND,
+    READ_ONLY_TRANSACTION,
+    PgmlError,
+    invalid,
+    null_argument,
+    shown,
+    sql_entry,
+)
+from pganalytics_ml.servers import SERVER_ID_PATTERN
 
 MODEL_TYPES = ("linear_regression", "decision_tree", "random_forest", "gradient_boosting")
 AUTO = "auto"
@@ -41,7 +50,7 @@ def check_train_arguments(lookback_days: Any, model_type: Any, **options: Any) -
         raise null_argument("server_id", hint="Use 'local' for this server's own history.")
     if isinstance(lookback_days, bool) or not isinstance(lookback_days, int) or not 1 <= lookback_days <= 3650:
         raise invalid(
-            f"lookback_days must be between 1 and 3650, got {lookback_days}",
+            f"lookback_days must be between 1 and 3650, got {shown(lookback_days)}",
             hint="Pass how many days of history to learn from, e.g. 90.",
         )
     if model_type not in (*MODEL_TYPES, AUTO):
@@ -49,8 +58,11 @@ def check_train_arguments(lookback_days: Any, model_type: Any, **options: Any) -
             f"unknown model_type {str(model_type)[:60]!r}",
             hint=f"Valid model types: {', '.join((*MODEL_TYPES, AUTO))}.",
         )
-    if not isinstance(server_id, str) or not server_id:
-        raise invalid("server_id must be a non-empty name", hint="Use 'local' for this server's own history.")
+    if not isinstance(server_id, str) or not SERVER_ID_PATTERN.fullmatch(server_id):
+        raise invalid(
+            f"invalid server_id {shown(server_id)}",
+            hint="Use 'local' for this server's own history, or the name its statistics were ingested under.",
+        )
     return {"lookback_days": lookback_days, "model_type": model_type, "server_id": server_id}
 
 
@@ -164,6 +176,12 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
     """
     report = progress or (lambda phase, percent: None)
     server_id, lookback = arguments["server_id"], arguments["lookback_days"]
+    if plpy.execute("SELECT pg_catalog.pg_is_in_recovery() AS standby")[0]["standby"]:
+        raise PgmlError(
+            "pganalytics_ml cannot train on a hot standby",
+            sqlstate=READ_ONLY_TRANSACTION,
+            hint="Train on the primary; the standby receives the model by replication.",
+        )
     report("loading history", 5)
     start, end = _window(plpy, server_id, lookback)
     data = history.training_set(plpy, server_id, start.isoformat(), end.isoformat())

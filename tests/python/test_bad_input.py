@@ -106,9 +106,9 @@ CASES: list[tuple[str, str | None, str]] = [
     ("SELECT * FROM pgml_train('ninety')", "22P02", "invalid input syntax for type integer"),
     (f"SELECT * FROM pgml_train(90, '{INJ}')", "22023", "unknown model_type"),
     (f"SELECT * FROM pgml_train(90, {LONG})", "22023", "unknown model_type"),
-    (f"SELECT * FROM pgml_train(90, 'auto', '{INJ}')", "P0002", "no history captured"),
+    (f"SELECT * FROM pgml_train(90, 'auto', '{INJ}')", "22023", "invalid server_id"),
     ("SELECT * FROM pgml_train(90, 'auto', 'db-404')", "P0002", 'no history captured for server "db-404"'),
-    ("SELECT * FROM pgml_train(90, 'auto', '')", "22023", "server_id must be a non-empty name"),
+    ("SELECT * FROM pgml_train(90, 'auto', '')", "22023", "invalid server_id ''"),
     # pgml_train_async(lookback_days, model_type, server_id)
     ("SELECT * FROM pgml_train_async(NULL)", "22004", "lookback_days must not be NULL"),
     ("SELECT * FROM pgml_train_async(90, NULL)", "22004", "model_type must not be NULL"),
@@ -117,8 +117,8 @@ CASES: list[tuple[str, str | None, str]] = [
     ("SELECT * FROM pgml_train_async(2147483647, 'auto', 'db-1')", "22023", "between 1 and 3650"),
     ("SELECT * FROM pgml_train_async('a lot')", "22P02", "invalid input syntax for type integer"),
     (f"SELECT * FROM pgml_train_async(90, '{INJ}')", "22023", "unknown model_type"),
-    (f"SELECT * FROM pgml_train_async(90, 'auto', '{INJ}')", "P0002", "no history"),
-    (f"SELECT * FROM pgml_train_async(90, 'auto', {LONG})", "P0002", "no history captured"),
+    (f"SELECT * FROM pgml_train_async(90, 'auto', '{INJ}')", "22023", "invalid server_id"),
+    (f"SELECT * FROM pgml_train_async(90, 'auto', {LONG})", "22023", "invalid server_id 'xxxx"),
     ("SELECT * FROM pgml_train_async(90, 'auto', 'db-404')", "P0002", 'no history captured for server "db-404"'),
     # pgml_activate_model(model_id)
     ("SELECT * FROM pgml_activate_model(NULL)", "22004", "model_id must not be NULL"),
