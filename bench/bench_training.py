@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import synthetic_history as synthetic
-
 from benchlib import Cluster, bench_cluster, print_table
 
 DB = "bench"

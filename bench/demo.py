@@ -22,13 +22,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import live_accuracy
 import numpy as np
-from progress import Bar
 
+import live_accuracy
 import mixed_workload as workload
 from benchlib import ROOT, print_table
 from pgcluster import Cluster
+from progress import Bar
 
 DEMO_DIR = ROOT / "demo"
 PLOTS = DEMO_DIR / "plots"

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from cron_cluster import CRON_DB, cron_cluster
-from sample_state import SampleState, sampled_database, table_fingerprints
 
 from conftest import Database
+from cron_cluster import CRON_DB, cron_cluster
 from pgcluster import Cluster
+from sample_state import SampleState, sampled_database, table_fingerprints
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cron_cluster import CRON_DB, cron_cluster
 
 from conftest import Database
+from cron_cluster import CRON_DB, cron_cluster
 from history_builder import History, statements
 from pgcluster import PG_BIN, Cluster
 from workload import pgbench

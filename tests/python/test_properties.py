@@ -14,10 +14,10 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from sample_state import SampleState, sampled_database, table_fingerprints
 
 from conftest import fresh_database
 from pgcluster import Cluster
+from sample_state import SampleState, sampled_database, table_fingerprints
 
 pytestmark = pytest.mark.integration
 

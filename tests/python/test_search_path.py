@@ -17,13 +17,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from cron_cluster import CRON_DB, cron_cluster
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from sample_state import populate
 
 from conftest import Database, fresh_database
+from cron_cluster import CRON_DB, cron_cluster
 from pgcluster import Cluster, wait_for
+from sample_state import populate
 from workload import pgbench
 
 pytestmark = pytest.mark.integration
