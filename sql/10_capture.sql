@@ -51,7 +51,7 @@ COMMENT ON TABLE pganalytics_ml.snapshots IS
 CREATE TABLE pganalytics_ml.statements (
     server_id          text NOT NULL,
     queryid            bigint NOT NULL,
-    query              text,
+    query              text,                 -- as pg_stat_statements normalized it, string literals as '***'
     database           text,
     first_seen         timestamptz NOT NULL,
     last_active_at     timestamptz,          -- end of the latest interval in which it was called
@@ -301,7 +301,8 @@ BEGIN
     DELETE FROM pganalytics_ml.counter_baseline b WHERE b.server_id = p_server_id;
     INSERT INTO pganalytics_ml.counter_baseline (server_id, captured_at, counters, userid, dbid, toplevel, queryid)
     SELECT DISTINCT ON ((c).queryid, (c).userid, (c).dbid, (c).toplevel)
-           p_server_id, p_captured_at, c, (c).userid, (c).dbid, (c).toplevel, (c).queryid
+           p_server_id, p_captured_at, pg_catalog.jsonb_populate_record(c, '{"query": null}'),
+           (c).userid, (c).dbid, (c).toplevel, (c).queryid
       FROM pg_catalog.unnest(p_rows) c
      WHERE (c).queryid IS NOT NULL;
 

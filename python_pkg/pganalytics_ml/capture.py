@@ -15,7 +15,7 @@ from typing import Any
 
 from pganalytics_ml.errors import PgmlError, invalid, null_argument, shown, sql_entry
 from pganalytics_ml.servers import LOCAL_SERVER, SERVER_ID_PATTERN
-from pganalytics_ml.statement_features import FEATURE_NAMES, parse_statement
+from pganalytics_ml.statement_features import FEATURE_NAMES, parse_statement, redact_literals
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 MAX_BIGINT = 2**63 - 1
@@ -44,6 +44,7 @@ INTEGER_COUNTERS = (
 )
 TIME_COUNTERS = ("total_exec_time", "blk_read_time", "blk_write_time", "total_plan_time")
 REQUIRED = ("queryid", "calls", "total_exec_time")
+UNREADABLE_TEXT = "(withheld: the text is not readable as SQL)"
 ROW_HINT = (
     "Each row is one pg_stat_statements entry: queryid an integer (or a string of digits), calls and the"
     ' block counters non-negative integers, times in milliseconds, e.g. {"queryid": -4823, "calls": 12,'
@@ -127,14 +128,14 @@ def parse_pending(plpy: Any, server_id: str) -> int:
     update = plpy.prepare(
         """
         UPDATE pganalytics_ml.statements st
-           SET parse_ok = p.parse_ok, parse_error = p.parse_error,
+           SET query = p.query, parse_ok = p.parse_ok, parse_error = p.parse_error,
                statement_kind = p.statement_kind, command = p.command, tables = p.tables,
                n_tables = p.n_tables, n_joins = p.n_joins, n_subqueries = p.n_subqueries,
                n_aggregates = p.n_aggregates, n_window_functions = p.n_window_functions,
                n_ctes = p.n_ctes, has_group_by = p.has_group_by, has_order_by = p.has_order_by,
                has_limit = p.has_limit, has_distinct = p.has_distinct
           FROM pg_catalog.jsonb_to_recordset($2::jsonb) AS p(
-               queryid bigint, parse_ok boolean, parse_error text, statement_kind text, command text,
+               queryid bigint, query text, parse_ok boolean, parse_error text, statement_kind text, command text,
                tables text[], n_tables integer, n_joins integer, n_subqueries integer,
                n_aggregates integer, n_window_functions integer, n_ctes integer,
                has_group_by boolean, has_order_by boolean, has_limit boolean, has_distinct boolean)
@@ -147,12 +148,17 @@ def parse_pending(plpy: Any, server_id: str) -> int:
 
 
 def parse_record(queryid: int, query: str | None) -> dict[str, Any]:
-    """The statements-table update for one statement: its features, or why they are missing."""
-    record: dict[str, Any] = {"queryid": queryid}
+    """The statements-table update for one statement: its text with literals redacted, and its features
+    or why they are missing."""
+    record: dict[str, Any] = {"queryid": queryid, "query": query}
     if query is None:
         return record | {"parse_ok": False, "parse_error": "no statement text was captured"}
     try:
-        features = parse_statement(query)
+        record["query"] = redact_literals(query)
+    except ValueError as exc:
+        return record | {"query": UNREADABLE_TEXT, "parse_ok": False, "parse_error": str(exc)}
+    try:
+        features = parse_statement(record["query"])
     except ValueError as exc:
         return record | {"parse_ok": False, "parse_error": str(exc)}
     return record | {"parse_ok": True, "parse_error": None} | {k: features[k] for k in FEATURE_NAMES}

@@ -28,6 +28,11 @@ ast, _parser = _import_parser()
 ParseError = _parser.ParseError
 parse_sql_json = _parser.parse_sql_json
 
+# pg_stat_statements replaces the constants of ordinary statements by $1, $2 ... but keeps utility
+# statements as written, passwords included; every string literal is stored as this instead.
+REDACTED = "'***'"
+_LITERALS = frozenset(("SCONST", "USCONST", "BCONST", "XCONST"))
+
 KINDS = {
     "SelectStmt": "select",
     "InsertStmt": "insert",
@@ -119,6 +124,23 @@ def _is_aggregate(fields: dict[str, Any]) -> bool:
     if any(fields.get(k) for k in ("agg_star", "agg_distinct", "agg_order", "agg_filter", "agg_within_group")):
         return True
     return _function_name(fields) in AGGREGATES
+
+
+def redact_literals(query: str) -> str:
+    """``query`` with every string, bit-string and hex literal replaced by REDACTED.
+
+    Raises ``ValueError`` when the text cannot be read as SQL tokens; the message quotes none of it.
+    """
+    try:
+        tokens = _parser.scan(query)
+    except ParseError as exc:
+        raise ValueError(str(exc).split(" at or near ")[0]) from None
+    pieces, done = [], 0
+    for token in tokens:
+        if token.name in _LITERALS:
+            pieces += [query[done : token.start], REDACTED]
+            done = token.end + 1
+    return "".join([*pieces, query[done:]])
 
 
 def parse_statement(query: str) -> dict[str, Any]:

@@ -102,6 +102,21 @@ def test_statement_text_is_stored_once_with_its_structure(probe: Database):
     assert unparsed == 0
 
 
+def test_a_password_in_a_utility_statement_is_never_stored(probe: Database):
+    probe.conn.execute("SELECT * FROM pgml_snapshot()")
+    probe.conn.execute("CREATE ROLE leaky LOGIN PASSWORD 'hunter2-secret'")
+    try:
+        assert probe.one("SELECT count(*) FROM pg_stat_statements WHERE query LIKE '%hunter2-secret%'") == 1
+        probe.conn.execute("SELECT * FROM pgml_snapshot()")
+        stored = probe.one("SELECT query FROM pganalytics_ml.statements WHERE query LIKE 'CREATE ROLE leaky%'")
+        assert stored == "CREATE ROLE leaky LOGIN PASSWORD '***'"
+        for table in ("statements", "counter_baseline", "query_stats"):
+            leaks = probe.one(f"SELECT count(*) FROM pganalytics_ml.{table} t WHERE t::text LIKE '%hunter2%'")
+            assert leaks == 0, table
+    finally:
+        probe.conn.execute("DROP ROLE leaky")
+
+
 def test_full_reset_never_yields_negative_deltas(probe: Database):
     pgbench(probe.cluster, probe.name, PROBE_SCRIPT, transactions=20)
     probe.conn.execute("SELECT * FROM pgml_snapshot()")

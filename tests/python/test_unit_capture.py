@@ -89,9 +89,24 @@ def test_any_json_row_is_accepted_with_finite_counters_or_refused_with_22023(row
 
 def test_parse_record_keeps_text_the_parser_refuses():
     assert parse_record(1, "SELEC x")["parse_ok"] is False
-    assert parse_record(2, None) == {"queryid": 2, "parse_ok": False, "parse_error": "no statement text was captured"}
+    assert parse_record(2, None) == {
+        "queryid": 2,
+        "query": None,
+        "parse_ok": False,
+        "parse_error": "no statement text was captured",
+    }
     good = parse_record(3, "SELECT 1")
     assert good["parse_ok"] is True and good["statement_kind"] == "select"
+
+
+def test_parse_record_stores_no_string_literal_of_the_text():
+    record = parse_record(4, "ALTER ROLE app PASSWORD 'hunter2'")
+    assert record["query"] == "ALTER ROLE app PASSWORD '***'"
+    assert record["parse_ok"] is True and record["command"] == "AlterRoleStmt"
+    broken = parse_record(5, "CREATE ROLE app PASSWORD 'hunter2' NONSENSE")
+    assert broken["parse_ok"] is False and "hunter2" not in broken["query"] + broken["parse_error"]
+    unreadable = parse_record(6, "SELECT 'hunter2")
+    assert unreadable["parse_ok"] is False and "hunter2" not in unreadable["query"] + unreadable["parse_error"]
 
 
 class FakePlpy:

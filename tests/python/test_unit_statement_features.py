@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pganalytics_ml.statement_features import FEATURE_NAMES, parse_statement
+from pganalytics_ml.statement_features import FEATURE_NAMES, parse_statement, redact_literals
 
 pytestmark = pytest.mark.unit
 
@@ -65,3 +65,32 @@ def test_features(query, expected):
 def test_text_the_parser_refuses(bad):
     with pytest.raises(ValueError):
         parse_statement(bad)
+
+
+@pytest.mark.parametrize(
+    ("query", "redacted"),
+    [
+        ("CREATE ROLE bob LOGIN PASSWORD 'se''cret'", "CREATE ROLE bob LOGIN PASSWORD '***'"),
+        (
+            "ALTER USER bob PASSWORD E'se\\'cret' VALID UNTIL 'infinity'",
+            "ALTER USER bob PASSWORD '***' VALID UNTIL '***'",
+        ),
+        (
+            "CREATE USER MAPPING FOR bob SERVER s OPTIONS (password $$pw$$)",
+            "CREATE USER MAPPING FOR bob SERVER s OPTIONS (password '***')",
+        ),
+        (
+            "SELECT 'héllo', U&'d\\0061t' FROM tëst WHERE b = B'101' AND x = $1",
+            "SELECT '***', '***' FROM tëst WHERE b = '***' AND x = $1",
+        ),
+        ("SELECT v FROM probe WHERE id = $1", "SELECT v FROM probe WHERE id = $1"),
+    ],
+)
+def test_string_literals_are_redacted(query, redacted):
+    assert redact_literals(query) == redacted
+
+
+def test_text_that_is_not_sql_tokens_is_refused_without_quoting_it():
+    with pytest.raises(ValueError) as caught:
+        redact_literals("SELECT 'unterminated secret")
+    assert "secret" not in str(caught.value)
