@@ -32,26 +32,29 @@ class JobStopped(Exception):
     """Raised at a checkpoint when the job must stop: cancelled, or past its soft time limit. Not retried."""
 
 
-class Checkpoint:
-    """The progress callback of one running job: records progress, then stops the job if it must."""
+# The claim, with the soft deadline (epoch) its checkpoints compare with; and a checkpoint's progress update.
+CLAIM_SQL = (
+    "SELECT j.*, extract(epoch FROM j.started_at + j.soft_limit) AS soft_deadline FROM pganalytics_ml._claim_job($1) j"
+)
+PROGRESS_SQL = (
+    "UPDATE pganalytics_ml.jobs SET progress = jsonb_build_object('phase', $2::text, 'percent', $3::float8,"
+    " 'at', now()), updated_at = now() WHERE job_id = $1 RETURNING cancel_requested, extract(epoch FROM now())"
+    " AS now"
+)
 
-    def __init__(self, plpy: Any, job: dict[str, Any]):
+
+class Checkpoint:
+    """The progress callback of one running job: records progress, then stops the job if it must.
+
+    ``job`` is the row CLAIM_SQL returned; ``update`` the prepared PROGRESS_SQL, shared by a drain's jobs.
+    """
+
+    def __init__(self, plpy: Any, job: dict[str, Any], update: Any):
         self.plpy = plpy
         self.job_id = job["job_id"]
-        self.soft_deadline = plpy.execute(
-            plpy.prepare(
-                "SELECT extract(epoch FROM started_at + soft_limit) AS t FROM pganalytics_ml.jobs WHERE job_id = $1",
-                ["text"],
-            ),
-            [self.job_id],
-        )[0]["t"]
+        self.soft_deadline = job["soft_deadline"]
         self.soft_limit = job["soft_limit"]
-        self._update = plpy.prepare(
-            "UPDATE pganalytics_ml.jobs SET progress = jsonb_build_object('phase', $2::text, 'percent', $3::float8,"
-            " 'at', now()), updated_at = now() WHERE job_id = $1 RETURNING cancel_requested, extract(epoch FROM now())"
-            " AS now",
-            ["text", "text", "float8"],
-        )
+        self._update = update
 
     def __call__(self, phase: str, percent: float) -> None:
         state = self.plpy.execute(self._update, [self.job_id, phase, round(float(percent), 1)])[0]
@@ -126,7 +129,8 @@ def _drain(plpy: Any, max_jobs: int | None, max_seconds: float | None, kinds: li
             raise invalid(f"unknown job kinds: {names}", hint=f"Job kinds: {', '.join(KINDS)}.")
     plpy.execute("SELECT * FROM pganalytics_ml.rescue_jobs()")
     plpy.commit()
-    claim = plpy.prepare("SELECT * FROM pganalytics_ml._claim_job($1)", ["text[]"])
+    claim = plpy.prepare(CLAIM_SQL, ["text[]"])
+    progress = plpy.prepare(PROGRESS_SQL, ["text", "text", "float8"])
     finish = plpy.prepare(
         "SELECT job_id FROM pganalytics_ml._finish_job($1, $2::jsonb, $3, $4)", ["text", "text", "text", "boolean"]
     )
@@ -142,7 +146,7 @@ def _drain(plpy: Any, max_jobs: int | None, max_seconds: float | None, kinds: li
         plpy.commit()  # the claim is durable before the work starts
         result, error, retry = None, None, False
         try:
-            result = run_one(plpy, job, Checkpoint(plpy, job))
+            result = run_one(plpy, job, Checkpoint(plpy, job, progress))
         except JobStopped as exc:
             error = str(exc)
         except PgmlError as exc:  # bad arguments or data: another attempt would fail the same way
@@ -214,7 +218,7 @@ def _sleep(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, floa
         return {"slept": seconds}
     step = float(arguments.get("step", 0.2))
     slept = 0.0
-    sleep = plpy.prepare("SELECT pg_sleep($1)", ["float8"])
+    sleep = plpy.prepare("SELECT pg_sleep($1)", ["float8"]) if seconds > 0 else None
     while slept < seconds:
         checkpoint("sleeping", 100 * slept / seconds if seconds else 100)
         plpy.execute(sleep, [min(step, seconds - slept)])
