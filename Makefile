@@ -55,11 +55,13 @@ lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# A throwaway cluster in ./demo learning a changing workload (under 10 minutes); left running to explore.
 demo: install
 	$(VENV)/bin/python bench/demo.py
 
 demo-stop:
 	$(VENV)/bin/python bench/demo.py --stop
 
+# Every benchmark into bench/RESULTS.md (about 45 minutes); BENCH="jobs snapshot" runs only those, into bench/out/.
 bench: install
-	$(VENV)/bin/python bench/run_all.py
+	$(VENV)/bin/python bench/run_all.py $(BENCH)

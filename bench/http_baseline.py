@@ -65,6 +65,13 @@ class QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+def keep_model_in_memory(plpy: PsycopgPlpy, server_id: str) -> None:
+    """Loads the active model once, as a service would. The package's own loader re-reads the model row and
+    checks its signature on every call, which is right inside the database and unfair to a service."""
+    model = forecasts._usable_model(plpy, server_id)
+    forecasts._usable_model = lambda plpy, server_id: model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dsn", required=True)
@@ -73,6 +80,7 @@ def main() -> None:
     parser.add_argument("--warmup-hash", type=int, required=True, help="a known statement, to load the model")
     args = parser.parse_args()
     with psycopg.connect(args.dsn, autocommit=True) as conn:
+        keep_model_in_memory(PsycopgPlpy(conn), args.server_id)
         forecasts.compute(PsycopgPlpy(conn), args.server_id, [args.warmup_hash])
     server = QuietServer(("127.0.0.1", args.port), make_handler(args.dsn, args.server_id))
     print("ready", flush=True)
