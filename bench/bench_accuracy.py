@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from pathlib import Path
 
+import live_accuracy
 import mixed_workload as workload
 from benchlib import bench_cluster, print_table
 
+PLOTS = Path(__file__).resolve().parent / "plots"
 LIVE_BASELINES = """
 WITH scored AS (
     SELECT p.predicted_ms, p.actual_ms, p.within_interval,
@@ -69,6 +72,7 @@ def main() -> None:
             conn.execute("SELECT count(*) FROM pgml_predict_all(log => true)")
             workload.run(cluster, phases[:2], args.tick, predict_and_capture)
             live = conn.execute(LIVE_BASELINES).fetchone()
+            scores = live_accuracy.load_scores(conn)
             seconds = time.monotonic() - started
     finally:
         cluster.destroy()
@@ -109,14 +113,29 @@ def main() -> None:
     best_baseline = min(trained["baseline_last_q_error_p90"], trained["baseline_longrun_q_error_p90"])
     gain = 1 - (trained["q_error_p90"] - 1) / (best_baseline - 1) if best_baseline > 1 else 0.0
     checks = [
-        ("holdout p50 <= 1.15", trained["q_error_p50"] <= 1.15),
-        ("holdout p90 <= 1.6", trained["q_error_p90"] <= 1.6),
-        ("p90 beats both baselines by >= 15%", trained["q_error_p90"] <= 0.85 * best_baseline),
-        ("coverage within 85-95%", 0.85 <= trained["interval_coverage"] <= 0.95),
+        (f"holdout p50 <= 1.15 (measured {trained['q_error_p50']:.3f})", trained["q_error_p50"] <= 1.15),
+        (f"holdout p90 <= 1.6 (measured {trained['q_error_p90']:.3f})", trained["q_error_p90"] <= 1.6),
+        (
+            f"p90 beats both baselines by >= 15% (measured {trained['q_error_p90']:.3f} against {best_baseline:.3f})",
+            trained["q_error_p90"] <= 0.85 * best_baseline,
+        ),
+        (
+            f"coverage within 85-95% (measured {trained['interval_coverage']:.1%})",
+            0.85 <= trained["interval_coverage"] <= 0.95,
+        ),
     ]
     print(f"\np90 excess error (q - 1) vs the best baseline: {gain:.0%} smaller")
     for name, ok in checks:
         print(f"  {'meets' if ok else 'MISSES'}: {name}")
+    if len(scores):
+        title = "accuracy benchmark, live predictions"
+        pictures = [
+            live_accuracy.plot_q_error_distribution(
+                scores, trained["model_type"], PLOTS / "accuracy_q_error.png", title
+            ),
+            live_accuracy.plot_predicted_vs_actual(scores, PLOTS / "accuracy_predicted_vs_actual.png", title),
+        ]
+        print("\nPlots: " + ", ".join(str(p) for p in pictures))
 
 
 if __name__ == "__main__":
