@@ -191,6 +191,30 @@ def predict_and_score(conn: Any, load: workload.Background, demo_started: float)
     bar.close(f"{calls} pgml_predict_all calls, {validated} predictions scored by the snapshots")
 
 
+def why_chosen(model: dict[str, Any], model_id: int) -> str:
+    metrics, chosen = model["metrics"], model["model_type"]
+    best = metrics["candidates"][chosen]
+    tied = sorted(name for name, p90 in metrics["candidates"].items() if name != chosen and abs(p90 - best) < 1e-9)
+    ranking = (
+        f"Its holdout p90 q-error, {best:.3f}, ties with {', '.join(tied)}; the first in training order is kept."
+        if tied
+        else f"Its holdout p90 q-error, {best:.3f}, is the lowest of the {len(metrics['candidates'])} candidates."
+    )
+    weight = model["parameters"].get("residual_weight")
+    correction = (
+        "On validation no learned correction carried over (weight 0), so it forecasts each statement's recent "
+        "average (EWMA)."
+        if weight == 0
+        else f"It corrects each statement's recent average (EWMA) by what it learned, at weight {weight} (chosen "
+        "on validation)."
+    )
+    activated = "no model was active" if metrics.get("active_model_q_error_p90") is None else "it beat the active model"
+    return (
+        f"All candidates were trained on the same {metrics['training_samples']} samples and scored on the latest "
+        f"{metrics['holdout_samples']} (time-ordered holdout). {ranking} {correction} Activated because {activated}."
+    )
+
+
 @dataclass
 class Outcome:
     scores: live_accuracy.Scores
@@ -219,18 +243,12 @@ def report(conn: Any, job: dict[str, Any], first_tick: float) -> Outcome | None:
         f"\nStatements seen: {seen[0]} in {seen[2]} databases ({seen[1]} parsed), {seen[3]} ran between captures, "
         f"{seen[4]} predicted by the model; {intervals} intervals of {SNAPSHOT_SECONDS} s captured by pg_cron"
     )
-    candidates = sorted(metrics["candidates"].items(), key=lambda kv: kv[1])
-    why = "no model was active" if metrics.get("active_model_q_error_p90") is None else "it beat the active model"
-    print(
-        f"\nModel chosen: {model['model_type']} (model {model_id}) -- the lowest holdout p90 q-error of the "
-        f"{len(candidates)} candidates trained on the same {metrics['training_samples']} samples and scored on "
-        f"the latest {metrics['holdout_samples']} (time-ordered holdout); activated because {why}. It corrects "
-        f"each statement's recent average by what it learned, at weight {model['parameters'].get('residual_weight')}"
-        " (chosen on validation).\n"
-    )
+    print(f"\nModel chosen: {model['model_type']} (model {model_id}). {why_chosen(model, model_id)}\n")
+    chosen = model["model_type"]
+    candidates = sorted(metrics["candidates"].items(), key=lambda kv: (kv[1], kv[0] != chosen))
     print_table(
         ["candidate", "holdout p90 q-error"],
-        [[name + ("  <- chosen" if name == model["model_type"] else ""), p90] for name, p90 in candidates],
+        [[name + ("  <- chosen" if name == chosen else ""), p90] for name, p90 in candidates],
     )
 
     scores = live_accuracy.load_scores(conn)
