@@ -42,7 +42,15 @@ uninstall: uninstall-python
 uninstall-python:
 	rm -rf $(PYTHON_LIBDIR)/pganalytics_ml
 
-.PHONY: deps test lint demo demo-stop bench install-python uninstall-python
+.PHONY: deps test lint demo demo-stop bench dist install-python uninstall-python
+
+# A release as it installs: its install script and its Python package. Run before bumping the version;
+# releases/ keeps every released version, so that upgrades from each are tested (tests/python/test_upgrade.py).
+dist: extension/$(EXTENSION)--$(EXTVERSION).sql
+	@mkdir -p releases
+	tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --exclude=__pycache__ \
+	    -C extension -cf - $(EXTENSION)--$(EXTVERSION).sql -C ../python_pkg pganalytics_ml \
+	  | gzip -9n > releases/$(EXTENSION)-$(EXTVERSION).tar.gz
 
 deps:
 	PYTHON_LIBDIR=$(PYTHON_LIBDIR) VENV=$(VENV) DEV_TOOLS=$(DEV_TOOLS) bash tools/install-deps.sh
