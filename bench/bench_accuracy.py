@@ -35,7 +35,7 @@ SELECT count(*),
        percentile_cont(0.9) WITHIN GROUP (ORDER BY greatest(last_ms / actual_ms, actual_ms / last_ms)),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY greatest(longrun_ms / actual_ms, actual_ms / longrun_ms)),
        percentile_cont(0.9) WITHIN GROUP (ORDER BY greatest(longrun_ms / actual_ms, actual_ms / longrun_ms)),
-       avg(CASE WHEN within_interval THEN 1.0 ELSE 0.0 END)
+       avg(CASE WHEN within_interval THEN 1.0 ELSE 0.0 END)::float8
   FROM scored
 """
 
