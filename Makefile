@@ -9,8 +9,12 @@ DEV_TOOLS  ?= 1
 SOURCE_NAMES = $(sort $(notdir $(wildcard sql/*.sql plpython/*.sql)))
 SOURCES      = $(foreach f,$(SOURCE_NAMES),$(wildcard sql/$(f) plpython/$(f)))
 
-DATA_built  = extension/$(EXTENSION)--$(EXTVERSION).sql
-DATA        = $(wildcard extension/$(EXTENSION)--*--*.sql)
+# Upgrade scripts: each step's own changes (sql/upgrades/, committed), and in the step that reaches this
+# version every PL/Python function again, since their bodies name the version (docs/operations.md).
+UPGRADE_SOURCES = $(wildcard sql/upgrades/$(EXTENSION)--*--*.sql)
+PLPYTHON        = $(sort $(wildcard plpython/*.sql))
+
+DATA_built  = extension/$(EXTENSION)--$(EXTVERSION).sql $(patsubst sql/upgrades/%,extension/%,$(UPGRADE_SOURCES))
 EXTRA_CLEAN = $(DATA_built)
 
 # On a fresh machine PGXS arrives with 'make deps' (postgresql-server-dev-15); until then only deps works.
@@ -27,6 +31,16 @@ extension/$(EXTENSION)--$(EXTVERSION).sql: $(SOURCES) $(EXTENSION).control
 	( echo "-- generated from sql/ and plpython/ by make; do not edit"; \
 	  printf '%s\n' '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit'; \
 	  for f in $(SOURCES); do echo; echo "-- $$f"; cat $$f; done ) \
+	| sed -e 's|@PGML_VERSION@|$(EXTVERSION)|g' -e 's|@PGML_PYTHON_LIBDIR@|$(PYTHON_LIBDIR)|g' > $@
+
+extension/$(EXTENSION)--%.sql: sql/upgrades/$(EXTENSION)--%.sql $(PLPYTHON) $(EXTENSION).control
+	@mkdir -p extension
+	( echo "-- generated from $< by make; do not edit"; \
+	  printf '%s\n' '\echo Use "ALTER EXTENSION $(EXTENSION) UPDATE" to load this file. \quit'; \
+	  cat $<; \
+	  if [ "$(lastword $(subst --, ,$*))" = "$(EXTVERSION)" ]; then \
+	    for f in $(PLPYTHON); do echo; echo "-- $$f"; sed -e 's/^CREATE \(FUNCTION\|PROCEDURE\)/CREATE OR REPLACE \1/' $$f; done; \
+	  fi ) \
 	| sed -e 's|@PGML_VERSION@|$(EXTVERSION)|g' -e 's|@PGML_PYTHON_LIBDIR@|$(PYTHON_LIBDIR)|g' > $@
 
 # The Python package goes next to its dependencies (make deps), in the directory PL/Python loads.

@@ -70,6 +70,7 @@ AS $$
     SELECT jsonb_build_object(
                'prediction_id', p.prediction_id,
                'query_hash', p.query_hash,
+               'query_hash_text', p.query_hash::text,
                'predicted_execution_time_ms', p.predicted_execution_time_ms,
                'confidence', p.confidence,
                'range', jsonb_build_object('min', p.lower_bound_ms, 'max', p.upper_bound_ms),
@@ -82,7 +83,7 @@ AS $$
       FROM @extschema@.pgml_predict(pgml_predict_json.query_hash, pgml_predict_json.server_id) p
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_predict_json(bigint, text) IS
-    'pgml_predict as the JSON document the pganalytics Go backend expects';
+    'pgml_predict as the JSON document the pganalytics Go backend expects (query_hash_text: exact for JavaScript)';
 REVOKE ALL ON FUNCTION @extschema@.pgml_predict_json(bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_json(bigint, text) TO pgml_reader;
 

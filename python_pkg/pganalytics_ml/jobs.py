@@ -13,7 +13,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pganalytics_ml.errors import PgmlError, invalid, not_found, null_argument, shown, sql_entry
+from pganalytics_ml.errors import (
+    INVALID_TRANSACTION_TERMINATION,
+    PgmlError,
+    invalid,
+    not_found,
+    null_argument,
+    shown,
+    sql_entry,
+)
 
 KINDS = ("train", "snapshot", "validate", "cleanup", "sleep")
 CLEANUP_DEFAULTS = {
@@ -72,6 +80,16 @@ class PinnedSearchPath:
         self.plpy = plpy
 
     def __enter__(self) -> None:
+        try:
+            self.plpy.commit()  # fails at once inside a transaction block, before anything is done
+        except self.plpy.SPIError as exc:
+            if getattr(exc, "sqlstate", None) != INVALID_TRANSACTION_TERMINATION:
+                raise
+            raise PgmlError(
+                "this procedure commits as it goes, so it cannot run inside a transaction block",
+                sqlstate=INVALID_TRANSACTION_TERMINATION,
+                hint="CALL it on its own, not between BEGIN and COMMIT nor from a function (pg_cron calls it so).",
+            ) from None
         superuser = self.plpy.execute(
             "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) CURRENT_USER"
         )

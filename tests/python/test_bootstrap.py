@@ -13,12 +13,13 @@ import pytest
 from psycopg import sql
 
 from conftest import Database
+from pganalytics_ml import __version__
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOT_LINE = "GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')"
-INSTALLED = "/usr/local/lib/pganalytics_ml/0.1.0"
+INSTALLED = f"/usr/local/lib/pganalytics_ml/{__version__}"
 
 
 def test_every_plpython_body_starts_with_the_bootstrap_line(db: Database):
@@ -33,7 +34,7 @@ def test_every_plpython_body_starts_with_the_bootstrap_line(db: Database):
         """
     )
     assert len(bodies) >= 2
-    expected = BOOT_LINE.replace("@PGML_VERSION@", "0.1.0")
+    expected = BOOT_LINE.replace("@PGML_VERSION@", __version__)
     for name, body in bodies:
         assert body.lstrip("\n").startswith(expected + "\n"), f"{name} does not start with the bootstrap line"
 
@@ -44,7 +45,7 @@ def package_of_another_version() -> Iterator[str]:
     os.chmod(tmp, 0o755)
     shutil.copytree(ROOT / "python_pkg" / "pganalytics_ml", tmp / "pganalytics_ml")
     init = tmp / "pganalytics_ml" / "__init__.py"
-    init.write_text(init.read_text().replace('__version__ = "0.1.0"', '__version__ = "9.9.9"'))
+    init.write_text(init.read_text().replace(f'__version__ = "{__version__}"', '__version__ = "9.9.9"'))
     try:
         yield f"{tmp}:{INSTALLED}"
     finally:
@@ -70,17 +71,17 @@ def test_a_package_of_another_version_is_refused_with_what_to_run(db: Database, 
                 conn.execute("SELECT * FROM pgml_snapshot()")
         err = caught.value
         assert err.sqlstate == "55000"
-        assert "is version 9.9.9, but the extension is version 0.1.0" in err.diag.message_primary
+        assert f"is version 9.9.9, but the extension is version {__version__}" in err.diag.message_primary
         assert "make install" in err.diag.message_hint
     finally:
         set_python_path(db, None)
     with db.connect() as conn:
-        assert conn.execute("SELECT pganalytics_ml._load_python()").fetchone() == ("0.1.0",)
+        assert conn.execute("SELECT pganalytics_ml._load_python()").fetchone() == (__version__,)
 
 
 def test_a_session_cannot_redirect_the_package(db: Database, package_of_another_version):
     # SECURITY DEFINER functions import this code: only postgresql.conf may say where it lives.
     with db.connect() as conn:
         conn.execute(sql.SQL("SET pganalytics_ml.python_path = {}").format(sql.Literal(package_of_another_version)))
-        assert conn.execute("SELECT pganalytics_ml._load_python()").fetchone() == ("0.1.0",)
+        assert conn.execute("SELECT pganalytics_ml._load_python()").fetchone() == (__version__,)
         assert conn.execute("SELECT count(*) FROM pgml_snapshot()").fetchone() == (1,)

@@ -289,6 +289,7 @@ def test_train_predict_validate_and_activate(history: Database, roles: dict[str,
     assert field_types(out["predict"]) == {"prediction": JSONB}
     doc = only_row(out["predict"])["prediction"]
     assert doc["query_hash"] == BIG_QUERYID  # exact: JSON integers keep 64 bits
+    assert doc["query_hash_text"] == str(BIG_QUERYID)  # and as text, for decoders that read doubles
     assert doc["source"] == "model" and doc["model_id"] == model_id and doc["model_version"] == 1
     assert isinstance(doc["prediction_id"], int) and doc["logged"] is True and doc["server_id"] == SERVER
     assert 0 < doc["range"]["min"] <= doc["predicted_execution_time_ms"] <= doc["range"]["max"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import Database
+from pganalytics_ml import __version__
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ def test_create_extension_cascade_in_a_new_database(cluster, template):
                 "SELECT extname FROM pg_extension WHERE extname IN ('pganalytics_ml', 'plpython3u') ORDER BY 1"
             ).fetchall()
             assert [r[0] for r in installed] == ["pganalytics_ml", "plpython3u"]
-            assert conn.execute("SELECT pganalytics_ml._load_python()").fetchone()[0] == "0.1.0"
+            assert conn.execute("SELECT pganalytics_ml._load_python()").fetchone()[0] == __version__
     finally:
         cluster.drop_database(name)
 

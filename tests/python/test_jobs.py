@@ -237,3 +237,16 @@ def test_the_worker_refuses_a_role_that_is_not_a_superuser(db: Database):
         db.conn.execute("DROP OWNED BY job_admin")
         db.conn.execute("DROP ROLE job_admin")
     assert err.sqlstate == "42501" and "superuser" in err.diag.message_primary
+
+
+@pytest.mark.parametrize("call", ["CALL pganalytics_ml.run_jobs()", "CALL pganalytics_ml.run_snapshots(10, 0)"])
+def test_the_committing_procedures_refuse_a_transaction_block_and_say_why(db: Database, call: str):
+    job_id = enqueue(db, "sleep", {"seconds": 0})
+    with db.connect(autocommit=False) as conn:
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute(call)
+    err = caught.value
+    assert err.sqlstate == "2D000"
+    assert "cannot run inside a transaction block" in err.diag.message_primary
+    assert "BEGIN" in err.diag.message_hint
+    assert status(db, job_id)["status"] == "pending"

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from conftest import Database
+from pganalytics_ml import __version__
 from pgcluster import Cluster
 
 pytestmark = pytest.mark.integration
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.integration
 def test_status_reports_version_statements_and_last_snapshot(db: Database):
     empty = db.one("SELECT pgml_status()")
     assert empty["service"] == "pganalytics_ml" and empty["status"] == "healthy"
-    assert empty["version"] == "0.1.0" and empty["database"] == db.name
+    assert empty["version"] == __version__ and empty["database"] == db.name
     assert empty["statements_tracked"] == 0 and empty["last_snapshot_at"] is None
     assert empty["scheduler"]["pg_cron_loaded"] is True
     assert empty["scheduler"]["pg_cron_installed"] is False
