@@ -381,6 +381,7 @@ def plot(conn: Any, outcome: Outcome) -> list[Path]:
             label=f"{labels[predictor]} p50",
         )
     acc.set(yscale="log", ylabel="q-error per snapshot", title="Accuracy over time (each point: one snapshot's scores)")
+    live_accuracy.plain_log_ticks(acc.yaxis)
     acc.grid(True, which="both", alpha=0.2)
     acc.legend(fontsize=7, ncol=2)
     calls.plot([(t - origin) / 60 for t, _ in load], [float(c) for _, c in load], color="black")

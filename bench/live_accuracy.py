@@ -111,9 +111,19 @@ def plot_q_error_distribution(scores: Scores, model_name: str, path: Path, title
         ylabel="share of predictions with at most that q-error",
         title=title,
     )
+    plain_log_ticks(ax.xaxis)
     ax.grid(True, which="both", alpha=0.2)
     ax.legend(fontsize=8, loc="lower right")
     return save(fig, path)
+
+
+def plain_log_ticks(axis: Any) -> None:
+    """Ticks of a log-scale q-error axis as plain numbers (1.5, 2, 3) rather than powers of ten."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+    axis.set_major_locator(FixedLocator([1, 1.25, 1.5, 2, 3, 5, 10, 20, 50, 100]))
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_formatter(NullFormatter())
 
 
 def save(fig: Any, path: Path) -> Path:
