@@ -84,6 +84,6 @@ demo: install
 demo-stop:
 	$(VENV)/bin/python bench/demo.py --stop
 
-# Every benchmark into bench/RESULTS.md (about 30 minutes); BENCH="jobs snapshot" runs only those, into bench/out/.
+# Every benchmark into bench/RESULTS.md (about 45 minutes); BENCH="jobs snapshot" runs only those, into bench/out/.
 bench: install
 	$(VENV)/bin/python bench/run_all.py $(BENCH)
