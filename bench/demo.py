@@ -191,7 +191,7 @@ def predict_and_score(conn: Any, load: workload.Background, demo_started: float)
     bar.close(f"{calls} pgml_predict_all calls, {validated} predictions scored by the snapshots")
 
 
-def why_chosen(model: dict[str, Any], model_id: int) -> str:
+def why_chosen(model: dict[str, Any]) -> str:
     metrics, chosen = model["metrics"], model["model_type"]
     best = metrics["candidates"][chosen]
     tied = sorted(name for name, p90 in metrics["candidates"].items() if name != chosen and abs(p90 - best) < 1e-9)
@@ -243,7 +243,7 @@ def report(conn: Any, job: dict[str, Any], first_tick: float) -> Outcome | None:
         f"\nStatements seen: {seen[0]} in {seen[2]} databases ({seen[1]} parsed), {seen[3]} ran between captures, "
         f"{seen[4]} predicted by the model; {intervals} intervals of {SNAPSHOT_SECONDS} s captured by pg_cron"
     )
-    print(f"\nModel chosen: {model['model_type']} (model {model_id}). {why_chosen(model, model_id)}\n")
+    print(f"\nModel chosen: {model['model_type']} (model {model_id}). {why_chosen(model)}\n")
     chosen = model["model_type"]
     candidates = sorted(metrics["candidates"].items(), key=lambda kv: (kv[1], kv[0] != chosen))
     print_table(

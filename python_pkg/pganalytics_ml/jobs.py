@@ -73,8 +73,10 @@ class Checkpoint:
             raise JobStopped(f"soft time limit of {self.soft_limit} exceeded during {phase}")
 
 
-class PinnedSearchPath:
-    """Pins search_path for the session while a committing procedure runs (it cannot use SET clauses)."""
+class WorkerSession:
+    """What a committing procedure (run_jobs, run_snapshots) needs before it starts: no enclosing transaction
+    block, a superuser, and search_path pinned for the session, since a procedure that commits cannot use a
+    SET clause. The caller's search_path comes back when it ends."""
 
     def __init__(self, plpy: Any):
         self.plpy = plpy
@@ -110,17 +112,14 @@ class PinnedSearchPath:
             return
         # A setting made in the failing transaction would be undone with it, back to the pinned value an
         # earlier commit kept: end that transaction here and restore the caller's path in one of its own.
-        try:
-            self.plpy.rollback()
-        except self.plpy.SPIError:  # CALLed inside a transaction block: nothing was committed, the abort restores it
-            return
+        self.plpy.rollback()
         self.plpy.execute(restore, [self.saved])
         self.plpy.commit()
 
 
 @sql_entry
 def run_jobs(plpy: Any, max_jobs: int | None, max_seconds: float | None, kinds: list[str] | None) -> None:
-    with PinnedSearchPath(plpy):
+    with WorkerSession(plpy):
         _drain(plpy, max_jobs, max_seconds, kinds)
 
 
@@ -395,7 +394,7 @@ def _require_history(plpy: Any, server_id: str) -> None:
 @sql_entry
 def run_snapshots(plpy: Any, every_seconds: int, within_seconds: int) -> int:
     """Snapshots every ``every_seconds`` for ``within_seconds`` (sub-minute capture under pg_cron's minute)."""
-    with PinnedSearchPath(plpy):
+    with WorkerSession(plpy):
         return _snapshots(plpy, every_seconds, within_seconds)
 
 

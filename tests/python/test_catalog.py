@@ -60,7 +60,7 @@ def test_every_function_pins_its_search_path(db: Database):
 
 def test_procedures_that_commit_pin_search_path_themselves(db: Database):
     # PostgreSQL forbids COMMIT in a procedure with SET clauses or SECURITY DEFINER: these run with the
-    # caller's rights and pin search_path from their Python body (jobs.PinnedSearchPath).
+    # caller's rights and pin search_path from their Python body (jobs.WorkerSession).
     procedures = [
         (name, definer, src) for name, _l, _v, _p, definer, kind, src, _c in extension_functions(db) if kind == "p"
     ]
