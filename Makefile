@@ -71,7 +71,7 @@ deps:
 
 # One run, one summary: lint, unit, integration and pgTAP tests (pytest drives them all).
 test: install
-	$(VENV)/bin/pytest
+	PG_CONFIG=$(PG_CONFIG) PGML_PG_BIN=$$($(PG_CONFIG) --bindir) PGML_PYTHON_LIBDIR=$(PYTHON_LIBDIR) $(VENV)/bin/pytest
 
 lint:
 	$(VENV)/bin/ruff check .

@@ -30,7 +30,7 @@ PLOTS = Path(__file__).resolve().parent / "plots"
 BASELINE_SQL = """
 DO $$
 GD.get('pganalytics_ml') or plpy.execute('SELECT pganalytics_ml._load_python()')
-from pganalytics_ml import features, history, training
+from pganalytics_ml.forecasting import features, history, training
 start, end = training._window(plpy, {server!r}, 1)
 data = history.training_set(plpy, {server!r}, start.isoformat(), end.isoformat())
 features.feature_matrix(data.windows)

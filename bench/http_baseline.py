@@ -21,7 +21,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python_pkg"))
 
-from pganalytics_ml import forecasts
+from pganalytics_ml.forecasting import forecasts
 from plpy_adapter import PsycopgPlpy
 
 _local = threading.local()

@@ -8,8 +8,8 @@ VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
-from pganalytics_ml import capture
-return capture.snapshot(plpy)
+from pganalytics_ml.capture import counters
+return counters.snapshot(plpy)
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_snapshot() IS
     'Captures pg_stat_statements: one query_stats row per statement called since the last snapshot';
@@ -23,8 +23,8 @@ VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
-from pganalytics_ml import capture
-return capture.ingest(plpy, server_id, stats)
+from pganalytics_ml.capture import counters
+return counters.ingest(plpy, server_id, stats)
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_ingest_stats(text, jsonb) IS
     'Captures cumulative pg_stat_statements rows sent by a remote collector; returns the rows ingested';

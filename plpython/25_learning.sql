@@ -13,7 +13,7 @@ VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
-from pganalytics_ml import training
+from pganalytics_ml.forecasting import training
 return training.train_sql(plpy, lookback_days, model_type, server_id)
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_train(integer, text, text) IS
@@ -29,7 +29,7 @@ VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
-from pganalytics_ml import models
+from pganalytics_ml.forecasting import models
 return models.activate(plpy, model_id)
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_activate_model(bigint) IS
@@ -44,7 +44,7 @@ VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
-from pganalytics_ml import models
+from pganalytics_ml.forecasting import models
 return models.cleanup(plpy, keep_count)
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_cleanup_models(integer) IS
@@ -60,7 +60,7 @@ STABLE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
-from pganalytics_ml import training
+from pganalytics_ml.forecasting import training
 return training.check_train_arguments_sql(plpy, lookback_days, model_type, server_id)
 $$;
 COMMENT ON FUNCTION pganalytics_ml._check_train_arguments(integer, text, text) IS

@@ -9,8 +9,8 @@ VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
-from pganalytics_ml import jobs
-return jobs.train_async(plpy, lookback_days, model_type, server_id)
+from pganalytics_ml.jobs import queue
+return queue.train_async(plpy, lookback_days, model_type, server_id)
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_train_async(integer, text, text) IS
     'Queues a training job (arguments checked as pgml_train does); returns its job_id, status pending';
@@ -26,8 +26,8 @@ VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
-from pganalytics_ml import jobs
-return jobs.enqueue(plpy, kind, arguments, max_attempts, soft_limit, hard_limit, run_at)
+from pganalytics_ml.jobs import queue
+return queue.enqueue(plpy, kind, arguments, max_attempts, soft_limit, hard_limit, run_at)
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) IS
     'Queues a job of any kind (train, snapshot, validate, cleanup, sleep) with optional limits and start time';
@@ -44,8 +44,8 @@ CREATE PROCEDURE pganalytics_ml.run_jobs(max_jobs integer DEFAULT 100, max_secon
 LANGUAGE plpython3u
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
-from pganalytics_ml import jobs
-jobs.run_jobs(plpy, max_jobs, max_seconds, kinds)
+from pganalytics_ml.jobs import queue
+queue.run_jobs(plpy, max_jobs, max_seconds, kinds)
 $$;
 COMMENT ON PROCEDURE pganalytics_ml.run_jobs(integer, integer, text[]) IS
     'Drains the job queue: rescues lost jobs, then runs ready jobs until max_jobs or max_seconds. CALL it outside '
@@ -56,8 +56,8 @@ CREATE PROCEDURE pganalytics_ml.run_snapshots(every_seconds integer, within_seco
 LANGUAGE plpython3u
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
-from pganalytics_ml import jobs
-jobs.run_snapshots(plpy, every_seconds, within_seconds)
+from pganalytics_ml.jobs import queue
+queue.run_snapshots(plpy, every_seconds, within_seconds)
 $$;
 COMMENT ON PROCEDURE pganalytics_ml.run_snapshots(integer, integer) IS
     'Takes a snapshot every every_seconds for within_seconds, committing each: capture finer than pg_cron''s minute';

@@ -4,4 +4,4 @@ PL/Python bodies call plain functions in these modules and pass ``plpy`` in expl
 function can also be called and tested outside the server.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

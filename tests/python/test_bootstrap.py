@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOT_LINE = "GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')"
-INSTALLED = f"/usr/local/lib/pganalytics_ml/{__version__}"
+INSTALLED = os.environ.get("PGML_PYTHON_LIBDIR", f"/usr/local/lib/pganalytics_ml/{__version__}")
 
 
 def test_every_plpython_body_starts_with_the_bootstrap_line(db: Database):

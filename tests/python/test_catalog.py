@@ -69,4 +69,4 @@ def test_procedures_that_commit_pin_search_path_themselves(db: Database):
         "pganalytics_ml.run_snapshots(integer,integer)",
     }
     for _name, definer, src in procedures:
-        assert definer is False and "jobs.run_" in src
+        assert definer is False and "queue.run_" in src

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pganalytics_ml.capture import COUNTER_FIELDS, parse_record, validate_payload, validate_row
+from pganalytics_ml.capture.counters import COUNTER_FIELDS, parse_record, validate_payload, validate_row
 from pganalytics_ml.errors import PgmlError, sql_entry
 
 pytestmark = pytest.mark.unit

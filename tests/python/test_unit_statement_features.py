@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pganalytics_ml.statement_features import FEATURE_NAMES, parse_statement, redact_literals
+from pganalytics_ml.capture.statements import FEATURE_NAMES, parse_statement, redact_literals
 
 pytestmark = pytest.mark.unit
 

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 RELEASES = sorted(p.name.removeprefix("pganalytics_ml-").removesuffix(".tar.gz") for p in (ROOT / "releases").glob("*"))
-LIBDIR = Path(f"/usr/local/lib/pganalytics_ml/{__version__}")
+LIBDIR = Path(os.environ.get("PGML_PYTHON_LIBDIR", f"/usr/local/lib/pganalytics_ml/{__version__}"))
 UPGRADED, FRESH = "postgres", "fresh"  # pg_cron lives in postgres (cron.database_name)
 TABLES = ("snapshots", "statements", "query_stats", "counter_baseline", "models", "model_key", "forecasts",
           "predictions", "jobs", "schedule_config")  # fmt: skip
@@ -75,7 +75,9 @@ def contents(conn) -> dict[str, list]:
 def released(request) -> Iterator[tuple[str, Path]]:
     """Installs release ``request.param``: its script into the extension directory, its package into a folder."""
     version = request.param
-    sharedir = subprocess.run(["pg_config", "--sharedir"], capture_output=True, text=True, check=True).stdout.strip()
+    sharedir = subprocess.run(
+        [os.environ.get("PG_CONFIG", "pg_config"), "--sharedir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     script = Path(sharedir) / "extension" / f"pganalytics_ml--{version}.sql"
     had_script = script.exists()
     folder = Path(tempfile.mkdtemp(prefix=f"pganalytics_ml-{version}-"))

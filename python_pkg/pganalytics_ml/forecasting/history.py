@@ -7,7 +7,16 @@ from typing import Any
 
 import numpy as np
 
-from pganalytics_ml.features import CHANNELS, LOAD, MIN_HISTORY, STRUCTURE, WINDOW, Windows, load_row, structure_row
+from pganalytics_ml.forecasting.features import (
+    CHANNELS,
+    LOAD,
+    MIN_HISTORY,
+    STRUCTURE,
+    WINDOW,
+    Windows,
+    load_row,
+    structure_row,
+)
 
 # query_stats columns behind each channel, in CHANNELS order.
 CHANNEL_SQL = (

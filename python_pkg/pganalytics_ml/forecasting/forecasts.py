@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from pganalytics_ml import evaluation, features, history, models
 from pganalytics_ml.errors import PgmlError
+from pganalytics_ml.forecasting import evaluation, features, history, models
 
 BASELINE_Z = 1.645  # a two-sided 90% normal interval in log space
 BASELINE_MIN_SCALE = 0.1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import pickle
 import secrets
@@ -117,6 +118,15 @@ def save(plpy: Any, record: dict[str, Any], estimator: Any) -> int:
     return int(model_id)
 
 
+# Modules that moved since a release: models pickled by that release name the old place of their classes.
+MOVED_MODULES = {"pganalytics_ml.training": "pganalytics_ml.forecasting.training"}
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(MOVED_MODULES.get(module, module), name)
+
+
 def load(plpy: Any, model_id: int) -> LoadedModel:
     """The model's estimator, after its signature and scikit-learn version are checked."""
     plan = plpy.prepare(
@@ -153,7 +163,7 @@ def load(plpy: Any, model_id: int) -> LoadedModel:
         server_id=row["server_id"],
         model_type=row["model_type"],
         version=row["version"],
-        estimator=pickle.loads(blob),
+        estimator=_Unpickler(io.BytesIO(blob)).load(),
         feature_names=list(row["feature_names"]),
         calibration=json.loads(row["calibration"]),
     )
@@ -199,7 +209,7 @@ def mark_active(plpy: Any, model_id: int, server_id: str) -> None:
 @sql_entry
 def activate(plpy: Any, model_id: int | None) -> list[dict[str, Any]]:
     """pgml_activate_model(model_id): make a model active (also a rollback), after checking it loads."""
-    from pganalytics_ml import forecasts
+    from pganalytics_ml.forecasting import forecasts
 
     if model_id is None:
         raise null_argument("model_id", hint="SELECT * FROM pgml_models() lists the models.")

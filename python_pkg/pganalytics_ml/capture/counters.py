@@ -13,9 +13,9 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pganalytics_ml.capture.statements import FEATURE_NAMES, parse_statement, redact_literals
 from pganalytics_ml.errors import PgmlError, invalid, null_argument, shown, sql_entry
 from pganalytics_ml.servers import LOCAL_SERVER, SERVER_ID_PATTERN
-from pganalytics_ml.statement_features import FEATURE_NAMES, parse_statement, redact_literals
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 MAX_BIGINT = 2**63 - 1
@@ -110,7 +110,7 @@ def ingest(plpy: Any, server_id: str | None, stats: str | None, now: datetime | 
 
 
 def _after_capture(plpy: Any, server_id: str, captured_at: str) -> None:
-    from pganalytics_ml import forecasts  # imported here: validating input and parsing need no numpy
+    from pganalytics_ml.forecasting import forecasts  # imported here: validating input and parsing need no numpy
 
     forecasts.after_capture(plpy, server_id, captured_at)
 

@@ -189,28 +189,28 @@ def run_one(plpy: Any, job: dict[str, Any], checkpoint: Callable[[str, float], N
 
 
 def _train(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, float], None]) -> dict[str, Any]:
-    from pganalytics_ml import training
+    from pganalytics_ml.forecasting import training
 
     return training.train(plpy, arguments, progress=checkpoint)
 
 
 def _snapshot(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, float], None]) -> dict[str, Any]:
-    from pganalytics_ml import capture
+    from pganalytics_ml.capture import counters
 
     checkpoint("capturing", 10)
-    row = capture.snapshot(plpy)[0]
+    row = counters.snapshot(plpy)[0]
     return {k: row[k] for k in ("captured_at", "statements", "new_statements", "active_statements")}
 
 
 def _validate(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, float], None]) -> dict[str, Any]:
-    from pganalytics_ml import forecasts
+    from pganalytics_ml.forecasting import forecasts
 
     checkpoint("validating", 10)
     return forecasts.validate_observed(plpy)
 
 
 def _cleanup(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, float], None]) -> dict[str, Any]:
-    from pganalytics_ml import models
+    from pganalytics_ml.forecasting import models
 
     settings = CLEANUP_DEFAULTS | arguments
     checkpoint("removing old jobs, predictions and history", 10)
@@ -264,7 +264,7 @@ def check_job_arguments(kind: str | None, arguments: dict[str, Any]) -> dict[str
     if not isinstance(arguments, dict):
         raise invalid("job arguments must be a JSON object", hint='For example {"seconds": 5} for a sleep job.')
     if kind == "train":
-        from pganalytics_ml import training
+        from pganalytics_ml.forecasting import training
 
         options = {k: v for k, v in arguments.items() if k not in ("lookback_days", "model_type")}
         return training.check_train_arguments(
@@ -353,7 +353,7 @@ def _enqueue(
 @sql_entry
 def train_async(plpy: Any, lookback_days: Any, model_type: Any, server_id: Any) -> list[dict[str, Any]]:
     """pgml_train_async: validates like pgml_train (errors at once, nothing queued), then queues."""
-    from pganalytics_ml import training
+    from pganalytics_ml.forecasting import training
 
     arguments = training.check_train_arguments(lookback_days, model_type, server_id=server_id)
     _require_history(plpy, arguments["server_id"])
@@ -399,7 +399,7 @@ def run_snapshots(plpy: Any, every_seconds: int, within_seconds: int) -> int:
 
 
 def _snapshots(plpy: Any, every_seconds: int, within_seconds: int) -> int:
-    from pganalytics_ml import capture
+    from pganalytics_ml.capture import counters
 
     if every_seconds is None or within_seconds is None:
         raise null_argument(
@@ -420,7 +420,7 @@ def _snapshots(plpy: Any, every_seconds: int, within_seconds: int) -> int:
     started = time.monotonic()
     taken = 0
     while True:
-        capture.snapshot(plpy)
+        counters.snapshot(plpy)
         plpy.commit()
         taken += 1
         next_at = started + taken * every_seconds

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from pganalytics_ml import evaluation, features, history, models
 from pganalytics_ml.errors import (
     NO_DATA_FOUND,
     READ_ONLY_TRANSACTION,
@@ -25,6 +24,7 @@ from pganalytics_ml.errors import (
     shown,
     sql_entry,
 )
+from pganalytics_ml.forecasting import evaluation, features, history, models
 from pganalytics_ml.servers import SERVER_ID_PATTERN
 
 MODEL_TYPES = ("linear_regression", "decision_tree", "random_forest", "gradient_boosting")
@@ -264,7 +264,7 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
     }
     model_id = models.save(plpy, record, estimator)
     if activate:
-        from pganalytics_ml import forecasts
+        from pganalytics_ml.forecasting import forecasts
 
         models.mark_active(plpy, model_id, server_id)
         forecasts.refresh(plpy, server_id)

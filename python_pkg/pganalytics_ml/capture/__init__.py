@@ -1,0 +1,1 @@
+"""Capture: local snapshots of pg_stat_statements, pushes from remote collectors, and statement structure."""

@@ -1,0 +1,1 @@
+"""Jobs: the durable queue that pg_cron drains (training, capture, validation, clean-up)."""
