@@ -132,6 +132,7 @@ SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.query_stats', '');
 SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.counter_baseline', '');
 
 -- The one code path from cumulative counters to interval rows, shared by local snapshots and ingestion.
+-- p_captured_at NULL: the counters were read now (under the lock), and the capture is stamped then.
 -- An entry counts as restarted (its delta is its whole current value) when it is new since the last
 -- capture, when its calls or time went backwards (reset or eviction), or when the source reports a full
 -- reset after the last capture. The first capture of a server only sets the baseline.
@@ -160,6 +161,9 @@ BEGIN
     -- Captures of one server are serialized: each computes its deltas against the previous one.
     PERFORM pg_catalog.pg_advisory_xact_lock(
         pg_catalog.hashtextextended('pganalytics_ml.capture:' || p_server_id, 0));
+    -- A capture without a time of its own is stamped now, once the lock is held: a capture that waited
+    -- for another one is never stamped before it.
+    p_captured_at := coalesce(p_captured_at, pg_catalog.clock_timestamp());
 
     SELECT max(s.captured_at) INTO v_prev FROM pganalytics_ml.snapshots s WHERE s.server_id = p_server_id;
     IF v_prev IS NOT NULL AND p_captured_at <= v_prev THEN
@@ -348,6 +352,9 @@ BEGIN
                   HINT = 'Run CREATE EXTENSION pg_stat_statements; in this database.';
     END IF;
 
+    -- The counters are read under the capture lock (_capture takes it again): a snapshot that waited for
+    -- another one reads counters newer than the ones that one stored.
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('pganalytics_ml.capture:local', 0));
     EXECUTE pg_catalog.format($q$
         SELECT pg_catalog.array_agg(ROW(
                    s.userid, s.dbid, s.toplevel, s.queryid, s.query, d.datname,
@@ -364,8 +371,7 @@ BEGIN
          WHERE s.queryid IS NOT NULL$q$, v_schema)
     INTO v_rows, v_reset;
 
-    RETURN QUERY SELECT * FROM pganalytics_ml._capture('local', pg_catalog.clock_timestamp(),
-                                                       coalesce(v_rows, '{}'), v_reset);
+    RETURN QUERY SELECT * FROM pganalytics_ml._capture('local', NULL, coalesce(v_rows, '{}'), v_reset);
 END
 $$;
 COMMENT ON FUNCTION pganalytics_ml._capture_local() IS

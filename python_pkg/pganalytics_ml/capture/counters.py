@@ -96,14 +96,16 @@ def snapshot(plpy: Any) -> list[dict[str, Any]]:
 def ingest(plpy: Any, server_id: str | None, stats: str | None, now: datetime | None = None) -> int:
     """pgml_ingest_stats(server_id, stats): validate every row first, then capture them in one go."""
     server_id = validate_server_id(server_id)
-    captured_at, stats_reset, rows = validate_payload(stats, now or datetime.now(UTC))
+    received_at = now or datetime.now(UTC)
+    captured_at, stats_reset, rows = validate_payload(stats, received_at)
+    # A payload without captured_at comes back stamped received_at: it is stamped instead by _capture
+    # (NULL), once that holds the server's lock, so that it is never stamped before a capture it waited for.
+    stamped = None if captured_at is received_at else captured_at.isoformat()
     plan = plpy.prepare(
         "SELECT * FROM pganalytics_ml._capture($1, $2, pganalytics_ml._counters_from_json($3::jsonb), $4)",
         ["text", "timestamptz", "text", "timestamptz"],
     )
-    result = plpy.execute(
-        plan, [server_id, captured_at.isoformat(), json.dumps(rows), stats_reset and stats_reset.isoformat()]
-    )
+    result = plpy.execute(plan, [server_id, stamped, json.dumps(rows), stats_reset and stats_reset.isoformat()])
     parse_pending(plpy, server_id)
     _after_capture(plpy, server_id, result[0]["captured_at"])
     return len(rows)

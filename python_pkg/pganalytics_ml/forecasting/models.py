@@ -61,6 +61,15 @@ def save(plpy: Any, record: dict[str, Any], estimator: Any) -> int:
 
     blob = pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
     model_id = plpy.execute("SELECT pg_catalog.nextval('pganalytics_ml.models_model_id_seq') AS id")[0]["id"]
+    # Versions of one server are numbered one after the other: concurrent trainings wait here (until the
+    # transaction that saved the previous version ends) instead of both reading the same max(version).
+    plpy.execute(
+        plpy.prepare(
+            "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('pganalytics_ml.models:' || $1, 0))",
+            ["text"],
+        ),
+        [record["server_id"]],
+    )
     version = plpy.execute(
         plpy.prepare(
             "SELECT coalesce(max(version), 0) + 1 AS v FROM pganalytics_ml.models WHERE server_id = $1", ["text"]
