@@ -4,6 +4,9 @@
 -- The directory can be overridden only in the server's configuration files (pganalytics_ml.python_path
 -- in postgresql.conf), never by a session: SECURITY DEFINER functions import code from it. Reading
 -- pg_file_settings is why this function is itself SECURITY DEFINER.
+-- Every PL/Python function pins the settings that change how values reach Python as text (DateStyle,
+-- IntervalStyle, TimeZone, extra_float_digits, lc_numeric): timestamps arrive as ISO 8601 in UTC whatever the
+-- session says. The committing procedures cannot have SET clauses: their worker pins them for the session.
 CREATE FUNCTION pganalytics_ml._load_python() RETURNS text
 LANGUAGE plpython3u
 VOLATILE PARALLEL UNSAFE SECURITY DEFINER

@@ -11,6 +11,8 @@ RETURNS TABLE (model_id bigint, model_type text, server_id text, r_squared doubl
 LANGUAGE plpython3u
 VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' SET extra_float_digits = 1
+SET lc_numeric = 'C'
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
 from pganalytics_ml.forecasting import training
@@ -27,6 +29,8 @@ RETURNS SETOF pganalytics_ml.model_summary
 LANGUAGE plpython3u
 VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' SET extra_float_digits = 1
+SET lc_numeric = 'C'
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
 from pganalytics_ml.forecasting import models
@@ -42,6 +46,8 @@ RETURNS integer
 LANGUAGE plpython3u
 VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' SET extra_float_digits = 1
+SET lc_numeric = 'C'
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
 from pganalytics_ml.forecasting import models
@@ -58,6 +64,8 @@ RETURNS jsonb
 LANGUAGE plpython3u
 STABLE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' SET extra_float_digits = 1
+SET lc_numeric = 'C'
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
 from pganalytics_ml.forecasting import training

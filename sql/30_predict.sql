@@ -61,11 +61,14 @@ COMMENT ON FUNCTION @extschema@.pgml_predict(bigint, text) IS
 REVOKE ALL ON FUNCTION @extschema@.pgml_predict(bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict(bigint, text) TO pgml_reader;
 
+-- Numbers in the document keep every digit whatever the session's extra_float_digits (jsonb prints float8
+-- with the session's setting).
 CREATE FUNCTION @extschema@.pgml_predict_json(query_hash bigint, server_id text DEFAULT 'local')
 RETURNS jsonb
 LANGUAGE sql
 VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
 AS $$
     SELECT jsonb_build_object(
                'prediction_id', p.prediction_id,

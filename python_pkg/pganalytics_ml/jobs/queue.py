@@ -73,10 +73,22 @@ class Checkpoint:
             raise JobStopped(f"soft time limit of {self.soft_limit} exceeded during {phase}")
 
 
+# What the PL/Python functions pin with SET clauses (plpython/*.sql): search_path, and every setting that
+# changes how values reach Python as text. The committing procedures pin them for the session instead.
+PINNED_SETTINGS = {
+    "search_path": "pg_catalog, pg_temp",
+    "DateStyle": "ISO, YMD",
+    "IntervalStyle": "postgres",
+    "TimeZone": "UTC",
+    "extra_float_digits": "1",
+    "lc_numeric": "C",
+}
+
+
 class WorkerSession:
     """What a committing procedure (run_jobs, run_snapshots) needs before it starts: no enclosing transaction
-    block, a superuser, and search_path pinned for the session, since a procedure that commits cannot use a
-    SET clause. The caller's search_path comes back when it ends."""
+    block, a superuser, and PINNED_SETTINGS for the session, since a procedure that commits cannot use a
+    SET clause. The caller's settings come back when it ends."""
 
     def __init__(self, plpy: Any):
         self.plpy = plpy
@@ -102,18 +114,29 @@ class WorkerSession:
                 hint="pg_cron runs it as the extension owner (pgml_schedule() is SECURITY DEFINER); by hand, CALL it "
                 "as a superuser.",
             )
-        self.saved = self.plpy.execute("SELECT pg_catalog.current_setting('search_path') AS p")[0]["p"]
-        self.plpy.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
+        names = list(PINNED_SETTINGS)
+        current = self.plpy.prepare(
+            "SELECT n, pg_catalog.current_setting(n) AS v FROM pg_catalog.unnest($1::text[]) n", ["text[]"]
+        )
+        self.saved = {r["n"]: r["v"] for r in self.plpy.execute(current, [names])}
+        self._set(PINNED_SETTINGS)
+
+    def _set(self, settings: dict[str, str]) -> None:
+        plan = self.plpy.prepare(
+            "SELECT pg_catalog.set_config(n, v, false)"
+            " FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) s(n, v)",
+            ["text[]", "text[]"],
+        )
+        self.plpy.execute(plan, [list(settings), list(settings.values())])
 
     def __exit__(self, exc_type: type | None, *exc: object) -> None:
-        restore = self.plpy.prepare("SELECT pg_catalog.set_config('search_path', $1, false)", ["text"])
         if exc_type is None:
-            self.plpy.execute(restore, [self.saved])
+            self._set(self.saved)
             return
         # A setting made in the failing transaction would be undone with it, back to the pinned value an
-        # earlier commit kept: end that transaction here and restore the caller's path in one of its own.
+        # earlier commit kept: end that transaction here and restore the caller's settings in one of its own.
         self.plpy.rollback()
-        self.plpy.execute(restore, [self.saved])
+        self._set(self.saved)
         self.plpy.commit()
 
 
