@@ -109,7 +109,8 @@ CREATE TYPE pganalytics_ml.prediction AS (
     predicted_at                timestamptz,
     server_id                   text,
     based_on                    timestamptz,
-    logged                      boolean
+    logged                      boolean,
+    query                       text          -- the statement's text, shortened to 80 characters for reading
 );
 COMMENT ON TYPE pganalytics_ml.prediction IS 'One prediction as pgml_predict returns it';
 

@@ -22,6 +22,18 @@ COMMENT ON FUNCTION pganalytics_ml._no_forecast(text, bigint) IS
     'Raises the P0002 error that explains why a statement has no forecast';
 REVOKE ALL ON FUNCTION pganalytics_ml._no_forecast(text, bigint) FROM PUBLIC;
 
+-- The statement's text as a prediction row shows it: at most 80 characters (pganalytics_ml.statements has it whole).
+CREATE FUNCTION pganalytics_ml._short_query(p_server_id text, p_queryid bigint) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN length(s.query) > 80 THEN left(s.query, 77) || '...' ELSE s.query END
+      FROM pganalytics_ml.statements s WHERE s.server_id = p_server_id AND s.queryid = p_queryid
+$$;
+COMMENT ON FUNCTION pganalytics_ml._short_query(text, bigint) IS
+    'A statement''s text shortened to 80 characters, as prediction rows show it';
+REVOKE ALL ON FUNCTION pganalytics_ml._short_query(text, bigint) FROM PUBLIC;
+
 CREATE FUNCTION @extschema@.pgml_predict(query_hash bigint, server_id text DEFAULT 'local')
 RETURNS SETOF pganalytics_ml.prediction
 LANGUAGE plpgsql
@@ -53,7 +65,8 @@ BEGIN
         v_logged := true;
     END IF;
     RETURN QUERY SELECT v_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
-                        f.model_version, f.source, v_at, f.server_id, f.based_on, v_logged;
+                        f.model_version, f.source, v_at, f.server_id, f.based_on, v_logged,
+                        pganalytics_ml._short_query(f.server_id, f.queryid);
 END
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_predict(bigint, text) IS
@@ -111,12 +124,15 @@ BEGIN
          WHERE f.server_id = pgml_predict_all.server_id
          ORDER BY f.queryid
         RETURNING p.prediction_id, p.queryid, p.predicted_ms, p.lower_ms, p.upper_ms, p.confidence, p.model_id,
-                  p.model_version, p.source, p.predicted_at, p.server_id, p.based_on, true;
+                  p.model_version, p.source, p.predicted_at, p.server_id, p.based_on, true,
+                  pganalytics_ml._short_query(p.server_id, p.queryid);
     ELSE
         RETURN QUERY
         SELECT NULL::bigint, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
-               f.model_version, f.source, now(), f.server_id, f.based_on, false
+               f.model_version, f.source, now(), f.server_id, f.based_on, false,
+               CASE WHEN length(s.query) > 80 THEN left(s.query, 77) || '...' ELSE s.query END
           FROM pganalytics_ml.forecasts f
+          LEFT JOIN pganalytics_ml.statements s ON s.server_id = f.server_id AND s.queryid = f.queryid
          WHERE f.server_id = pgml_predict_all.server_id
          ORDER BY f.queryid;
     END IF;
@@ -168,7 +184,10 @@ BEGIN
            validated_at = now(),
            validated_by = 'manual'
      WHERE pr.prediction_id = p_id
-    RETURNING pr.prediction_id, pr.queryid, pr.predicted_ms, pr.actual_ms, pr.error_percent, pr.accuracy_score,
+    -- Rounded for reading (error to 0.01 %, accuracy to 4 decimals); the log keeps every digit.
+    RETURNING pr.prediction_id, pr.queryid, pr.predicted_ms, pr.actual_ms,
+              round(pr.error_percent::numeric, 2)::double precision,
+              round(pr.accuracy_score::numeric, 4)::double precision,
               pr.within_interval, pr.validated_at;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown prediction_id %', p_id
@@ -224,6 +243,14 @@ BEGIN
      WHERE q.server_id = p_server_id AND q.interval_end = p_captured_at
        AND f.server_id = q.server_id AND f.queryid = q.queryid AND f.based_on < q.interval_end;
     GET DIAGNOSTICS v_checked = ROW_COUNT;
+
+    -- A statement that has not run in the server's last three captures is no longer running above its bound.
+    UPDATE pganalytics_ml.forecasts AS f
+       SET above_upper_since = NULL
+     WHERE f.server_id = p_server_id AND f.above_upper_since IS NOT NULL
+       AND f.checked_interval_end < (SELECT s.captured_at FROM pganalytics_ml.snapshots s
+                                      WHERE s.server_id = p_server_id
+                                      ORDER BY s.captured_at DESC OFFSET 2 LIMIT 1);
     RETURN QUERY SELECT v_validated, v_checked;
 END
 $$;
@@ -238,12 +265,19 @@ SELECT p.server_id,
        p.source,
        CAST(pg_catalog.timezone('UTC', p.predicted_at) AS pg_catalog.date) AS day,
        pg_catalog.count(*) AS predictions,
-       pg_catalog.avg(p.accuracy_score) AS mean_accuracy,
-       pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY p.error_percent) AS median_error_percent,
-       pg_catalog.percentile_cont(0.95) WITHIN GROUP (ORDER BY p.error_percent) AS p95_error_percent,
-       pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY p.q_error) AS q_error_p50,
-       pg_catalog.percentile_cont(0.9) WITHIN GROUP (ORDER BY p.q_error) AS q_error_p90,
-       pg_catalog.avg(CASE WHEN p.within_interval THEN 1.0 ELSE 0.0 END) AS interval_coverage
+       -- Rounded for reading: 4 decimals for accuracy, q-errors to 0.001, error percentages to 0.01
+       -- (pgml_status() and the predictions table have the figures for programs).
+       CAST(pg_catalog.round(CAST(pg_catalog.avg(p.accuracy_score) AS numeric), 4) AS double precision)
+           AS mean_accuracy,
+       CAST(pg_catalog.round(CAST(pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY p.error_percent)
+           AS numeric), 2) AS double precision) AS median_error_percent,
+       CAST(pg_catalog.round(CAST(pg_catalog.percentile_cont(0.95) WITHIN GROUP (ORDER BY p.error_percent)
+           AS numeric), 2) AS double precision) AS p95_error_percent,
+       CAST(pg_catalog.round(CAST(pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY p.q_error)
+           AS numeric), 3) AS double precision) AS q_error_p50,
+       CAST(pg_catalog.round(CAST(pg_catalog.percentile_cont(0.9) WITHIN GROUP (ORDER BY p.q_error)
+           AS numeric), 3) AS double precision) AS q_error_p90,
+       pg_catalog.round(pg_catalog.avg(CASE WHEN p.within_interval THEN 1.0 ELSE 0.0 END), 3) AS interval_coverage
   FROM (SELECT v.*, pg_catalog.float8larger(pg_catalog.float8div(v.predicted_ms, v.actual_ms),
                                             pg_catalog.float8div(v.actual_ms, v.predicted_ms)) AS q_error
           FROM pganalytics_ml.predictions v
@@ -268,7 +302,8 @@ SELECT f.server_id,
     ON s.server_id OPERATOR(pg_catalog.=) f.server_id AND s.queryid OPERATOR(pg_catalog.=) f.queryid
  WHERE f.above_upper_since IS NOT NULL;
 COMMENT ON VIEW pganalytics_ml.regressions IS
-    'Statements whose latest observed mean lies above the upper bound predicted for it, by how much, since when';
+    'Statements whose latest observed mean lies above the upper bound predicted for it, by how much, since when; '
+    'a statement leaves it when it runs within its bound again or has not run in the last three captures';
 
 GRANT SELECT ON pganalytics_ml.prediction_accuracy, pganalytics_ml.regressions, pganalytics_ml.forecasts,
                 pganalytics_ml.predictions TO pgml_reader;

@@ -309,38 +309,63 @@ COMMENT ON FUNCTION @extschema@.pgml_job_status(text) IS
 REVOKE ALL ON FUNCTION @extschema@.pgml_job_status(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_job_status(text) TO pgml_reader;
 
-CREATE FUNCTION @extschema@.pgml_jobs(status text DEFAULT NULL, "limit" integer DEFAULT 100)
+-- A job as the listing shows it by default: narrow enough to read in psql. The latest error cut to 120
+-- characters, the result without its nested parts (feature importance, candidates), no error history;
+-- pgml_jobs(details => true) and pgml_job_status() show everything.
+CREATE FUNCTION pganalytics_ml._job_summary(s pganalytics_ml.job_status) RETURNS pganalytics_ml.job_status
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ROW(s.job_id, s.kind, s.status, s.created_at, s.updated_at, s.started_at, s.completed_at, s.attempts,
+               s.max_attempts, s.next_run_at,
+               CASE WHEN length(s.error) > 120 THEN left(s.error, 117) || '...' ELSE s.error END,
+               (SELECT jsonb_object_agg(r.key, r.value) FROM jsonb_each(s.result) r
+                 WHERE jsonb_typeof(r.value) NOT IN ('object', 'array')),
+               s.progress, s.dead_lettered, s.cancelled, s.arguments, NULL)::pganalytics_ml.job_status
+$$;
+COMMENT ON FUNCTION pganalytics_ml._job_summary(pganalytics_ml.job_status) IS
+    'A job as pgml_jobs lists it by default: latest error shortened, result without nested parts, no history';
+REVOKE ALL ON FUNCTION pganalytics_ml._job_summary(pganalytics_ml.job_status) FROM PUBLIC;
+
+-- "limit" is a reserved word, so the argument is max_rows; "limit" stays, last, for calls that quote it.
+CREATE FUNCTION @extschema@.pgml_jobs(status text DEFAULT NULL, max_rows integer DEFAULT 100,
+                                      details boolean DEFAULT false, "limit" integer DEFAULT NULL)
 RETURNS SETOF pganalytics_ml.job_status
 LANGUAGE plpgsql
 STABLE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_rows integer := coalesce(pgml_jobs."limit", pgml_jobs.max_rows);
 BEGIN
     IF pgml_jobs.status IS NOT NULL
        AND pgml_jobs.status NOT IN ('pending', 'training', 'running', 'completed', 'failed', 'dead_lettered') THEN
         RAISE EXCEPTION 'unknown job status %', pg_catalog.left(pgml_jobs.status, 40) USING ERRCODE = '22023',
             HINT = 'Use pending, training, running, completed, failed or dead_lettered, or NULL for all.';
     END IF;
-    IF pgml_jobs."limit" IS NULL THEN
-        RAISE EXCEPTION 'limit must not be NULL' USING ERRCODE = '22004', HINT = 'The default is 100.';
+    IF v_rows IS NULL OR pgml_jobs.details IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', CASE WHEN v_rows IS NULL THEN 'max_rows' ELSE 'details' END
+            USING ERRCODE = '22004', HINT = 'The defaults are max_rows => 100 and details => false.';
     END IF;
-    IF pgml_jobs."limit" < 1 OR pgml_jobs."limit" > 10000 THEN
-        RAISE EXCEPTION 'limit must be between 1 and 10000, got %', pgml_jobs."limit" USING ERRCODE = '22023',
+    IF v_rows < 1 OR v_rows > 10000 THEN
+        RAISE EXCEPTION 'max_rows must be between 1 and 10000, got %', v_rows USING ERRCODE = '22023',
             HINT = 'The default is 100.';
     END IF;
     RETURN QUERY
-    SELECT (pganalytics_ml._job_status(j)).* FROM pganalytics_ml.jobs j
+    SELECT (CASE WHEN pgml_jobs.details THEN pganalytics_ml._job_status(j)
+                 ELSE pganalytics_ml._job_summary(pganalytics_ml._job_status(j)) END).*
+      FROM pganalytics_ml.jobs j
      WHERE pgml_jobs.status IS NULL
         OR (pgml_jobs.status = 'dead_lettered' AND j.dead_lettered)
         OR j.status = pgml_jobs.status
      ORDER BY j.job_seq DESC
-     LIMIT pgml_jobs."limit";
+     LIMIT v_rows;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.pgml_jobs(text, integer) IS
-    'Jobs, newest first, optionally of one status (or dead_lettered)';
-REVOKE ALL ON FUNCTION @extschema@.pgml_jobs(text, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.pgml_jobs(text, integer) TO pgml_reader;
+COMMENT ON FUNCTION @extschema@.pgml_jobs(text, integer, boolean, integer) IS
+    'Jobs, newest first, optionally of one status (or dead_lettered); compact unless details => true';
+REVOKE ALL ON FUNCTION @extschema@.pgml_jobs(text, integer, boolean, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_jobs(text, integer, boolean, integer) TO pgml_reader;
 
 -- The job a retry or cancel acts on, locked; unknown or NULL ids get their errors here.
 CREATE FUNCTION pganalytics_ml._lock_job(p_job_id text) RETURNS pganalytics_ml.jobs

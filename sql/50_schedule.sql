@@ -5,15 +5,30 @@ LANGUAGE plpgsql
 STABLE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_cron_database text := current_setting('cron.database_name', true);
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+    IF EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN;
+    END IF;
+    IF current_setting('shared_preload_libraries') !~ '(^|[\s,"])pg_cron($|[\s,"])' THEN
+        RAISE EXCEPTION 'pg_cron is not loaded by this server'
+            USING ERRCODE = '55000',
+                  HINT = 'Add pg_cron to shared_preload_libraries in postgresql.conf, restart PostgreSQL, then run '
+                         'CREATE EXTENSION pg_cron; in its database (cron.database_name). Without pg_cron, call '
+                         'pgml_snapshot() and CALL pganalytics_ml.run_jobs() yourself.';
+    ELSIF v_cron_database = current_database() THEN
+        RAISE EXCEPTION 'pg_cron is not installed in database "%"', current_database()
+            USING ERRCODE = '55000',
+                  HINT = 'This is pg_cron''s database (cron.database_name): run CREATE EXTENSION pg_cron; here, '
+                         'then call pgml_schedule() again.';
+    ELSE
         RAISE EXCEPTION 'pg_cron is not installed in database "%"', current_database()
             USING ERRCODE = '55000',
                   HINT = format('pg_cron runs in cron.database_name (%s): install pganalytics_ml there and call '
                                 'pgml_schedule() in it, or schedule this database from there with '
                                 'cron.schedule_in_database() (docs/operations.md). Without pg_cron, call '
-                                'pgml_snapshot() and CALL pganalytics_ml.run_jobs() yourself.',
-                                coalesce(current_setting('cron.database_name', true), 'not set: pg_cron is not loaded'));
+                                'pgml_snapshot() and CALL pganalytics_ml.run_jobs() yourself.', v_cron_database);
     END IF;
 END
 $$;

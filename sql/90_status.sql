@@ -10,13 +10,59 @@ DECLARE
     v_pgss_installed boolean := EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements');
     v_cron_loaded    boolean := current_setting('shared_preload_libraries') ~ '(^|[\s,"])pg_cron($|[\s,"])';
     v_cron_installed boolean := EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron');
+    v_cron_database  text := current_setting('cron.database_name', true);
     v_problems       text[] := '{}';
     v_dead           bigint := (SELECT count(*) FROM pganalytics_ml.jobs WHERE dead_lettered);
+    v_cancelled      bigint := (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'failed' AND cancelled);
+    v_scheduled      jsonb := pganalytics_ml._scheduled_jobs();
+    v_scheduler      text;
+    v_missing        text[];
+    v_failing        text[];
+    v_last_snapshot  timestamptz := (SELECT max(captured_at) FROM pganalytics_ml.snapshots WHERE server_id = 'local');
+    -- The expected cadence of snapshots: what pgml_schedule() registered, else its default.
+    v_cadence        integer := coalesce((SELECT snapshot_seconds FROM pganalytics_ml.schedule_config), 300);
 BEGIN
     IF NOT v_pgss_loaded THEN
         v_problems := v_problems || 'pg_stat_statements is not in shared_preload_libraries'::text;
     ELSIF NOT v_pgss_installed THEN
         v_problems := v_problems || 'the pg_stat_statements extension is not created in this database'::text;
+    END IF;
+    -- The scheduler: what runs snapshots and drains the queue when nobody calls them.
+    IF NOT v_cron_loaded THEN
+        v_scheduler := 'none';
+        v_problems := v_problems || ('no scheduler: pg_cron is not in shared_preload_libraries, so snapshots and '
+                                     'jobs run only when called (pgml_snapshot(), CALL pganalytics_ml.run_jobs())')::text;
+    ELSIF NOT v_cron_installed AND v_cron_database = current_database() THEN
+        v_scheduler := 'not installed';
+        v_problems := v_problems || ('no scheduler: pg_cron is not created in this database (its cron.database_name): '
+                                     'CREATE EXTENSION pg_cron; then SELECT * FROM pgml_schedule()')::text;
+    ELSIF NOT v_cron_installed THEN
+        -- Scheduled from pg_cron's own database, if at all: not visible from here; the snapshot age tells.
+        v_scheduler := 'in another database';
+    ELSE
+        SELECT array_agg(n ORDER BY n) INTO v_missing
+          FROM unnest(ARRAY['pganalytics_ml:snapshot', 'pganalytics_ml:drain', 'pganalytics_ml:watchdog']) n
+         WHERE NOT EXISTS (SELECT FROM jsonb_array_elements(v_scheduled) j
+                            WHERE j->>'job_name' = n AND (j->>'active')::boolean);
+        SELECT array_agg(j->>'job_name' ORDER BY j->>'job_name') INTO v_failing
+          FROM jsonb_array_elements(v_scheduled) j WHERE j->>'last_run_status' = 'failed';
+        v_scheduler := CASE WHEN jsonb_array_length(v_scheduled) = 0 THEN 'unscheduled' ELSE 'scheduled' END;
+        IF jsonb_array_length(v_scheduled) = 0 THEN
+            v_problems := v_problems || 'unscheduled: no pg_cron job of pganalytics_ml; SELECT * FROM pgml_schedule()'::text;
+        ELSIF v_missing IS NOT NULL THEN
+            v_problems := v_problems || format('scheduled jobs missing or inactive: %s; SELECT * FROM pgml_schedule()',
+                                               array_to_string(v_missing, ', '));
+        END IF;
+        IF v_failing IS NOT NULL THEN
+            v_problems := v_problems || format('the last run of %s failed: see cron.job_run_details',
+                                               array_to_string(v_failing, ', '));
+        END IF;
+    END IF;
+    IF v_last_snapshot IS NULL THEN
+        v_problems := v_problems || 'no snapshot yet: SELECT * FROM pgml_snapshot() (twice, a while apart), or schedule it'::text;
+    ELSIF v_last_snapshot < now() - 3 * v_cadence * interval '1 second' THEN
+        v_problems := v_problems || format('the last snapshot is %s old, more than 3 times the expected %s seconds',
+                                           date_trunc('second', now() - v_last_snapshot), v_cadence);
     END IF;
     IF v_dead > 0 THEN
         v_problems := v_problems || format('%s dead-lettered job(s): SELECT * FROM pgml_jobs(''dead_lettered'')', v_dead);
@@ -33,13 +79,17 @@ BEGIN
         'scheduler', jsonb_build_object(
             'pg_cron_loaded', v_cron_loaded,
             'pg_cron_installed', v_cron_installed,
-            'cron_database', current_setting('cron.database_name', true),
-            'scheduled_jobs', pganalytics_ml._scheduled_jobs()),
+            'cron_database', v_cron_database,
+            'state', v_scheduler,
+            'snapshot_seconds', v_cadence,
+            'scheduled_jobs', v_scheduled),
         'pending_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'pending'),
         'training_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'training'),
         'running_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'running'),
-        'failed_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'failed' AND NOT dead_lettered),
+        -- failed_jobs = dead_lettered_jobs (out of attempts, or past the hard limit) + cancelled_jobs
+        'failed_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'failed'),
         'dead_lettered_jobs', v_dead,
+        'cancelled_jobs', v_cancelled,
         'active_model', (SELECT jsonb_build_object('model_id', m.model_id, 'server_id', m.server_id,
                                                    'model_type', m.model_type, 'version', m.version,
                                                    'created_at', m.created_at, 'activated_at', m.activated_at,
@@ -67,7 +117,7 @@ BEGIN
                               'last_snapshot_at', s.last_snapshot_at) ORDER BY s.server_id), '[]')
                       FROM (SELECT server_id, count(*) AS snapshots, max(captured_at) AS last_snapshot_at
                               FROM pganalytics_ml.snapshots GROUP BY server_id) s),
-        'last_snapshot_at', (SELECT max(captured_at) FROM pganalytics_ml.snapshots WHERE server_id = 'local'));
+        'last_snapshot_at', v_last_snapshot);
 END
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_status() IS

@@ -7,7 +7,7 @@ SELECT function_privs_are('public', 'pgml_predict_json', ARRAY['bigint', 'text']
 SELECT function_privs_are('public', 'pgml_predict_all', ARRAY['text', 'boolean'], 'pgml_reader', ARRAY['EXECUTE']);
 SELECT function_privs_are('public', 'pgml_models', ARRAY['text'], 'pgml_reader', ARRAY['EXECUTE']);
 SELECT function_privs_are('public', 'pgml_job_status', ARRAY['text'], 'pgml_reader', ARRAY['EXECUTE']);
-SELECT function_privs_are('public', 'pgml_jobs', ARRAY['text', 'integer'], 'pgml_reader', ARRAY['EXECUTE']);
+SELECT function_privs_are('public', 'pgml_jobs', ARRAY['text', 'integer', 'boolean', 'integer'], 'pgml_reader', ARRAY['EXECUTE']);
 
 SELECT function_privs_are('public', 'pgml_train', ARRAY['integer', 'text', 'text'], 'pgml_reader', ARRAY[]::text[]);
 SELECT function_privs_are('public', 'pgml_train', ARRAY['integer', 'text', 'text'], 'pgml_trainer', ARRAY['EXECUTE']);

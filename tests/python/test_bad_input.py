@@ -186,14 +186,16 @@ CASES: list[tuple[str, str | None, str]] = [
     ("SELECT * FROM pgml_job_cancel('{completed_job}')", "55000", "is already completed"),
     ("SELECT * FROM pgml_job_cancel('{failed_job}')", "55000", "is already failed"),
     (f"SELECT * FROM pgml_job_cancel({LONG})", "P0002", "unknown job_id"),
-    # pgml_jobs(status, limit)
+    # pgml_jobs(status, max_rows, details, "limit")
     ("SELECT * FROM pgml_jobs('sleeping')", "22023", "unknown job status"),
     (f"SELECT * FROM pgml_jobs('{INJ}')", "22023", "unknown job status"),
     (f"SELECT * FROM pgml_jobs({LONG})", "22023", "unknown job status"),
-    ("SELECT * FROM pgml_jobs(NULL, NULL)", "22004", "limit must not be NULL"),
-    ("SELECT * FROM pgml_jobs(NULL, 0)", "22023", "limit must be between 1 and 10000"),
-    ("SELECT * FROM pgml_jobs(NULL, -1)", "22023", "limit must be between 1 and 10000"),
-    ("SELECT * FROM pgml_jobs(NULL, 2147483647)", "22023", "limit must be between 1 and 10000"),
+    ("SELECT * FROM pgml_jobs(NULL, NULL)", "22004", "max_rows must not be NULL"),
+    ("SELECT * FROM pgml_jobs(details => NULL)", "22004", "details must not be NULL"),
+    ('SELECT * FROM pgml_jobs("limit" => 0)', "22023", "max_rows must be between 1 and 10000"),
+    ("SELECT * FROM pgml_jobs(NULL, 0)", "22023", "max_rows must be between 1 and 10000"),
+    ("SELECT * FROM pgml_jobs(NULL, -1)", "22023", "max_rows must be between 1 and 10000"),
+    ("SELECT * FROM pgml_jobs(NULL, 2147483647)", "22023", "max_rows must be between 1 and 10000"),
     ("SELECT * FROM pgml_jobs(NULL, 'ten')", "22P02", "invalid input syntax for type integer"),
     # pgml_job_enqueue(kind, arguments, max_attempts, soft_limit, hard_limit, run_at)
     ("SELECT * FROM pgml_job_enqueue(NULL)", "22004", "kind must not be NULL"),

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.integration
 
 def test_status_reports_version_statements_and_last_snapshot(db: Database):
     empty = db.one("SELECT pgml_status()")
-    assert empty["service"] == "pganalytics_ml" and empty["status"] == "healthy"
+    # nothing captured yet is a problem to fix, and the status says so
+    assert empty["service"] == "pganalytics_ml" and empty["status"] == "degraded"
+    assert [p for p in empty["problems"] if p.startswith("no snapshot yet")]
     assert empty["version"] == __version__ and empty["database"] == db.name
     assert empty["statements_tracked"] == 0 and empty["last_snapshot_at"] is None
     assert empty["scheduler"]["pg_cron_loaded"] is True
@@ -29,6 +31,9 @@ def test_status_reports_version_statements_and_last_snapshot(db: Database):
     assert status["statements_tracked"] == db.one("SELECT count(*) FROM pganalytics_ml.statements") > 0
     assert datetime.fromisoformat(status["last_snapshot_at"]) == taken
     assert status["servers"][0]["snapshots"] == 2
+    # pg_cron runs in another database here: not visible, so only the snapshot age could tell
+    assert status["scheduler"]["state"] == "in another database"
+    assert status["status"] == "healthy" and status["problems"] == []
 
 
 def test_status_sees_pg_cron_in_its_database(cluster: Cluster, template: str):
@@ -60,5 +65,7 @@ def test_snapshot_names_the_setting_when_pg_stat_statements_is_not_preloaded(bar
         assert "shared_preload_libraries" in err.diag.message_hint
         status = conn.execute("SELECT pgml_status()").fetchone()[0]
     assert status["status"] == "degraded"
-    assert status["problems"] == ["pg_stat_statements is not in shared_preload_libraries"]
+    assert status["problems"][0] == "pg_stat_statements is not in shared_preload_libraries"
+    assert [p for p in status["problems"] if p.startswith("no scheduler: pg_cron is not in shared_preload_libraries")]
+    assert status["scheduler"]["state"] == "none"
     assert status["scheduler"]["pg_cron_loaded"] is False

@@ -167,12 +167,15 @@ def _drain(plpy: Any, max_jobs: int | None, max_seconds: float | None, kinds: li
         if unknown:
             names = ", ".join(shown(k) for k in unknown[:5])
             raise invalid(f"unknown job kinds: {names}", hint=f"Job kinds: {', '.join(KINDS)}.")
-    plpy.execute("SELECT * FROM pganalytics_ml.rescue_jobs()")
+    rescued = plpy.execute("SELECT * FROM pganalytics_ml.rescue_jobs()")[0]
     plpy.commit()
+    outcomes = {"completed": 0, "retry": 0, "failed": 0}
+    started = time.monotonic()
     claim = plpy.prepare(CLAIM_SQL, ["text[]"])
     progress = plpy.prepare(PROGRESS_SQL, ["text", "text", "float8"])
     finish = plpy.prepare(
-        "SELECT job_id FROM pganalytics_ml._finish_job($1, $2::jsonb, $3, $4)", ["text", "text", "text", "boolean"]
+        "SELECT job_id, status FROM pganalytics_ml._finish_job($1, $2::jsonb, $3, $4)",
+        ["text", "text", "text", "boolean"],
     )
     deadline = time.monotonic() + max_seconds
     for _ in range(max_jobs):
@@ -197,8 +200,31 @@ def _drain(plpy: Any, max_jobs: int | None, max_seconds: float | None, kinds: li
             error, retry = f"{type(exc).__name__}: {exc}", True
         if error is not None:
             plpy.rollback()
-        plpy.execute(finish, [job["job_id"], None if result is None else json.dumps(result), error, retry])
+        done = plpy.execute(finish, [job["job_id"], None if result is None else json.dumps(result), error, retry])
         plpy.commit()
+        outcomes[_outcome(done[0]["status"] if len(done) else None)] += 1
+    plpy.notice(_summary(plpy, outcomes, rescued, time.monotonic() - started))
+
+
+def _outcome(status: str | None) -> str:
+    return {"completed": "completed", "pending": "retry"}.get(status or "", "failed")
+
+
+def _summary(plpy: Any, outcomes: dict[str, int], rescued: dict[str, Any], seconds: float) -> str:
+    """What a drain did, as its closing NOTICE says it."""
+    pending = plpy.execute("SELECT count(*) AS n FROM pganalytics_ml.jobs WHERE status = 'pending'")[0]["n"]
+    ran = sum(outcomes.values())
+    text = (
+        f"run_jobs: {ran} job{'' if ran == 1 else 's'} run in {seconds:.1f} s ({outcomes['completed']} completed, "
+        f"{outcomes['retry']} to retry, {outcomes['failed']} failed); {pending} pending"
+    )
+    lost = rescued["requeued"] + rescued["dead_lettered"] + rescued["terminated"]
+    if lost:
+        text += (
+            f"; watchdog: {rescued['requeued']} requeued, {rescued['dead_lettered']} dead-lettered, "
+            f"{rescued['terminated']} terminated"
+        )
+    return text
 
 
 def _spi_message(exc: Exception) -> str:
