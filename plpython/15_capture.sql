@@ -1,10 +1,11 @@
--- Public entry points of capture. Bodies only load the package and call one function.
+-- The PL/Python bodies of capture's public functions (wrapped in sql/60_entry_points.sql). Bodies only load
+-- the package and call one function.
 
-CREATE FUNCTION @extschema@.pgml_snapshot()
+CREATE FUNCTION pganalytics_ml._snapshot()
 RETURNS TABLE (captured_at timestamptz, statements integer, new_statements integer,
                active_statements integer, interval_seconds double precision)
 LANGUAGE plpython3u
-VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' SET extra_float_digits = 1
 SET lc_numeric = 'C'
@@ -13,15 +14,14 @@ GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics
 from pganalytics_ml.capture import counters
 return counters.snapshot(plpy)
 $$;
-COMMENT ON FUNCTION @extschema@.pgml_snapshot() IS
-    'Captures pg_stat_statements: one query_stats row per statement called since the last snapshot';
-REVOKE ALL ON FUNCTION @extschema@.pgml_snapshot() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.pgml_snapshot() TO pgml_trainer;
+COMMENT ON FUNCTION pganalytics_ml._snapshot() IS
+    'Body of pgml_snapshot in PL/Python, behind its error-reporting wrapper';
+REVOKE ALL ON FUNCTION pganalytics_ml._snapshot() FROM PUBLIC;
 
-CREATE FUNCTION @extschema@.pgml_ingest_stats(server_id text, stats jsonb)
+CREATE FUNCTION pganalytics_ml._ingest_stats(server_id text, stats jsonb)
 RETURNS integer
 LANGUAGE plpython3u
-VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' SET extra_float_digits = 1
 SET lc_numeric = 'C'
@@ -30,7 +30,6 @@ GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics
 from pganalytics_ml.capture import counters
 return counters.ingest(plpy, server_id, stats)
 $$;
-COMMENT ON FUNCTION @extschema@.pgml_ingest_stats(text, jsonb) IS
-    'Captures cumulative pg_stat_statements rows sent by a remote collector; returns the rows ingested';
-REVOKE ALL ON FUNCTION @extschema@.pgml_ingest_stats(text, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.pgml_ingest_stats(text, jsonb) TO pgml_trainer;
+COMMENT ON FUNCTION pganalytics_ml._ingest_stats(text, jsonb) IS
+    'Body of pgml_ingest_stats in PL/Python, behind its error-reporting wrapper';
+REVOKE ALL ON FUNCTION pganalytics_ml._ingest_stats(text, jsonb) FROM PUBLIC;

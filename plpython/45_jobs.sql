@@ -1,11 +1,12 @@
--- Entry points of the job queue: queueing, the worker procedure, sub-minute snapshots.
+-- The job queue in PL/Python: the bodies of queueing (wrapped in sql/60_entry_points.sql), the worker
+-- procedure, sub-minute snapshots.
 
-CREATE FUNCTION @extschema@.pgml_train_async(lookback_days integer DEFAULT 90,
+CREATE FUNCTION pganalytics_ml._train_async(lookback_days integer DEFAULT 90,
                                              model_type text DEFAULT 'random_forest',
                                              server_id text DEFAULT 'local')
 RETURNS TABLE (job_id text, status text, created_at timestamptz)
 LANGUAGE plpython3u
-VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' SET extra_float_digits = 1
 SET lc_numeric = 'C'
@@ -14,17 +15,16 @@ GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics
 from pganalytics_ml.jobs import queue
 return queue.train_async(plpy, lookback_days, model_type, server_id)
 $$;
-COMMENT ON FUNCTION @extschema@.pgml_train_async(integer, text, text) IS
-    'Queues a training job (arguments checked as pgml_train does); returns its job_id, status pending';
-REVOKE ALL ON FUNCTION @extschema@.pgml_train_async(integer, text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.pgml_train_async(integer, text, text) TO pgml_trainer;
+COMMENT ON FUNCTION pganalytics_ml._train_async(integer, text, text) IS
+    'Body of pgml_train_async in PL/Python, behind its error-reporting wrapper';
+REVOKE ALL ON FUNCTION pganalytics_ml._train_async(integer, text, text) FROM PUBLIC;
 
-CREATE FUNCTION @extschema@.pgml_job_enqueue(kind text, arguments jsonb DEFAULT '{}',
+CREATE FUNCTION pganalytics_ml._job_enqueue(kind text, arguments jsonb DEFAULT '{}',
                                              max_attempts integer DEFAULT NULL, soft_limit interval DEFAULT NULL,
                                              hard_limit interval DEFAULT NULL, run_at timestamptz DEFAULT NULL)
 RETURNS SETOF pganalytics_ml.job_status
 LANGUAGE plpython3u
-VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' SET extra_float_digits = 1
 SET lc_numeric = 'C'
@@ -33,12 +33,10 @@ GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics
 from pganalytics_ml.jobs import queue
 return queue.enqueue(plpy, kind, arguments, max_attempts, soft_limit, hard_limit, run_at)
 $$;
-COMMENT ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) IS
-    'Queues a job of any kind (train, snapshot, validate, cleanup, sleep) with optional limits and start time';
-REVOKE ALL ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz)
+COMMENT ON FUNCTION pganalytics_ml._job_enqueue(text, jsonb, integer, interval, interval, timestamptz) IS
+    'Body of pgml_job_enqueue in PL/Python, behind its error-reporting wrapper';
+REVOKE ALL ON FUNCTION pganalytics_ml._job_enqueue(text, jsonb, integer, interval, interval, timestamptz)
     FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz)
-    TO pgml_admin;
 
 -- The worker commits as it goes, and PostgreSQL forbids transaction control in a procedure that is
 -- SECURITY DEFINER or has SET clauses: it runs with its caller's rights (a superuser: pg_cron's jobs run

@@ -135,3 +135,24 @@ CREATE TYPE pganalytics_ml.model_summary AS (
     size_bytes                   integer
 );
 COMMENT ON TYPE pganalytics_ml.model_summary IS 'One model as pgml_models lists it';
+
+CREATE TYPE pganalytics_ml.training_result AS (
+    model_id                     bigint,
+    model_type                   text,
+    server_id                    text,
+    r_squared                    double precision,
+    rmse                         double precision,
+    mae                          double precision,
+    training_samples             integer,
+    holdout_samples              integer,
+    q_error_p50                  double precision,
+    q_error_p90                  double precision,
+    q_error_p95                  double precision,
+    baseline_last_q_error_p90    double precision,
+    baseline_longrun_q_error_p90 double precision,
+    interval_coverage            double precision,
+    active_model_q_error_p90     double precision,
+    activated                    boolean,
+    feature_importance           jsonb
+);
+COMMENT ON TYPE pganalytics_ml.training_result IS 'One trained model as pgml_train returns it';

@@ -24,7 +24,7 @@ REVOKE ALL ON FUNCTION pganalytics_ml._no_forecast(text, bigint) FROM PUBLIC;
 
 -- The statement's text as a prediction row shows it: at most 80 characters (pganalytics_ml.statements has it whole).
 CREATE FUNCTION pganalytics_ml._short_query(p_server_id text, p_queryid bigint) RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN length(s.query) > 80 THEN left(s.query, 77) || '...' ELSE s.query END

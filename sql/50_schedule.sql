@@ -113,8 +113,18 @@ BEGIN
         RAISE EXCEPTION 'job_ttl, prediction_retention and history_retention must be positive and at most 100 years'
             USING ERRCODE = '22023', HINT = 'The defaults are 7, 30 and 90 days.';
     END IF;
-    -- Checks the training arguments the way pgml_train does, without training.
-    PERFORM pganalytics_ml._check_train_arguments(c.retrain_lookback_days, c.retrain_model_type);
+    -- Checks the training arguments the way pgml_train does, without training (its errors without the
+    -- Python traceback, as pgml_train's: sql/60_entry_points.sql).
+    DECLARE
+        v_state text; v_message text; v_detail text; v_hint text;
+    BEGIN
+        PERFORM pganalytics_ml._check_train_arguments(c.retrain_lookback_days, c.retrain_model_type);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+        IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+        PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+    END;
 
     INSERT INTO pganalytics_ml.schedule_config AS sc
     SELECT (c).*

@@ -1,3 +1,1059 @@
 -- 0.2.0 -> 0.3.0
 
 -- issue 19 (operations hardening)
+
+-- Captures are stamped once they hold the server's capture lock (a NULL time means now, then).
+CREATE OR REPLACE FUNCTION pganalytics_ml._capture(
+    p_server_id   text,
+    p_captured_at timestamptz,
+    p_rows        pganalytics_ml.stat_counters[],
+    p_stats_reset timestamptz DEFAULT NULL)
+RETURNS TABLE (captured_at timestamptz, statements integer, new_statements integer,
+               active_statements integer, interval_seconds double precision)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_prev       timestamptz;
+    v_reset      boolean;
+    v_statements integer;
+    v_new        integer;
+    v_active     integer := 0;
+BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'pganalytics_ml cannot capture statistics on a hot standby'
+            USING ERRCODE = '25006',
+                  HINT = 'Capture on the primary; the standby receives the history by replication.';
+    END IF;
+    -- Captures of one server are serialized: each computes its deltas against the previous one.
+    PERFORM pg_catalog.pg_advisory_xact_lock(
+        pg_catalog.hashtextextended('pganalytics_ml.capture:' || p_server_id, 0));
+    -- A capture without a time of its own is stamped now, once the lock is held: a capture that waited
+    -- for another one is never stamped before it.
+    p_captured_at := coalesce(p_captured_at, pg_catalog.clock_timestamp());
+
+    SELECT max(s.captured_at) INTO v_prev FROM pganalytics_ml.snapshots s WHERE s.server_id = p_server_id;
+    IF v_prev IS NOT NULL AND p_captured_at <= v_prev THEN
+        RAISE EXCEPTION 'capture time % is not after the last capture of server "%" (%)',
+            p_captured_at, p_server_id, v_prev
+            USING ERRCODE = '22023',
+                  HINT = 'Send each capture once and in order, each with the time it was read.';
+    END IF;
+    v_reset := v_prev IS NOT NULL AND p_stats_reset IS NOT NULL AND p_stats_reset > v_prev;
+
+    WITH upserted AS (
+        INSERT INTO pganalytics_ml.statements AS st (server_id, queryid, query, database, first_seen)
+        SELECT DISTINCT ON (r.queryid) p_server_id, r.queryid, r.query, r.datname, p_captured_at
+          FROM pg_catalog.unnest(p_rows) r
+         WHERE r.queryid IS NOT NULL
+         ORDER BY r.queryid, r.calls DESC
+        ON CONFLICT (server_id, queryid) DO UPDATE
+           SET query = EXCLUDED.query, parse_ok = NULL
+         WHERE st.query IS NULL AND EXCLUDED.query IS NOT NULL
+        RETURNING (xmax = 0) AS inserted
+    )
+    SELECT count(*) FILTER (WHERE inserted) INTO v_new FROM upserted;
+
+    SELECT count(DISTINCT r.queryid) INTO v_statements
+      FROM pg_catalog.unnest(p_rows) r WHERE r.queryid IS NOT NULL;
+
+    IF v_prev IS NOT NULL THEN
+        WITH joined AS (
+            SELECT c, b.counters AS p,
+                   (b.server_id IS NULL OR v_reset
+                    OR (c).calls < (b.counters).calls
+                    OR (c).total_exec_time < (b.counters).total_exec_time) AS restarted
+              FROM pg_catalog.unnest(p_rows) c
+              LEFT JOIN pganalytics_ml.counter_baseline b
+                ON b.server_id = p_server_id AND b.queryid = (c).queryid AND b.userid = (c).userid
+               AND b.dbid = (c).dbid AND b.toplevel = (c).toplevel
+             WHERE (c).queryid IS NOT NULL
+        ), delta AS (
+            SELECT (c).queryid, (c).datname,
+                   CASE WHEN restarted THEN (c).calls ELSE (c).calls - (p).calls END AS calls,
+                   CASE WHEN restarted THEN (c).total_exec_time
+                        ELSE (c).total_exec_time - (p).total_exec_time END AS total_exec_time,
+                   CASE WHEN restarted THEN (c).sum_sq_exec_time
+                        ELSE (c).sum_sq_exec_time - (p).sum_sq_exec_time END AS sum_sq_exec_time,
+                   CASE WHEN restarted THEN (c).rows ELSE greatest((c).rows - (p).rows, 0) END AS rows,
+                   CASE WHEN restarted THEN (c).shared_blks_hit
+                        ELSE greatest((c).shared_blks_hit - (p).shared_blks_hit, 0) END AS shared_blks_hit,
+                   CASE WHEN restarted THEN (c).shared_blks_read
+                        ELSE greatest((c).shared_blks_read - (p).shared_blks_read, 0) END AS shared_blks_read,
+                   CASE WHEN restarted THEN (c).shared_blks_dirtied
+                        ELSE greatest((c).shared_blks_dirtied - (p).shared_blks_dirtied, 0) END AS shared_blks_dirtied,
+                   CASE WHEN restarted THEN (c).shared_blks_written
+                        ELSE greatest((c).shared_blks_written - (p).shared_blks_written, 0) END AS shared_blks_written,
+                   CASE WHEN restarted THEN (c).local_blks_hit
+                        ELSE greatest((c).local_blks_hit - (p).local_blks_hit, 0) END AS local_blks_hit,
+                   CASE WHEN restarted THEN (c).local_blks_read
+                        ELSE greatest((c).local_blks_read - (p).local_blks_read, 0) END AS local_blks_read,
+                   CASE WHEN restarted THEN (c).local_blks_dirtied
+                        ELSE greatest((c).local_blks_dirtied - (p).local_blks_dirtied, 0) END AS local_blks_dirtied,
+                   CASE WHEN restarted THEN (c).local_blks_written
+                        ELSE greatest((c).local_blks_written - (p).local_blks_written, 0) END AS local_blks_written,
+                   CASE WHEN restarted THEN (c).temp_blks_read
+                        ELSE greatest((c).temp_blks_read - (p).temp_blks_read, 0) END AS temp_blks_read,
+                   CASE WHEN restarted THEN (c).temp_blks_written
+                        ELSE greatest((c).temp_blks_written - (p).temp_blks_written, 0) END AS temp_blks_written,
+                   CASE WHEN restarted THEN (c).blk_read_time
+                        ELSE greatest((c).blk_read_time - (p).blk_read_time, 0) END AS blk_read_time,
+                   CASE WHEN restarted THEN (c).blk_write_time
+                        ELSE greatest((c).blk_write_time - (p).blk_write_time, 0) END AS blk_write_time,
+                   CASE WHEN restarted THEN (c).wal_records
+                        ELSE greatest((c).wal_records - (p).wal_records, 0) END AS wal_records,
+                   CASE WHEN restarted THEN (c).wal_fpi ELSE greatest((c).wal_fpi - (p).wal_fpi, 0) END AS wal_fpi,
+                   CASE WHEN restarted THEN (c).wal_bytes
+                        ELSE greatest((c).wal_bytes - (p).wal_bytes, 0) END AS wal_bytes,
+                   CASE WHEN restarted THEN (c).plans ELSE greatest((c).plans - (p).plans, 0) END AS plans,
+                   CASE WHEN restarted THEN (c).total_plan_time
+                        ELSE greatest((c).total_plan_time - (p).total_plan_time, 0) END AS total_plan_time
+              FROM joined
+        ), per_statement AS (
+            SELECT d.queryid,
+                   (pg_catalog.array_agg(d.datname ORDER BY d.calls DESC))[1] AS database,
+                   sum(d.calls)::bigint AS calls,
+                   greatest(sum(d.total_exec_time), 0) AS total_exec_time,
+                   CASE WHEN bool_and(d.sum_sq_exec_time IS NOT NULL) THEN sum(d.sum_sq_exec_time) END AS sum_sq,
+                   sum(d.rows)::bigint AS rows,
+                   sum(d.shared_blks_hit)::bigint AS shared_blks_hit,
+                   sum(d.shared_blks_read)::bigint AS shared_blks_read,
+                   sum(d.shared_blks_dirtied)::bigint AS shared_blks_dirtied,
+                   sum(d.shared_blks_written)::bigint AS shared_blks_written,
+                   sum(d.local_blks_hit)::bigint AS local_blks_hit,
+                   sum(d.local_blks_read)::bigint AS local_blks_read,
+                   sum(d.local_blks_dirtied)::bigint AS local_blks_dirtied,
+                   sum(d.local_blks_written)::bigint AS local_blks_written,
+                   sum(d.temp_blks_read)::bigint AS temp_blks_read,
+                   sum(d.temp_blks_written)::bigint AS temp_blks_written,
+                   sum(d.blk_read_time) AS blk_read_time,
+                   sum(d.blk_write_time) AS blk_write_time,
+                   sum(d.wal_records)::bigint AS wal_records,
+                   sum(d.wal_fpi)::bigint AS wal_fpi,
+                   sum(d.wal_bytes) AS wal_bytes,
+                   sum(d.plans)::bigint AS plans,
+                   sum(d.total_plan_time) AS total_plan_time
+              FROM delta d
+             GROUP BY d.queryid
+            HAVING sum(d.calls) > 0
+        ), inserted AS (
+            INSERT INTO pganalytics_ml.query_stats (
+                server_id, queryid, interval_start, interval_end, database, calls,
+                total_exec_time, mean_exec_time, stddev_exec_time, rows,
+                shared_blks_hit, shared_blks_read, shared_blks_dirtied, shared_blks_written,
+                local_blks_hit, local_blks_read, local_blks_dirtied, local_blks_written,
+                temp_blks_read, temp_blks_written, blk_read_time, blk_write_time,
+                wal_records, wal_fpi, wal_bytes, plans, total_plan_time, mean_plan_time)
+            SELECT p_server_id, s.queryid, v_prev, p_captured_at, s.database, s.calls,
+                   s.total_exec_time, s.total_exec_time / s.calls,
+                   -- At most the spread of one call taking all the time: counters that disagree with
+                   -- each other (a reset, a collector's rounding) cannot make a spread no calls could have.
+                   CASE WHEN s.sum_sq IS NOT NULL THEN
+                        least(sqrt(greatest(s.sum_sq / s.calls - (s.total_exec_time / s.calls) ^ 2, 0)),
+                              s.total_exec_time / s.calls * sqrt(s.calls - 1)) END,
+                   s.rows,
+                   s.shared_blks_hit, s.shared_blks_read, s.shared_blks_dirtied, s.shared_blks_written,
+                   s.local_blks_hit, s.local_blks_read, s.local_blks_dirtied, s.local_blks_written,
+                   s.temp_blks_read, s.temp_blks_written, s.blk_read_time, s.blk_write_time,
+                   s.wal_records, s.wal_fpi, s.wal_bytes, s.plans, s.total_plan_time,
+                   s.total_plan_time / nullif(s.plans, 0)
+              FROM per_statement s
+            RETURNING queryid
+        ), touched AS (
+            UPDATE pganalytics_ml.statements st
+               SET last_active_at = p_captured_at
+              FROM inserted i
+             WHERE st.server_id = p_server_id AND st.queryid = i.queryid
+            RETURNING 1
+        )
+        SELECT count(*) INTO v_active FROM touched;
+    END IF;
+
+    DELETE FROM pganalytics_ml.counter_baseline b WHERE b.server_id = p_server_id;
+    INSERT INTO pganalytics_ml.counter_baseline (server_id, captured_at, counters, userid, dbid, toplevel, queryid)
+    SELECT DISTINCT ON ((c).queryid, (c).userid, (c).dbid, (c).toplevel)
+           p_server_id, p_captured_at, pg_catalog.jsonb_populate_record(c, '{"query": null}'),
+           (c).userid, (c).dbid, (c).toplevel, (c).queryid
+      FROM pg_catalog.unnest(p_rows) c
+     WHERE (c).queryid IS NOT NULL;
+
+    INSERT INTO pganalytics_ml.snapshots
+        (server_id, captured_at, interval_start, statements, new_statements, active_statements)
+    VALUES (p_server_id, p_captured_at, v_prev, v_statements, v_new, v_active);
+
+    RETURN QUERY SELECT p_captured_at, v_statements, v_new, v_active,
+                        EXTRACT(epoch FROM p_captured_at - v_prev)::double precision;
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._capture(text, timestamptz, pganalytics_ml.stat_counters[], timestamptz) IS
+    'Turns cumulative counters into per-interval deltas in query_stats; shared by snapshot and ingestion';
+REVOKE ALL ON FUNCTION pganalytics_ml._capture(text, timestamptz, pganalytics_ml.stat_counters[], timestamptz)
+    FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION pganalytics_ml._capture_local()
+RETURNS TABLE (captured_at timestamptz, statements integer, new_statements integer,
+               active_statements integer, interval_seconds double precision)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_schema name;
+    v_rows   pganalytics_ml.stat_counters[];
+    v_reset  timestamptz;
+BEGIN
+    IF pg_catalog.current_setting('shared_preload_libraries')
+           !~ '(^|[\s,"])pg_stat_statements($|[\s,"])' THEN
+        RAISE EXCEPTION 'pg_stat_statements is not loaded by this server'
+            USING ERRCODE = '55000',
+                  HINT = 'Add pg_stat_statements to shared_preload_libraries in postgresql.conf '
+                         'and restart PostgreSQL.';
+    END IF;
+    SELECT n.nspname INTO v_schema
+      FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'pg_stat_statements';
+    IF v_schema IS NULL THEN
+        RAISE EXCEPTION 'the pg_stat_statements extension does not exist in database "%"',
+            pg_catalog.current_database()
+            USING ERRCODE = '55000',
+                  HINT = 'Run CREATE EXTENSION pg_stat_statements; in this database.';
+    END IF;
+
+    -- The counters are read under the capture lock (_capture takes it again): a snapshot that waited for
+    -- another one reads counters newer than the ones that one stored.
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('pganalytics_ml.capture:local', 0));
+    EXECUTE pg_catalog.format($q$
+        SELECT pg_catalog.array_agg(ROW(
+                   s.userid, s.dbid, s.toplevel, s.queryid, s.query, d.datname,
+                   s.calls, s.total_exec_time,
+                   s.calls * (s.stddev_exec_time ^ 2 + s.mean_exec_time ^ 2),
+                   s.rows, s.shared_blks_hit, s.shared_blks_read, s.shared_blks_dirtied, s.shared_blks_written,
+                   s.local_blks_hit, s.local_blks_read, s.local_blks_dirtied, s.local_blks_written,
+                   s.temp_blks_read, s.temp_blks_written, s.blk_read_time, s.blk_write_time,
+                   s.wal_records, s.wal_fpi, s.wal_bytes, s.plans, s.total_plan_time
+               )::pganalytics_ml.stat_counters),
+               (SELECT i.stats_reset FROM %1$I.pg_stat_statements_info i)
+          FROM %1$I.pg_stat_statements(true) s
+          LEFT JOIN pg_catalog.pg_database d ON d.oid = s.dbid
+         WHERE s.queryid IS NOT NULL$q$, v_schema)
+    INTO v_rows, v_reset;
+
+    RETURN QUERY SELECT * FROM pganalytics_ml._capture('local', NULL, coalesce(v_rows, '{}'), v_reset);
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._capture_local() IS
+    'Reads pg_stat_statements of this server and captures it as server ''local''';
+REVOKE ALL ON FUNCTION pganalytics_ml._capture_local() FROM PUBLIC;
+
+-- Prediction rows show the statement's text; pgml_predict_json keeps every digit; readable rounding.
+ALTER TYPE pganalytics_ml.prediction ADD ATTRIBUTE query text;
+
+CREATE FUNCTION pganalytics_ml._short_query(p_server_id text, p_queryid bigint) RETURNS text
+LANGUAGE sql STABLE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN length(s.query) > 80 THEN left(s.query, 77) || '...' ELSE s.query END
+      FROM pganalytics_ml.statements s WHERE s.server_id = p_server_id AND s.queryid = p_queryid
+$$;
+COMMENT ON FUNCTION pganalytics_ml._short_query(text, bigint) IS
+    'A statement''s text shortened to 80 characters, as prediction rows show it';
+REVOKE ALL ON FUNCTION pganalytics_ml._short_query(text, bigint) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION @extschema@.pgml_predict(query_hash bigint, server_id text DEFAULT 'local')
+RETURNS SETOF pganalytics_ml.prediction
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f        pganalytics_ml.forecasts;
+    v_id     bigint;
+    v_at     timestamptz := now();
+    v_logged boolean := false;
+BEGIN
+    IF pgml_predict.query_hash IS NULL OR pgml_predict.server_id IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', CASE WHEN pgml_predict.query_hash IS NULL THEN 'query_hash' ELSE 'server_id' END
+            USING ERRCODE = '22004', HINT = 'Pass pg_stat_statements.queryid of the statement to predict.';
+    END IF;
+    SELECT * INTO f FROM pganalytics_ml.forecasts fc
+     WHERE fc.server_id = pgml_predict.server_id AND fc.queryid = pgml_predict.query_hash;
+    IF NOT FOUND THEN
+        PERFORM pganalytics_ml._no_forecast(pgml_predict.server_id, pgml_predict.query_hash);
+    END IF;
+    -- A hot standby cannot write the log: the prediction is still answered, marked as not logged.
+    IF NOT pg_is_in_recovery() THEN
+        INSERT INTO pganalytics_ml.predictions (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
+                                                model_id, model_version, source, based_on)
+        VALUES (f.server_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence,
+                f.model_id, f.model_version, f.source, f.based_on)
+        RETURNING predictions.prediction_id, predictions.predicted_at INTO v_id, v_at;
+        v_logged := true;
+    END IF;
+    RETURN QUERY SELECT v_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
+                        f.model_version, f.source, v_at, f.server_id, f.based_on, v_logged,
+                        pganalytics_ml._short_query(f.server_id, f.queryid);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_predict(bigint, text) IS
+    'Predicted mean execution time (ms) of the statement''s next interval, with a 90% interval; logged for validation';
+REVOKE ALL ON FUNCTION @extschema@.pgml_predict(bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict(bigint, text) TO pgml_reader;
+
+CREATE OR REPLACE FUNCTION @extschema@.pgml_predict_json(query_hash bigint, server_id text DEFAULT 'local')
+RETURNS jsonb
+LANGUAGE sql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+AS $$
+    SELECT jsonb_build_object(
+               'prediction_id', p.prediction_id,
+               'query_hash', p.query_hash,
+               'query_hash_text', p.query_hash::text,
+               'predicted_execution_time_ms', p.predicted_execution_time_ms,
+               'confidence', p.confidence,
+               'range', jsonb_build_object('min', p.lower_bound_ms, 'max', p.upper_bound_ms),
+               'model_id', p.model_id,
+               'model_version', p.model_version,
+               'source', p.source,
+               'server_id', p.server_id,
+               'logged', p.logged,
+               'timestamp', p.predicted_at)
+      FROM @extschema@.pgml_predict(pgml_predict_json.query_hash, pgml_predict_json.server_id) p
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_predict_json(bigint, text) IS
+    'pgml_predict as the JSON document the pganalytics Go backend expects (query_hash_text: exact for JavaScript)';
+REVOKE ALL ON FUNCTION @extschema@.pgml_predict_json(bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_json(bigint, text) TO pgml_reader;
+
+CREATE OR REPLACE FUNCTION @extschema@.pgml_predict_all(server_id text DEFAULT 'local', log boolean DEFAULT false)
+RETURNS SETOF pganalytics_ml.prediction
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pgml_predict_all.server_id IS NULL OR pgml_predict_all.log IS NULL THEN
+        RAISE EXCEPTION 'server_id and log must not be NULL' USING ERRCODE = '22004',
+            HINT = 'Call pgml_predict_all() for this server, or pgml_predict_all(''<server_id>'').';
+    END IF;
+    IF pgml_predict_all.log AND NOT pg_is_in_recovery() THEN
+        RETURN QUERY
+        INSERT INTO pganalytics_ml.predictions AS p (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
+                                                     model_id, model_version, source, based_on)
+        SELECT f.server_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
+               f.model_version, f.source, f.based_on
+          FROM pganalytics_ml.forecasts f
+         WHERE f.server_id = pgml_predict_all.server_id
+         ORDER BY f.queryid
+        RETURNING p.prediction_id, p.queryid, p.predicted_ms, p.lower_ms, p.upper_ms, p.confidence, p.model_id,
+                  p.model_version, p.source, p.predicted_at, p.server_id, p.based_on, true,
+                  pganalytics_ml._short_query(p.server_id, p.queryid);
+    ELSE
+        RETURN QUERY
+        SELECT NULL::bigint, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
+               f.model_version, f.source, now(), f.server_id, f.based_on, false,
+               CASE WHEN length(s.query) > 80 THEN left(s.query, 77) || '...' ELSE s.query END
+          FROM pganalytics_ml.forecasts f
+          LEFT JOIN pganalytics_ml.statements s ON s.server_id = f.server_id AND s.queryid = f.queryid
+         WHERE f.server_id = pgml_predict_all.server_id
+         ORDER BY f.queryid;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_predict_all(text, boolean) IS
+    'Predictions for every statement of a server in one call; logged for validation only when log is true';
+REVOKE ALL ON FUNCTION @extschema@.pgml_predict_all(text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_all(text, boolean) TO pgml_reader;
+
+CREATE OR REPLACE FUNCTION @extschema@.pgml_validate(prediction_id bigint, actual_execution_time_ms double precision)
+RETURNS SETOF pganalytics_ml.validation
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_id     bigint := pgml_validate.prediction_id;
+    p_actual double precision := pgml_validate.actual_execution_time_ms;
+BEGIN
+    IF p_id IS NULL OR p_actual IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', CASE WHEN p_id IS NULL THEN 'prediction_id' ELSE 'actual_execution_time_ms' END
+            USING ERRCODE = '22004', HINT = 'Pass the prediction_id pgml_predict returned and the measured time in ms.';
+    END IF;
+    -- Bounded like captured times, so that the error ratios below stay finite (NaN fails the upper bound).
+    IF NOT (p_actual >= 1e-9 AND p_actual <= 1e15) THEN
+        RAISE EXCEPTION 'actual_execution_time_ms must be a positive, finite number of milliseconds '
+                        '(from 1e-9 to 1e15), got %', p_actual
+            USING ERRCODE = '22023', HINT = 'Pass the measured execution time in milliseconds, e.g. 12.5.';
+    END IF;
+    RETURN QUERY
+    UPDATE pganalytics_ml.predictions AS pr
+       SET actual_ms = p_actual,
+           error_percent = abs(pr.predicted_ms - p_actual) / p_actual * 100,
+           accuracy_score = greatest(0, 1 - abs(pr.predicted_ms - p_actual) / p_actual),
+           within_interval = p_actual BETWEEN pr.lower_ms AND pr.upper_ms,
+           validated_at = now(),
+           validated_by = 'manual'
+     WHERE pr.prediction_id = p_id
+    -- Rounded for reading (error to 0.01 %, accuracy to 4 decimals); the log keeps every digit.
+    RETURNING pr.prediction_id, pr.queryid, pr.predicted_ms, pr.actual_ms,
+              round(pr.error_percent::numeric, 2)::double precision,
+              round(pr.accuracy_score::numeric, 4)::double precision,
+              pr.within_interval, pr.validated_at;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown prediction_id %', p_id
+            USING ERRCODE = 'P0002', HINT = 'Use a prediction_id returned by pgml_predict(); unlogged predictions have none.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_validate(bigint, double precision) IS
+    'Scores a logged prediction against the measured time; a later validation replaces an earlier one';
+REVOKE ALL ON FUNCTION @extschema@.pgml_validate(bigint, double precision) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_validate(bigint, double precision) TO pgml_trainer;
+
+CREATE OR REPLACE FUNCTION pganalytics_ml._after_capture(p_server_id text, p_captured_at timestamptz)
+RETURNS TABLE (predictions_validated integer, forecasts_checked integer)
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_validated integer;
+    v_checked   integer;
+BEGIN
+    WITH observed AS (
+        SELECT p.prediction_id, o.mean_exec_time AS actual
+          FROM pganalytics_ml.predictions p
+          CROSS JOIN LATERAL (
+                SELECT q.mean_exec_time FROM pganalytics_ml.query_stats q
+                 WHERE q.server_id = p.server_id AND q.queryid = p.queryid AND q.interval_end > p.based_on
+                 ORDER BY q.interval_end LIMIT 1) o
+         WHERE p.validated_at IS NULL AND p.server_id = p_server_id
+    )
+    UPDATE pganalytics_ml.predictions AS pr
+       SET actual_ms = o.actual,
+           error_percent = abs(pr.predicted_ms - o.actual) / o.actual * 100,
+           accuracy_score = greatest(0, 1 - abs(pr.predicted_ms - o.actual) / o.actual),
+           within_interval = o.actual BETWEEN pr.lower_ms AND pr.upper_ms,
+           validated_at = p_captured_at,
+           validated_by = 'observed'
+      FROM observed o
+     WHERE pr.prediction_id = o.prediction_id AND o.actual > 0;
+    GET DIAGNOSTICS v_validated = ROW_COUNT;
+
+    UPDATE pganalytics_ml.forecasts AS f
+       SET checked_interval_end = q.interval_end,
+           checked_observed_ms = q.mean_exec_time,
+           checked_predicted_ms = f.predicted_ms,
+           checked_upper_ms = f.upper_ms,
+           above_upper_since = CASE WHEN q.mean_exec_time > f.upper_ms
+                                    THEN coalesce(f.above_upper_since, q.interval_start) END
+      FROM pganalytics_ml.query_stats q
+     WHERE q.server_id = p_server_id AND q.interval_end = p_captured_at
+       AND f.server_id = q.server_id AND f.queryid = q.queryid AND f.based_on < q.interval_end;
+    GET DIAGNOSTICS v_checked = ROW_COUNT;
+
+    -- A statement that has not run in the server's last three captures is no longer running above its bound.
+    UPDATE pganalytics_ml.forecasts AS f
+       SET above_upper_since = NULL
+     WHERE f.server_id = p_server_id AND f.above_upper_since IS NOT NULL
+       AND f.checked_interval_end < (SELECT s.captured_at FROM pganalytics_ml.snapshots s
+                                      WHERE s.server_id = p_server_id
+                                      ORDER BY s.captured_at DESC OFFSET 2 LIMIT 1);
+    RETURN QUERY SELECT v_validated, v_checked;
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._after_capture(text, timestamptz) IS
+    'Validates logged predictions and checks forecasts against the interval a capture just observed';
+REVOKE ALL ON FUNCTION pganalytics_ml._after_capture(text, timestamptz) FROM PUBLIC;
+
+CREATE OR REPLACE VIEW pganalytics_ml.prediction_accuracy AS
+SELECT p.server_id,
+       p.model_id,
+       p.source,
+       CAST(pg_catalog.timezone('UTC', p.predicted_at) AS pg_catalog.date) AS day,
+       pg_catalog.count(*) AS predictions,
+       -- Rounded for reading: 4 decimals for accuracy, q-errors to 0.001, error percentages to 0.01
+       -- (pgml_status() and the predictions table have the figures for programs).
+       CAST(pg_catalog.round(CAST(pg_catalog.avg(p.accuracy_score) AS numeric), 4) AS double precision)
+           AS mean_accuracy,
+       CAST(pg_catalog.round(CAST(pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY p.error_percent)
+           AS numeric), 2) AS double precision) AS median_error_percent,
+       CAST(pg_catalog.round(CAST(pg_catalog.percentile_cont(0.95) WITHIN GROUP (ORDER BY p.error_percent)
+           AS numeric), 2) AS double precision) AS p95_error_percent,
+       CAST(pg_catalog.round(CAST(pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY p.q_error)
+           AS numeric), 3) AS double precision) AS q_error_p50,
+       CAST(pg_catalog.round(CAST(pg_catalog.percentile_cont(0.9) WITHIN GROUP (ORDER BY p.q_error)
+           AS numeric), 3) AS double precision) AS q_error_p90,
+       pg_catalog.round(pg_catalog.avg(CASE WHEN p.within_interval THEN 1.0 ELSE 0.0 END), 3) AS interval_coverage
+  FROM (SELECT v.*, pg_catalog.float8larger(pg_catalog.float8div(v.predicted_ms, v.actual_ms),
+                                            pg_catalog.float8div(v.actual_ms, v.predicted_ms)) AS q_error
+          FROM pganalytics_ml.predictions v
+         WHERE v.validated_at IS NOT NULL) p
+ GROUP BY p.server_id, p.model_id, p.source, CAST(pg_catalog.timezone('UTC', p.predicted_at) AS pg_catalog.date);
+COMMENT ON VIEW pganalytics_ml.prediction_accuracy IS
+    'Validated predictions per server, model and day (UTC): accuracy, error percentiles, q-error, interval coverage';
+
+COMMENT ON VIEW pganalytics_ml.regressions IS
+    'Statements whose latest observed mean lies above the upper bound predicted for it, by how much, since when; '
+    'a statement leaves it when it runs within its bound again or has not run in the last three captures';
+
+-- pgml_jobs(status, max_rows, details, "limit"): compact by default; "limit" kept for calls that quote it.
+CREATE FUNCTION pganalytics_ml._job_summary(s pganalytics_ml.job_status) RETURNS pganalytics_ml.job_status
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ROW(s.job_id, s.kind, s.status, s.created_at, s.updated_at, s.started_at, s.completed_at, s.attempts,
+               s.max_attempts, s.next_run_at,
+               CASE WHEN length(s.error) > 120 THEN left(s.error, 117) || '...' ELSE s.error END,
+               (SELECT jsonb_object_agg(r.key, r.value) FROM jsonb_each(s.result) r
+                 WHERE jsonb_typeof(r.value) NOT IN ('object', 'array')),
+               s.progress, s.dead_lettered, s.cancelled, s.arguments, NULL)::pganalytics_ml.job_status
+$$;
+COMMENT ON FUNCTION pganalytics_ml._job_summary(pganalytics_ml.job_status) IS
+    'A job as pgml_jobs lists it by default: latest error shortened, result without nested parts, no history';
+REVOKE ALL ON FUNCTION pganalytics_ml._job_summary(pganalytics_ml.job_status) FROM PUBLIC;
+
+DROP FUNCTION @extschema@.pgml_jobs(text, integer);
+
+CREATE FUNCTION @extschema@.pgml_jobs(status text DEFAULT NULL, max_rows integer DEFAULT 100,
+                                      details boolean DEFAULT false, "limit" integer DEFAULT NULL)
+RETURNS SETOF pganalytics_ml.job_status
+LANGUAGE plpgsql
+STABLE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_rows integer := coalesce(pgml_jobs."limit", pgml_jobs.max_rows);
+BEGIN
+    IF pgml_jobs.status IS NOT NULL
+       AND pgml_jobs.status NOT IN ('pending', 'training', 'running', 'completed', 'failed', 'dead_lettered') THEN
+        RAISE EXCEPTION 'unknown job status %', pg_catalog.left(pgml_jobs.status, 40) USING ERRCODE = '22023',
+            HINT = 'Use pending, training, running, completed, failed or dead_lettered, or NULL for all.';
+    END IF;
+    IF v_rows IS NULL OR pgml_jobs.details IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', CASE WHEN v_rows IS NULL THEN 'max_rows' ELSE 'details' END
+            USING ERRCODE = '22004', HINT = 'The defaults are max_rows => 100 and details => false.';
+    END IF;
+    IF v_rows < 1 OR v_rows > 10000 THEN
+        RAISE EXCEPTION 'max_rows must be between 1 and 10000, got %', v_rows USING ERRCODE = '22023',
+            HINT = 'The default is 100.';
+    END IF;
+    RETURN QUERY
+    SELECT (CASE WHEN pgml_jobs.details THEN pganalytics_ml._job_status(j)
+                 ELSE pganalytics_ml._job_summary(pganalytics_ml._job_status(j)) END).*
+      FROM pganalytics_ml.jobs j
+     WHERE pgml_jobs.status IS NULL
+        OR (pgml_jobs.status = 'dead_lettered' AND j.dead_lettered)
+        OR j.status = pgml_jobs.status
+     ORDER BY j.job_seq DESC
+     LIMIT v_rows;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_jobs(text, integer, boolean, integer) IS
+    'Jobs, newest first, optionally of one status (or dead_lettered); compact unless details => true';
+REVOKE ALL ON FUNCTION @extschema@.pgml_jobs(text, integer, boolean, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_jobs(text, integer, boolean, integer) TO pgml_reader;
+
+-- The scheduler's hint and the status say what is wrong.
+CREATE OR REPLACE FUNCTION pganalytics_ml._require_pg_cron() RETURNS void
+LANGUAGE plpgsql
+STABLE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_cron_database text := current_setting('cron.database_name', true);
+BEGIN
+    IF EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN;
+    END IF;
+    IF current_setting('shared_preload_libraries') !~ '(^|[\s,"])pg_cron($|[\s,"])' THEN
+        RAISE EXCEPTION 'pg_cron is not loaded by this server'
+            USING ERRCODE = '55000',
+                  HINT = 'Add pg_cron to shared_preload_libraries in postgresql.conf, restart PostgreSQL, then run '
+                         'CREATE EXTENSION pg_cron; in its database (cron.database_name). Without pg_cron, call '
+                         'pgml_snapshot() and CALL pganalytics_ml.run_jobs() yourself.';
+    ELSIF v_cron_database = current_database() THEN
+        RAISE EXCEPTION 'pg_cron is not installed in database "%"', current_database()
+            USING ERRCODE = '55000',
+                  HINT = 'This is pg_cron''s database (cron.database_name): run CREATE EXTENSION pg_cron; here, '
+                         'then call pgml_schedule() again.';
+    ELSE
+        RAISE EXCEPTION 'pg_cron is not installed in database "%"', current_database()
+            USING ERRCODE = '55000',
+                  HINT = format('pg_cron runs in cron.database_name (%s): install pganalytics_ml there and call '
+                                'pgml_schedule() in it, or schedule this database from there with '
+                                'cron.schedule_in_database() (docs/operations.md). Without pg_cron, call '
+                                'pgml_snapshot() and CALL pganalytics_ml.run_jobs() yourself.', v_cron_database);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._require_pg_cron() IS 'Fails with a hint when pg_cron is not in this database';
+REVOKE ALL ON FUNCTION pganalytics_ml._require_pg_cron() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION @extschema@.pgml_schedule(
+    snapshot_seconds      integer  DEFAULT NULL,  -- 300
+    retrain_schedule      text     DEFAULT NULL,  -- '0 3 * * *'
+    retrain_lookback_days integer  DEFAULT NULL,  -- 90
+    retrain_model_type    text     DEFAULT NULL,  -- 'auto'
+    cleanup_schedule      text     DEFAULT NULL,  -- '30 3 * * *'
+    job_ttl               interval DEFAULT NULL,  -- 7 days
+    keep_models           integer  DEFAULT NULL,  -- 5
+    prediction_retention  interval DEFAULT NULL,  -- 30 days
+    history_retention     interval DEFAULT NULL)  -- 90 days
+RETURNS TABLE (job_name text, schedule text, command text)
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c          pganalytics_ml.schedule_config;
+    v_snapshot text;
+    v_jobs     text[][];
+    v_job      text[];
+    v_valid    boolean;
+BEGIN
+    PERFORM pganalytics_ml._require_pg_cron();
+    -- Locked: concurrent calls apply one after the other.
+    SELECT s.* INTO c FROM pganalytics_ml.schedule_config s FOR UPDATE;
+    SELECT true,
+           coalesce(pgml_schedule.snapshot_seconds, c.snapshot_seconds, 300),
+           coalesce(pgml_schedule.retrain_schedule, c.retrain_schedule, '0 3 * * *'),
+           coalesce(pgml_schedule.retrain_lookback_days, c.retrain_lookback_days, 90),
+           coalesce(pgml_schedule.retrain_model_type, c.retrain_model_type, 'auto'),
+           coalesce(pgml_schedule.cleanup_schedule, c.cleanup_schedule, '30 3 * * *'),
+           coalesce(pgml_schedule.job_ttl, c.job_ttl, interval '7 days'),
+           coalesce(pgml_schedule.keep_models, c.keep_models, 5),
+           coalesce(pgml_schedule.prediction_retention, c.prediction_retention, interval '30 days'),
+           coalesce(pgml_schedule.history_retention, c.history_retention, interval '90 days'),
+           now(),
+           session_user
+      INTO c;
+
+    IF NOT ((c.snapshot_seconds BETWEEN 1 AND 59 AND 60 % c.snapshot_seconds = 0)
+            OR (c.snapshot_seconds BETWEEN 60 AND 3600 AND c.snapshot_seconds % 60 = 0
+                AND 60 % (c.snapshot_seconds / 60) = 0)) THEN
+        RAISE EXCEPTION 'snapshot_seconds must divide a minute (1-59) or be whole minutes dividing an hour, got %',
+            c.snapshot_seconds USING ERRCODE = '22023', HINT = 'For example 10, 30, 60, 300 (the default) or 900.';
+    END IF;
+    -- The clean-up job checks the same ranges when pg_cron queues it.
+    IF c.keep_models NOT BETWEEN 0 AND 1000000 THEN
+        RAISE EXCEPTION 'keep_models must be from 0 to 1000000, got %', c.keep_models USING ERRCODE = '22023',
+            HINT = 'The active model is always kept.';
+    END IF;
+    IF c.job_ttl <= interval '0' OR c.prediction_retention <= interval '0' OR c.history_retention <= interval '0'
+       OR greatest(c.job_ttl, c.prediction_retention, c.history_retention) > interval '100 years' THEN
+        RAISE EXCEPTION 'job_ttl, prediction_retention and history_retention must be positive and at most 100 years'
+            USING ERRCODE = '22023', HINT = 'The defaults are 7, 30 and 90 days.';
+    END IF;
+    -- Checks the training arguments the way pgml_train does, without training (its errors without the
+    -- Python traceback, as pgml_train's: sql/60_entry_points.sql).
+    DECLARE
+        v_state text; v_message text; v_detail text; v_hint text;
+    BEGIN
+        PERFORM pganalytics_ml._check_train_arguments(c.retrain_lookback_days, c.retrain_model_type);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+        IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+        PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+    END;
+
+    INSERT INTO pganalytics_ml.schedule_config AS sc
+    SELECT (c).*
+    ON CONFLICT (singleton) DO UPDATE
+       SET snapshot_seconds = EXCLUDED.snapshot_seconds, retrain_schedule = EXCLUDED.retrain_schedule,
+           retrain_lookback_days = EXCLUDED.retrain_lookback_days, retrain_model_type = EXCLUDED.retrain_model_type,
+           cleanup_schedule = EXCLUDED.cleanup_schedule, job_ttl = EXCLUDED.job_ttl,
+           keep_models = EXCLUDED.keep_models, prediction_retention = EXCLUDED.prediction_retention,
+           history_retention = EXCLUDED.history_retention, updated_at = EXCLUDED.updated_at,
+           updated_by = EXCLUDED.updated_by;
+
+    v_snapshot := CASE WHEN c.snapshot_seconds < 60
+                       THEN format('CALL pganalytics_ml.run_snapshots(%s, 60)', c.snapshot_seconds)
+                       ELSE format('SELECT count(*) FROM %I.pgml_snapshot()', '@extschema@') END;
+    -- name, schedule, command, and the argument the schedule comes from
+    v_jobs := ARRAY[
+        ARRAY['pganalytics_ml:snapshot',
+              CASE WHEN c.snapshot_seconds <= 60 THEN '* * * * *' ELSE format('*/%s * * * *', c.snapshot_seconds / 60) END,
+              v_snapshot, 'snapshot_seconds'],
+        ARRAY['pganalytics_ml:drain', '* * * * *', 'CALL pganalytics_ml.run_jobs(max_seconds => 50)', NULL],
+        ARRAY['pganalytics_ml:watchdog', '* * * * *', 'SELECT * FROM pganalytics_ml.rescue_jobs()', NULL],
+        ARRAY['pganalytics_ml:retrain', c.retrain_schedule,
+              format('SELECT job_id FROM %I.pgml_train_async(%s, %L)', '@extschema@', c.retrain_lookback_days,
+                     c.retrain_model_type),
+              'retrain_schedule'],
+        ARRAY['pganalytics_ml:cleanup', c.cleanup_schedule,
+              format('SELECT job_id FROM %I.pgml_job_enqueue(''cleanup'', %L)', '@extschema@',
+                     jsonb_build_object('job_ttl', c.job_ttl::text, 'keep_models', c.keep_models,
+                                        'prediction_retention', c.prediction_retention::text,
+                                        'history_retention', c.history_retention::text)),
+              'cleanup_schedule']];
+    FOREACH v_job SLICE 1 IN ARRAY v_jobs LOOP
+        -- Five cron fields (pg_cron ignores what follows them) or a macro; then pg_cron's parser decides.
+        v_valid := v_job[2] ~ '^\s*(@[a-z]+|([0-9A-Za-z*,/-]+\s+){4}[0-9A-Za-z*,/-]+)\s*$';
+        IF v_valid THEN
+            BEGIN
+                EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING v_job[1], v_job[2], v_job[3];
+            EXCEPTION WHEN invalid_parameter_value THEN
+                v_valid := false;
+            END;
+        END IF;
+        IF NOT v_valid THEN  -- the error names the argument; everything is rolled back
+            RAISE EXCEPTION '% is not a schedule pg_cron accepts: %', v_job[4],
+                CASE WHEN length(v_job[2]) > 40 THEN quote_literal(left(v_job[2], 40)) || '...'
+                     ELSE quote_literal(v_job[2]) END
+                USING ERRCODE = '22023',
+                      HINT = 'Use five cron fields (minute hour day-of-month month day-of-week), e.g. ''0 3 * * *'': '
+                             'pg_cron 1.4 runs jobs at minute granularity.';
+        END IF;
+        job_name := v_job[1];
+        schedule := v_job[2];
+        command := v_job[3];
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_schedule(integer, text, integer, text, text, interval, integer, interval, interval) IS
+    'Registers (or updates) the pg_cron jobs: snapshots, queue draining, watchdog, daily retraining, clean-up; '
+    'arguments left out keep the settings of the previous call (pganalytics_ml.schedule_config)';
+REVOKE ALL ON FUNCTION @extschema@.pgml_schedule(integer, text, integer, text, text, interval, integer, interval, interval)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_schedule(integer, text, integer, text, text, interval, integer, interval, interval)
+    TO pgml_admin;
+
+CREATE OR REPLACE FUNCTION @extschema@.pgml_status() RETURNS jsonb
+LANGUAGE plpgsql
+STABLE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_pgss_loaded    boolean := current_setting('shared_preload_libraries') ~ '(^|[\s,"])pg_stat_statements($|[\s,"])';
+    v_pgss_installed boolean := EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements');
+    v_cron_loaded    boolean := current_setting('shared_preload_libraries') ~ '(^|[\s,"])pg_cron($|[\s,"])';
+    v_cron_installed boolean := EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron');
+    v_cron_database  text := current_setting('cron.database_name', true);
+    v_problems       text[] := '{}';
+    v_dead           bigint := (SELECT count(*) FROM pganalytics_ml.jobs WHERE dead_lettered);
+    v_cancelled      bigint := (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'failed' AND cancelled);
+    v_scheduled      jsonb := pganalytics_ml._scheduled_jobs();
+    v_scheduler      text;
+    v_missing        text[];
+    v_failing        text[];
+    v_last_snapshot  timestamptz := (SELECT max(captured_at) FROM pganalytics_ml.snapshots WHERE server_id = 'local');
+    -- The expected cadence of snapshots: what pgml_schedule() registered, else its default.
+    v_cadence        integer := coalesce((SELECT snapshot_seconds FROM pganalytics_ml.schedule_config), 300);
+BEGIN
+    IF NOT v_pgss_loaded THEN
+        v_problems := v_problems || 'pg_stat_statements is not in shared_preload_libraries'::text;
+    ELSIF NOT v_pgss_installed THEN
+        v_problems := v_problems || 'the pg_stat_statements extension is not created in this database'::text;
+    END IF;
+    -- The scheduler: what runs snapshots and drains the queue when nobody calls them.
+    IF NOT v_cron_loaded THEN
+        v_scheduler := 'none';
+        v_problems := v_problems || ('no scheduler: pg_cron is not in shared_preload_libraries, so snapshots and '
+                                     'jobs run only when called (pgml_snapshot(), CALL pganalytics_ml.run_jobs())')::text;
+    ELSIF NOT v_cron_installed AND v_cron_database = current_database() THEN
+        v_scheduler := 'not installed';
+        v_problems := v_problems || ('no scheduler: pg_cron is not created in this database (its cron.database_name): '
+                                     'CREATE EXTENSION pg_cron; then SELECT * FROM pgml_schedule()')::text;
+    ELSIF NOT v_cron_installed THEN
+        -- Scheduled from pg_cron's own database, if at all: not visible from here; the snapshot age tells.
+        v_scheduler := 'in another database';
+    ELSE
+        SELECT array_agg(n ORDER BY n) INTO v_missing
+          FROM unnest(ARRAY['pganalytics_ml:snapshot', 'pganalytics_ml:drain', 'pganalytics_ml:watchdog']) n
+         WHERE NOT EXISTS (SELECT FROM jsonb_array_elements(v_scheduled) j
+                            WHERE j->>'job_name' = n AND (j->>'active')::boolean);
+        SELECT array_agg(j->>'job_name' ORDER BY j->>'job_name') INTO v_failing
+          FROM jsonb_array_elements(v_scheduled) j WHERE j->>'last_run_status' = 'failed';
+        v_scheduler := CASE WHEN jsonb_array_length(v_scheduled) = 0 THEN 'unscheduled' ELSE 'scheduled' END;
+        IF jsonb_array_length(v_scheduled) = 0 THEN
+            v_problems := v_problems || 'unscheduled: no pg_cron job of pganalytics_ml; SELECT * FROM pgml_schedule()'::text;
+        ELSIF v_missing IS NOT NULL THEN
+            v_problems := v_problems || format('scheduled jobs missing or inactive: %s; SELECT * FROM pgml_schedule()',
+                                               array_to_string(v_missing, ', '));
+        END IF;
+        IF v_failing IS NOT NULL THEN
+            v_problems := v_problems || format('the last run of %s failed: see cron.job_run_details',
+                                               array_to_string(v_failing, ', '));
+        END IF;
+    END IF;
+    IF v_last_snapshot IS NULL THEN
+        v_problems := v_problems || 'no snapshot yet: SELECT * FROM pgml_snapshot() (twice, a while apart), or schedule it'::text;
+    ELSIF v_last_snapshot < now() - 3 * v_cadence * interval '1 second' THEN
+        v_problems := v_problems || format('the last snapshot is %s old, more than 3 times the expected %s seconds',
+                                           date_trunc('second', now() - v_last_snapshot), v_cadence);
+    END IF;
+    IF v_dead > 0 THEN
+        v_problems := v_problems || format('%s dead-lettered job(s): SELECT * FROM pgml_jobs(''dead_lettered'')', v_dead);
+    END IF;
+    RETURN jsonb_build_object(
+        'service', 'pganalytics_ml',
+        'status', CASE WHEN cardinality(v_problems) = 0 THEN 'healthy' ELSE 'degraded' END,
+        'problems', to_jsonb(v_problems),
+        'version', (SELECT extversion FROM pg_extension WHERE extname = 'pganalytics_ml'),
+        'database', current_database(),
+        'database_connected', true,
+        'checked_at', now(),
+        'pg_stat_statements', jsonb_build_object('loaded', v_pgss_loaded, 'installed', v_pgss_installed),
+        'scheduler', jsonb_build_object(
+            'pg_cron_loaded', v_cron_loaded,
+            'pg_cron_installed', v_cron_installed,
+            'cron_database', v_cron_database,
+            'state', v_scheduler,
+            'snapshot_seconds', v_cadence,
+            'scheduled_jobs', v_scheduled),
+        'pending_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'pending'),
+        'training_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'training'),
+        'running_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'running'),
+        -- failed_jobs = dead_lettered_jobs (out of attempts, or past the hard limit) + cancelled_jobs
+        'failed_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'failed'),
+        'dead_lettered_jobs', v_dead,
+        'cancelled_jobs', v_cancelled,
+        'active_model', (SELECT jsonb_build_object('model_id', m.model_id, 'server_id', m.server_id,
+                                                   'model_type', m.model_type, 'version', m.version,
+                                                   'created_at', m.created_at, 'activated_at', m.activated_at,
+                                                   'q_error_p90', m.metrics->'q_error_p90')
+                           FROM pganalytics_ml.models m WHERE m.is_active AND m.server_id = 'local'),
+        'active_models', (SELECT count(*) FROM pganalytics_ml.models WHERE is_active),
+        'prediction_accuracy_24h', (
+            SELECT jsonb_build_object(
+                       'validated', count(*),
+                       'mean_accuracy', round(avg(p.accuracy_score)::numeric, 4),
+                       'q_error_p50', round((percentile_cont(0.5) WITHIN GROUP (ORDER BY
+                           greatest(p.predicted_ms / p.actual_ms, p.actual_ms / p.predicted_ms)))::numeric, 4),
+                       'q_error_p90', round((percentile_cont(0.9) WITHIN GROUP (ORDER BY
+                           greatest(p.predicted_ms / p.actual_ms, p.actual_ms / p.predicted_ms)))::numeric, 4),
+                       'interval_coverage', round(avg(CASE WHEN p.within_interval THEN 1.0 ELSE 0.0 END), 4))
+              FROM pganalytics_ml.predictions p
+             WHERE p.validated_at > now() - interval '1 day'),
+        'regressions', (SELECT count(*) FROM pganalytics_ml.forecasts WHERE above_upper_since IS NOT NULL),
+        'statements_tracked', (SELECT count(*) FROM pganalytics_ml.statements),
+        'servers', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                              'server_id', s.server_id,
+                              'statements', (SELECT count(*) FROM pganalytics_ml.statements st
+                                              WHERE st.server_id = s.server_id),
+                              'snapshots', s.snapshots,
+                              'last_snapshot_at', s.last_snapshot_at) ORDER BY s.server_id), '[]')
+                      FROM (SELECT server_id, count(*) AS snapshots, max(captured_at) AS last_snapshot_at
+                              FROM pganalytics_ml.snapshots GROUP BY server_id) s),
+        'last_snapshot_at', v_last_snapshot);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_status() IS
+    'Health and state of pganalytics_ml in this database, as JSON';
+REVOKE ALL ON FUNCTION @extschema@.pgml_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_status() TO pgml_reader;
+
+-- Functions run in PL/Python get PL/pgSQL wrappers: errors for the caller arrive without a traceback.
+-- Their PL/Python bodies (pganalytics_ml._snapshot ...) are created with the other PL/Python functions below.
+CREATE TYPE pganalytics_ml.training_result AS (
+    model_id                     bigint,
+    model_type                   text,
+    server_id                    text,
+    r_squared                    double precision,
+    rmse                         double precision,
+    mae                          double precision,
+    training_samples             integer,
+    holdout_samples              integer,
+    q_error_p50                  double precision,
+    q_error_p90                  double precision,
+    q_error_p95                  double precision,
+    baseline_last_q_error_p90    double precision,
+    baseline_longrun_q_error_p90 double precision,
+    interval_coverage            double precision,
+    active_model_q_error_p90     double precision,
+    activated                    boolean,
+    feature_importance           jsonb
+);
+COMMENT ON TYPE pganalytics_ml.training_result IS 'One trained model as pgml_train returns it';
+
+DROP FUNCTION @extschema@.pgml_train(integer, text, text);
+
+CREATE FUNCTION pganalytics_ml._raise_for_caller(p_sqlstate text, p_message text, p_detail text, p_hint text)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- RAISE takes no NULL option, and an empty one would still print an empty DETAIL or HINT line.
+    IF p_detail <> '' AND p_hint <> '' THEN
+        RAISE EXCEPTION USING ERRCODE = p_sqlstate, MESSAGE = p_message, DETAIL = p_detail, HINT = p_hint;
+    ELSIF p_hint <> '' THEN
+        RAISE EXCEPTION USING ERRCODE = p_sqlstate, MESSAGE = p_message, HINT = p_hint;
+    ELSIF p_detail <> '' THEN
+        RAISE EXCEPTION USING ERRCODE = p_sqlstate, MESSAGE = p_message, DETAIL = p_detail;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = p_sqlstate, MESSAGE = p_message;
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._raise_for_caller(text, text, text, text) IS
+    'Raises an error meant for the caller again, without the Python traceback it came with';
+REVOKE ALL ON FUNCTION pganalytics_ml._raise_for_caller(text, text, text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION @extschema@.pgml_snapshot()
+RETURNS TABLE (captured_at timestamptz, statements integer, new_statements integer,
+               active_statements integer, interval_seconds double precision)
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN QUERY SELECT * FROM pganalytics_ml._snapshot();
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_snapshot() IS
+    'Captures pg_stat_statements: one query_stats row per statement called since the last snapshot';
+REVOKE ALL ON FUNCTION @extschema@.pgml_snapshot() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_snapshot() TO pgml_trainer;
+
+CREATE OR REPLACE FUNCTION @extschema@.pgml_ingest_stats(server_id text, stats jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN pganalytics_ml._ingest_stats(pgml_ingest_stats.server_id, pgml_ingest_stats.stats);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_ingest_stats(text, jsonb) IS
+    'Captures cumulative pg_stat_statements rows sent by a remote collector; returns the rows ingested';
+REVOKE ALL ON FUNCTION @extschema@.pgml_ingest_stats(text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_ingest_stats(text, jsonb) TO pgml_trainer;
+
+CREATE FUNCTION @extschema@.pgml_train(lookback_days integer DEFAULT 90, model_type text DEFAULT 'random_forest',
+                                       server_id text DEFAULT 'local')
+RETURNS SETOF pganalytics_ml.training_result
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN QUERY SELECT * FROM pganalytics_ml._train(pgml_train.lookback_days, pgml_train.model_type,
+                                                     pgml_train.server_id);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_train(integer, text, text) IS
+    'Trains a model on captured history, evaluates it on the latest part of the window, stores it, '
+    'and activates it if it beats the active model there';
+REVOKE ALL ON FUNCTION @extschema@.pgml_train(integer, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_train(integer, text, text) TO pgml_trainer;
+
+CREATE OR REPLACE FUNCTION @extschema@.pgml_activate_model(model_id bigint)
+RETURNS SETOF pganalytics_ml.model_summary
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN QUERY SELECT * FROM pganalytics_ml._activate_model(pgml_activate_model.model_id);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_activate_model(bigint) IS
+    'Makes a model the active one of its server (also a rollback), after checking it loads';
+REVOKE ALL ON FUNCTION @extschema@.pgml_activate_model(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_activate_model(bigint) TO pgml_admin;
+
+CREATE OR REPLACE FUNCTION @extschema@.pgml_cleanup_models(keep_count integer DEFAULT 5)
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN pganalytics_ml._cleanup_models(pgml_cleanup_models.keep_count);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_cleanup_models(integer) IS
+    'Deletes all but the newest keep_count models of each server; never an active model. Returns how many';
+REVOKE ALL ON FUNCTION @extschema@.pgml_cleanup_models(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_cleanup_models(integer) TO pgml_admin;
+
+CREATE OR REPLACE FUNCTION @extschema@.pgml_train_async(lookback_days integer DEFAULT 90,
+                                             model_type text DEFAULT 'random_forest',
+                                             server_id text DEFAULT 'local')
+RETURNS TABLE (job_id text, status text, created_at timestamptz)
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN QUERY SELECT * FROM pganalytics_ml._train_async(pgml_train_async.lookback_days,
+                                                           pgml_train_async.model_type, pgml_train_async.server_id);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_train_async(integer, text, text) IS
+    'Queues a training job (arguments checked as pgml_train does); returns its job_id, status pending';
+REVOKE ALL ON FUNCTION @extschema@.pgml_train_async(integer, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_train_async(integer, text, text) TO pgml_trainer;
+
+CREATE OR REPLACE FUNCTION @extschema@.pgml_job_enqueue(kind text, arguments jsonb DEFAULT '{}',
+                                             max_attempts integer DEFAULT NULL, soft_limit interval DEFAULT NULL,
+                                             hard_limit interval DEFAULT NULL, run_at timestamptz DEFAULT NULL)
+RETURNS SETOF pganalytics_ml.job_status
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN QUERY SELECT * FROM pganalytics_ml._job_enqueue(pgml_job_enqueue.kind, pgml_job_enqueue.arguments,
+                                                           pgml_job_enqueue.max_attempts, pgml_job_enqueue.soft_limit,
+                                                           pgml_job_enqueue.hard_limit, pgml_job_enqueue.run_at);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) IS
+    'Queues a job of any kind (train, snapshot, validate, cleanup, sleep) with optional limits and start time';
+REVOKE ALL ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) TO pgml_admin;

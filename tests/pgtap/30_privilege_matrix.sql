@@ -50,7 +50,17 @@ INSERT INTO expected_functions VALUES
     ('pganalytics_ml._lock_job(text)',                       NULL,           false),
     ('pganalytics_ml._cleanup(interval,interval,interval)',  NULL,           false),
     ('pganalytics_ml._require_pg_cron()',                    NULL,           false),
-    ('pganalytics_ml._scheduled_jobs()',                     NULL,           false);
+    ('pganalytics_ml._scheduled_jobs()',                     NULL,           false),
+    ('pganalytics_ml._short_query(text,bigint)',             NULL,           false),
+    ('pganalytics_ml._raise_for_caller(text,text,text,text)', NULL,          false),
+    -- The PL/Python bodies of the public functions of the same name (sql/60_entry_points.sql).
+    ('pganalytics_ml._snapshot()',                           NULL,           false),
+    ('pganalytics_ml._ingest_stats(text,jsonb)',             NULL,           false),
+    ('pganalytics_ml._train(integer,text,text)',             NULL,           false),
+    ('pganalytics_ml._activate_model(bigint)',               NULL,           false),
+    ('pganalytics_ml._cleanup_models(integer)',              NULL,           false),
+    ('pganalytics_ml._train_async(integer,text,text)',       NULL,           false),
+    ('pganalytics_ml._job_enqueue(text,jsonb,integer,interval,interval,timestamptz)', NULL, false);
 
 -- readable_by: the lowest role granted SELECT; nobody but the owner may write anything.
 CREATE TEMP TABLE expected_relations (relation text PRIMARY KEY, readable_by name);

@@ -105,7 +105,8 @@ def test_every_public_function_works_under_unusual_settings(db: Database):
         " now() - interval '1 second')",
     )
     later = row(db, "SELECT * FROM pgml_job_enqueue('sleep', '{\"seconds\": 0}', run_at => now() + interval '1 day')")
-    stored = one(db, 
+    stored = one(
+        db,
         "SELECT soft_limit = interval '4 min' AND hard_limit = interval '5 min' FROM pganalytics_ml.jobs"
         " WHERE job_id = %s",
         (sleep["job_id"],),

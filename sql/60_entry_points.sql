@@ -1,0 +1,193 @@
+-- The public functions whose work is done in PL/Python. Each is a PL/pgSQL wrapper around its PL/Python
+-- body (pganalytics_ml._<name>, plpython/): an error PL/Python raises carries the Python traceback as its
+-- CONTEXT, which reads like a crash. An error the extension raised for the caller (its message starts
+-- with "pganalytics_ml: ": bad arguments, no data, a missing prerequisite) is raised again here with its
+-- SQLSTATE, message, detail and hint, and only PL/pgSQL's context; any other error passes on as it was,
+-- traceback included, since that one is a defect to report.
+
+CREATE FUNCTION pganalytics_ml._raise_for_caller(p_sqlstate text, p_message text, p_detail text, p_hint text)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- RAISE takes no NULL option, and an empty one would still print an empty DETAIL or HINT line.
+    IF p_detail <> '' AND p_hint <> '' THEN
+        RAISE EXCEPTION USING ERRCODE = p_sqlstate, MESSAGE = p_message, DETAIL = p_detail, HINT = p_hint;
+    ELSIF p_hint <> '' THEN
+        RAISE EXCEPTION USING ERRCODE = p_sqlstate, MESSAGE = p_message, HINT = p_hint;
+    ELSIF p_detail <> '' THEN
+        RAISE EXCEPTION USING ERRCODE = p_sqlstate, MESSAGE = p_message, DETAIL = p_detail;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = p_sqlstate, MESSAGE = p_message;
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._raise_for_caller(text, text, text, text) IS
+    'Raises an error meant for the caller again, without the Python traceback it came with';
+REVOKE ALL ON FUNCTION pganalytics_ml._raise_for_caller(text, text, text, text) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.pgml_snapshot()
+RETURNS TABLE (captured_at timestamptz, statements integer, new_statements integer,
+               active_statements integer, interval_seconds double precision)
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN QUERY SELECT * FROM pganalytics_ml._snapshot();
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_snapshot() IS
+    'Captures pg_stat_statements: one query_stats row per statement called since the last snapshot';
+REVOKE ALL ON FUNCTION @extschema@.pgml_snapshot() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_snapshot() TO pgml_trainer;
+
+CREATE FUNCTION @extschema@.pgml_ingest_stats(server_id text, stats jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN pganalytics_ml._ingest_stats(pgml_ingest_stats.server_id, pgml_ingest_stats.stats);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_ingest_stats(text, jsonb) IS
+    'Captures cumulative pg_stat_statements rows sent by a remote collector; returns the rows ingested';
+REVOKE ALL ON FUNCTION @extschema@.pgml_ingest_stats(text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_ingest_stats(text, jsonb) TO pgml_trainer;
+
+CREATE FUNCTION @extschema@.pgml_train(lookback_days integer DEFAULT 90, model_type text DEFAULT 'random_forest',
+                                       server_id text DEFAULT 'local')
+RETURNS SETOF pganalytics_ml.training_result
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN QUERY SELECT * FROM pganalytics_ml._train(pgml_train.lookback_days, pgml_train.model_type,
+                                                     pgml_train.server_id);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_train(integer, text, text) IS
+    'Trains a model on captured history, evaluates it on the latest part of the window, stores it, '
+    'and activates it if it beats the active model there';
+REVOKE ALL ON FUNCTION @extschema@.pgml_train(integer, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_train(integer, text, text) TO pgml_trainer;
+
+CREATE FUNCTION @extschema@.pgml_activate_model(model_id bigint)
+RETURNS SETOF pganalytics_ml.model_summary
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN QUERY SELECT * FROM pganalytics_ml._activate_model(pgml_activate_model.model_id);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_activate_model(bigint) IS
+    'Makes a model the active one of its server (also a rollback), after checking it loads';
+REVOKE ALL ON FUNCTION @extschema@.pgml_activate_model(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_activate_model(bigint) TO pgml_admin;
+
+CREATE FUNCTION @extschema@.pgml_cleanup_models(keep_count integer DEFAULT 5)
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN pganalytics_ml._cleanup_models(pgml_cleanup_models.keep_count);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_cleanup_models(integer) IS
+    'Deletes all but the newest keep_count models of each server; never an active model. Returns how many';
+REVOKE ALL ON FUNCTION @extschema@.pgml_cleanup_models(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_cleanup_models(integer) TO pgml_admin;
+
+CREATE FUNCTION @extschema@.pgml_train_async(lookback_days integer DEFAULT 90,
+                                             model_type text DEFAULT 'random_forest',
+                                             server_id text DEFAULT 'local')
+RETURNS TABLE (job_id text, status text, created_at timestamptz)
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN QUERY SELECT * FROM pganalytics_ml._train_async(pgml_train_async.lookback_days,
+                                                           pgml_train_async.model_type, pgml_train_async.server_id);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_train_async(integer, text, text) IS
+    'Queues a training job (arguments checked as pgml_train does); returns its job_id, status pending';
+REVOKE ALL ON FUNCTION @extschema@.pgml_train_async(integer, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_train_async(integer, text, text) TO pgml_trainer;
+
+CREATE FUNCTION @extschema@.pgml_job_enqueue(kind text, arguments jsonb DEFAULT '{}',
+                                             max_attempts integer DEFAULT NULL, soft_limit interval DEFAULT NULL,
+                                             hard_limit interval DEFAULT NULL, run_at timestamptz DEFAULT NULL)
+RETURNS SETOF pganalytics_ml.job_status
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN QUERY SELECT * FROM pganalytics_ml._job_enqueue(pgml_job_enqueue.kind, pgml_job_enqueue.arguments,
+                                                           pgml_job_enqueue.max_attempts, pgml_job_enqueue.soft_limit,
+                                                           pgml_job_enqueue.hard_limit, pgml_job_enqueue.run_at);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) IS
+    'Queues a job of any kind (train, snapshot, validate, cleanup, sleep) with optional limits and start time';
+REVOKE ALL ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) TO pgml_admin;
