@@ -310,7 +310,8 @@ REVOKE ALL ON FUNCTION @extschema@.pgml_job_status(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_job_status(text) TO pgml_reader;
 
 -- A job as the listing shows it by default: narrow enough to read in psql. The latest error cut to 120
--- characters, the result without its nested parts (feature importance, candidates), no error history;
+-- characters, the result without its nested parts (feature importance, candidates), text arguments cut
+-- to 40 characters, no error history;
 -- pgml_jobs(details => true) and pgml_job_status() show everything.
 CREATE FUNCTION pganalytics_ml._job_summary(s pganalytics_ml.job_status) RETURNS pganalytics_ml.job_status
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -321,10 +322,15 @@ AS $$
                CASE WHEN length(s.error) > 120 THEN left(s.error, 117) || '...' ELSE s.error END,
                (SELECT jsonb_object_agg(r.key, r.value) FROM jsonb_each(s.result) r
                  WHERE jsonb_typeof(r.value) NOT IN ('object', 'array')),
-               s.progress, s.dead_lettered, s.cancelled, s.arguments, NULL)::pganalytics_ml.job_status
+               s.progress, s.dead_lettered, s.cancelled,
+               (SELECT jsonb_object_agg(a.key, CASE WHEN jsonb_typeof(a.value) = 'string' AND length(a.value #>> '{}') > 40
+                                                    THEN to_jsonb(left(a.value #>> '{}', 37) || '...') ELSE a.value END)
+                  FROM jsonb_each(s.arguments) a),
+               NULL)::pganalytics_ml.job_status
 $$;
 COMMENT ON FUNCTION pganalytics_ml._job_summary(pganalytics_ml.job_status) IS
-    'A job as pgml_jobs lists it by default: latest error shortened, result without nested parts, no history';
+    'A job as pgml_jobs lists it by default: latest error and long arguments shortened, result without nested '
+    'parts, no history';
 REVOKE ALL ON FUNCTION pganalytics_ml._job_summary(pganalytics_ml.job_status) FROM PUBLIC;
 
 -- "limit" is a reserved word, so the argument is max_rows; "limit" stays, last, for calls that quote it.

@@ -161,7 +161,9 @@ BEGIN
         v_valid := v_job[2] ~ '^\s*(@[a-z]+|([0-9A-Za-z*,/-]+\s+){4}[0-9A-Za-z*,/-]+)\s*$';
         IF v_valid THEN
             BEGIN
-                EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING v_job[1], v_job[2], v_job[3];
+                -- registered, and active again if someone deactivated it
+                EXECUTE 'SELECT cron.alter_job(cron.schedule($1, $2, $3), active => true)'
+                    USING v_job[1], v_job[2], v_job[3];
             EXCEPTION WHEN invalid_parameter_value THEN
                 v_valid := false;
             END;

@@ -507,10 +507,15 @@ AS $$
                CASE WHEN length(s.error) > 120 THEN left(s.error, 117) || '...' ELSE s.error END,
                (SELECT jsonb_object_agg(r.key, r.value) FROM jsonb_each(s.result) r
                  WHERE jsonb_typeof(r.value) NOT IN ('object', 'array')),
-               s.progress, s.dead_lettered, s.cancelled, s.arguments, NULL)::pganalytics_ml.job_status
+               s.progress, s.dead_lettered, s.cancelled,
+               (SELECT jsonb_object_agg(a.key, CASE WHEN jsonb_typeof(a.value) = 'string' AND length(a.value #>> '{}') > 40
+                                                    THEN to_jsonb(left(a.value #>> '{}', 37) || '...') ELSE a.value END)
+                  FROM jsonb_each(s.arguments) a),
+               NULL)::pganalytics_ml.job_status
 $$;
 COMMENT ON FUNCTION pganalytics_ml._job_summary(pganalytics_ml.job_status) IS
-    'A job as pgml_jobs lists it by default: latest error shortened, result without nested parts, no history';
+    'A job as pgml_jobs lists it by default: latest error and long arguments shortened, result without nested '
+    'parts, no history';
 REVOKE ALL ON FUNCTION pganalytics_ml._job_summary(pganalytics_ml.job_status) FROM PUBLIC;
 
 DROP FUNCTION @extschema@.pgml_jobs(text, integer);
@@ -693,7 +698,9 @@ BEGIN
         v_valid := v_job[2] ~ '^\s*(@[a-z]+|([0-9A-Za-z*,/-]+\s+){4}[0-9A-Za-z*,/-]+)\s*$';
         IF v_valid THEN
             BEGIN
-                EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING v_job[1], v_job[2], v_job[3];
+                -- registered, and active again if someone deactivated it
+                EXECUTE 'SELECT cron.alter_job(cron.schedule($1, $2, $3), active => true)'
+                    USING v_job[1], v_job[2], v_job[3];
             EXCEPTION WHEN invalid_parameter_value THEN
                 v_valid := false;
             END;
