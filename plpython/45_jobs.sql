@@ -41,26 +41,26 @@ REVOKE ALL ON FUNCTION pganalytics_ml._job_enqueue(text, jsonb, integer, interva
 -- The worker commits as it goes, and PostgreSQL forbids transaction control in a procedure that is
 -- SECURITY DEFINER or has SET clauses: it runs with its caller's rights (a superuser: pg_cron's jobs run
 -- as the user who called pgml_schedule) and pins search_path itself, for the session, while it runs.
-CREATE PROCEDURE pganalytics_ml.run_jobs(max_jobs integer DEFAULT 100, max_seconds integer DEFAULT 50,
-                                         kinds text[] DEFAULT NULL)
+-- These are the bodies of pganalytics_ml.run_jobs and run_snapshots (sql/60_entry_points.sql), which
+-- check the caller and the arguments first.
+CREATE PROCEDURE pganalytics_ml._run_jobs(max_jobs integer, max_seconds integer, kinds text[])
 LANGUAGE plpython3u
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
 from pganalytics_ml.jobs import queue
 queue.run_jobs(plpy, max_jobs, max_seconds, kinds)
 $$;
-COMMENT ON PROCEDURE pganalytics_ml.run_jobs(integer, integer, text[]) IS
-    'Drains the job queue: rescues lost jobs, then runs ready jobs until max_jobs or max_seconds. CALL it outside '
-    'a transaction block (pg_cron does)';
-REVOKE ALL ON PROCEDURE pganalytics_ml.run_jobs(integer, integer, text[]) FROM PUBLIC;
+COMMENT ON PROCEDURE pganalytics_ml._run_jobs(integer, integer, text[]) IS
+    'Body of run_jobs in PL/Python, behind the procedure that checks its caller and arguments';
+REVOKE ALL ON PROCEDURE pganalytics_ml._run_jobs(integer, integer, text[]) FROM PUBLIC;
 
-CREATE PROCEDURE pganalytics_ml.run_snapshots(every_seconds integer, within_seconds integer DEFAULT 60)
+CREATE PROCEDURE pganalytics_ml._run_snapshots(every_seconds integer, within_seconds integer)
 LANGUAGE plpython3u
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
 from pganalytics_ml.jobs import queue
 queue.run_snapshots(plpy, every_seconds, within_seconds)
 $$;
-COMMENT ON PROCEDURE pganalytics_ml.run_snapshots(integer, integer) IS
-    'Takes a snapshot every every_seconds for within_seconds, committing each: capture finer than pg_cron''s minute';
-REVOKE ALL ON PROCEDURE pganalytics_ml.run_snapshots(integer, integer) FROM PUBLIC;
+COMMENT ON PROCEDURE pganalytics_ml._run_snapshots(integer, integer) IS
+    'Body of run_snapshots in PL/Python, behind the procedure that checks its caller and arguments';
+REVOKE ALL ON PROCEDURE pganalytics_ml._run_snapshots(integer, integer) FROM PUBLIC;

@@ -3,7 +3,8 @@
 -- CONTEXT, which reads like a crash. An error the extension raised for the caller (its message starts
 -- with "pganalytics_ml: ": bad arguments, no data, a missing prerequisite) is raised again here with its
 -- SQLSTATE, message, detail and hint, and only PL/pgSQL's context; any other error passes on as it was,
--- traceback included, since that one is a defect to report.
+-- traceback included, since that one is a defect to report. The two committing procedures, at the end,
+-- check their caller and arguments before their PL/Python bodies run.
 
 CREATE FUNCTION pganalytics_ml._raise_for_caller(p_sqlstate text, p_message text, p_detail text, p_hint text)
 RETURNS void
@@ -191,3 +192,92 @@ COMMENT ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval,
     'Queues a job of any kind (train, snapshot, validate, cleanup, sleep) with optional limits and start time';
 REVOKE ALL ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) TO pgml_admin;
+
+-- The committing procedures cannot catch errors (a block with an exception handler cannot commit): the
+-- caller and the arguments are checked here, in PL/pgSQL, before the PL/Python body runs. They cannot
+-- have a SET clause either, so every operator is written schema-qualified, whatever the caller's
+-- search_path. Only a superuser may run them: pg_cron runs them as the extension owner.
+CREATE PROCEDURE pganalytics_ml.run_jobs(max_jobs integer DEFAULT 100, max_seconds integer DEFAULT 50,
+                                         kinds text[] DEFAULT NULL)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_unknown text;
+BEGIN
+    IF NOT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER),
+                    false) THEN
+        RAISE EXCEPTION 'pganalytics_ml: the job worker must run as a superuser' USING ERRCODE = '42501',
+            HINT = 'pg_cron runs it as the extension owner (pgml_schedule() is SECURITY DEFINER); by hand, CALL it '
+                   'as a superuser.';
+    END IF;
+    IF run_jobs.max_jobs IS NULL THEN
+        RAISE EXCEPTION 'pganalytics_ml: max_jobs must not be NULL' USING ERRCODE = '22004',
+            HINT = 'The default drains up to 100 jobs.';
+    END IF;
+    IF run_jobs.max_jobs OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'pganalytics_ml: max_jobs must be at least 1, got %', run_jobs.max_jobs USING ERRCODE = '22023',
+            HINT = 'The default drains up to 100 jobs.';
+    END IF;
+    IF run_jobs.max_seconds IS NULL THEN
+        RAISE EXCEPTION 'pganalytics_ml: max_seconds must not be NULL' USING ERRCODE = '22004',
+            HINT = 'No new job is claimed after max_seconds (default 50).';
+    END IF;
+    IF run_jobs.max_seconds OPERATOR(pg_catalog.<) 0 THEN
+        RAISE EXCEPTION 'pganalytics_ml: max_seconds must be 0 or more, got %', run_jobs.max_seconds
+            USING ERRCODE = '22023',
+                  HINT = 'No new job is claimed after max_seconds; a job already started runs to its end.';
+    END IF;
+    IF run_jobs.kinds IS NOT NULL THEN
+        IF pg_catalog.cardinality(run_jobs.kinds) OPERATOR(pg_catalog.=) 0
+           OR pg_catalog.array_position(run_jobs.kinds, NULL) IS NOT NULL THEN
+            RAISE EXCEPTION 'pganalytics_ml: kinds must name at least one job kind, and no NULL' USING ERRCODE = '22023',
+                HINT = 'Leave kinds out (NULL) to run every kind.';
+        END IF;
+        SELECT pg_catalog.string_agg(pg_catalog.quote_literal(pg_catalog.left(k, 40)), ', ' ORDER BY k)
+          INTO v_unknown
+          FROM pg_catalog.unnest(run_jobs.kinds) k
+         WHERE k OPERATOR(pg_catalog.<>) ALL (ARRAY['train', 'snapshot', 'validate', 'cleanup', 'sleep']);
+        IF v_unknown IS NOT NULL THEN
+            RAISE EXCEPTION 'pganalytics_ml: unknown job kinds: %', v_unknown USING ERRCODE = '22023',
+                HINT = 'Job kinds: train, snapshot, validate, cleanup, sleep.';
+        END IF;
+    END IF;
+    CALL pganalytics_ml._run_jobs(run_jobs.max_jobs, run_jobs.max_seconds, run_jobs.kinds);
+END
+$$;
+COMMENT ON PROCEDURE pganalytics_ml.run_jobs(integer, integer, text[]) IS
+    'Drains the job queue: rescues lost jobs, then runs ready jobs until max_jobs or max_seconds. CALL it outside '
+    'a transaction block (pg_cron does)';
+REVOKE ALL ON PROCEDURE pganalytics_ml.run_jobs(integer, integer, text[]) FROM PUBLIC;
+
+CREATE PROCEDURE pganalytics_ml.run_snapshots(every_seconds integer, within_seconds integer DEFAULT 60)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF NOT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER),
+                    false) THEN
+        RAISE EXCEPTION 'pganalytics_ml: the job worker must run as a superuser' USING ERRCODE = '42501',
+            HINT = 'pg_cron runs it as the extension owner (pgml_schedule() is SECURITY DEFINER); by hand, CALL it '
+                   'as a superuser.';
+    END IF;
+    IF run_snapshots.every_seconds IS NULL OR run_snapshots.within_seconds IS NULL THEN
+        RAISE EXCEPTION 'pganalytics_ml: % must not be NULL',
+            CASE WHEN run_snapshots.every_seconds IS NULL THEN 'every_seconds' ELSE 'within_seconds' END
+            USING ERRCODE = '22004', HINT = 'pgml_schedule(snapshot_seconds => ...) sets them for pg_cron.';
+    END IF;
+    IF run_snapshots.every_seconds OPERATOR(pg_catalog.<) 1 OR run_snapshots.every_seconds OPERATOR(pg_catalog.>) 3600 THEN
+        RAISE EXCEPTION 'pganalytics_ml: every_seconds must be between 1 and 3600, got %', run_snapshots.every_seconds
+            USING ERRCODE = '22023', HINT = 'pgml_schedule(snapshot_seconds => ...) sets it for pg_cron.';
+    END IF;
+    IF run_snapshots.within_seconds OPERATOR(pg_catalog.<) 0
+       OR run_snapshots.within_seconds OPERATOR(pg_catalog.>) 3600 THEN
+        RAISE EXCEPTION 'pganalytics_ml: within_seconds must be between 0 and 3600, got %', run_snapshots.within_seconds
+            USING ERRCODE = '22023',
+                  HINT = 'pg_cron starts the procedure every minute: 60 (the default) covers the minute.';
+    END IF;
+    CALL pganalytics_ml._run_snapshots(run_snapshots.every_seconds, run_snapshots.within_seconds);
+END
+$$;
+COMMENT ON PROCEDURE pganalytics_ml.run_snapshots(integer, integer) IS
+    'Takes a snapshot every every_seconds for within_seconds, committing each: capture finer than pg_cron''s minute';
+REVOKE ALL ON PROCEDURE pganalytics_ml.run_snapshots(integer, integer) FROM PUBLIC;

@@ -32,6 +32,8 @@ INSERT INTO expected_functions VALUES
     -- Commit as they go, so they cannot be definers: they refuse to run unless the caller is a superuser.
     ('pganalytics_ml.run_jobs(integer,integer,text[])',      NULL,           false),
     ('pganalytics_ml.run_snapshots(integer,integer)',        NULL,           false),
+    ('pganalytics_ml._run_jobs(integer,integer,text[])',     NULL,           false),
+    ('pganalytics_ml._run_snapshots(integer,integer)',       NULL,           false),
     -- Internal helpers, called from the definers above (so as the owner).
     ('pganalytics_ml._capture(text,timestamptz,pganalytics_ml.stat_counters[],timestamptz)', NULL, false),
     ('pganalytics_ml._capture_local()',                      NULL,           false),

@@ -67,6 +67,10 @@ def test_procedures_that_commit_pin_search_path_themselves(db: Database):
     assert {name for name, *_ in procedures} == {
         "pganalytics_ml.run_jobs(integer,integer,text[])",
         "pganalytics_ml.run_snapshots(integer,integer)",
+        "pganalytics_ml._run_jobs(integer,integer,text[])",
+        "pganalytics_ml._run_snapshots(integer,integer)",
     }
-    for _name, definer, src in procedures:
-        assert definer is False and "queue.run_" in src
+    # run_jobs and run_snapshots check their caller and arguments in PL/pgSQL, then call their bodies
+    for name, definer, src in procedures:
+        body = "queue.run_" if name.startswith("pganalytics_ml._") else "CALL pganalytics_ml._run_"
+        assert definer is False and body in src, name

@@ -136,6 +136,11 @@ ARGUMENT_ERRORS = [
     ("SELECT pgml_ingest_stats(NULL, '[]')", "22004", "server_id must not be NULL"),
     ("SELECT * FROM pgml_activate_model(4242)", "P0002", "model 4242 does not exist"),
     ("SELECT pgml_cleanup_models(-1)", "22023", "keep_count must be 0 or more"),
+    ("CALL pganalytics_ml.run_jobs(max_jobs => 0)", "22023", "max_jobs must be at least 1"),
+    ("CALL pganalytics_ml.run_jobs(max_seconds => NULL)", "22004", "max_seconds must not be NULL"),
+    ("CALL pganalytics_ml.run_jobs(kinds => '{explode}')", "22023", "unknown job kinds: 'explode'"),
+    ("CALL pganalytics_ml.run_snapshots(0)", "22023", "every_seconds must be between 1 and 3600"),
+    ("CALL pganalytics_ml.run_snapshots(10, NULL)", "22004", "within_seconds must not be NULL"),
 ]
 
 

@@ -146,27 +146,8 @@ def run_jobs(plpy: Any, max_jobs: int | None, max_seconds: float | None, kinds: 
         _drain(plpy, max_jobs, max_seconds, kinds)
 
 
-def _drain(plpy: Any, max_jobs: int | None, max_seconds: float | None, kinds: list[str] | None) -> None:
-    if max_jobs is None:
-        raise null_argument("max_jobs", hint="The default drains up to 100 jobs.")
-    if max_jobs < 1:
-        raise invalid(f"max_jobs must be at least 1, got {max_jobs}", hint="The default drains up to 100 jobs.")
-    if max_seconds is None:
-        raise null_argument("max_seconds", hint="No new job is claimed after max_seconds (default 50).")
-    if max_seconds < 0:
-        raise invalid(
-            f"max_seconds must be 0 or more, got {max_seconds}",
-            hint="No new job is claimed after max_seconds; a job already started runs to its end.",
-        )
-    if kinds is not None:
-        if not kinds or None in kinds:
-            raise invalid(
-                "kinds must name at least one job kind, and no NULL", hint="Leave kinds out (NULL) to run every kind."
-            )
-        unknown = sorted(set(kinds) - set(KINDS))
-        if unknown:
-            names = ", ".join(shown(k) for k in unknown[:5])
-            raise invalid(f"unknown job kinds: {names}", hint=f"Job kinds: {', '.join(KINDS)}.")
+def _drain(plpy: Any, max_jobs: int, max_seconds: float, kinds: list[str] | None) -> None:
+    """The drain; pganalytics_ml.run_jobs (PL/pgSQL) checked its caller and arguments before calling it."""
     rescued = plpy.execute("SELECT * FROM pganalytics_ml.rescue_jobs()")[0]
     plpy.commit()
     outcomes = {"completed": 0, "retry": 0, "failed": 0}
@@ -448,23 +429,9 @@ def run_snapshots(plpy: Any, every_seconds: int, within_seconds: int) -> int:
 
 
 def _snapshots(plpy: Any, every_seconds: int, within_seconds: int) -> int:
+    """The snapshot loop; pganalytics_ml.run_snapshots (PL/pgSQL) checked its arguments before calling it."""
     from pganalytics_ml.capture import counters
 
-    if every_seconds is None or within_seconds is None:
-        raise null_argument(
-            "every_seconds" if every_seconds is None else "within_seconds",
-            hint="pgml_schedule(snapshot_seconds => ...) sets them for pg_cron.",
-        )
-    if not 1 <= every_seconds <= 3600:
-        raise invalid(
-            f"every_seconds must be between 1 and 3600, got {every_seconds}",
-            hint="pgml_schedule(snapshot_seconds => ...) sets it for pg_cron.",
-        )
-    if not 0 <= within_seconds <= 3600:
-        raise invalid(
-            f"within_seconds must be between 0 and 3600, got {within_seconds}",
-            hint="pg_cron starts the procedure every minute: 60 (the default) covers the minute.",
-        )
     sleep = plpy.prepare("SELECT pg_sleep($1)", ["float8"])  # in SQL, so a cancel or shutdown stops it
     started = time.monotonic()
     taken = 0
