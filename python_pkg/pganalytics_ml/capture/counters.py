@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pganalytics_ml.capture.statements import FEATURE_NAMES, parse_statement, redact_literals
+from pganalytics_ml.capture.statements import FEATURE_NAMES, PartlyWithheld, parse_statement, redact_literals
 from pganalytics_ml.errors import PgmlError, invalid, null_argument, shown, sql_entry
 from pganalytics_ml.servers import LOCAL_SERVER, SERVER_ID_PATTERN
 
@@ -155,12 +155,14 @@ def parse_record(queryid: int, query: str | None) -> dict[str, Any]:
         return record | {"parse_ok": False, "parse_error": "no statement text was captured"}
     try:
         record["query"] = redact_literals(query)
-    except ValueError as exc:
-        return record | {"query": UNREADABLE_TEXT, "parse_ok": False, "parse_error": str(exc)}
+    except PartlyWithheld as exc:
+        return record | {"query": exc.text, "parse_ok": False, "parse_error": str(exc)}
+    except (ValueError, RecursionError) as exc:
+        return record | {"query": UNREADABLE_TEXT, "parse_ok": False, "parse_error": str(exc)[:200]}
     try:
         features = parse_statement(record["query"])
-    except ValueError as exc:
-        return record | {"parse_ok": False, "parse_error": str(exc)}
+    except (ValueError, RecursionError) as exc:
+        return record | {"parse_ok": False, "parse_error": str(exc)[:200]}
     return record | {"parse_ok": True, "parse_error": None} | {k: features[k] for k in FEATURE_NAMES}
 
 
