@@ -80,9 +80,7 @@ def main() -> None:
             text = payload(rows, n)
             mb = len(text.encode()) / 2**20
             base = measure(cluster, "SELECT jsonb_array_length(%s::jsonb -> 'rows')", (text,))
-            table.append(
-                [f"jsonb received, rows counted", f"{rows:,}", f"{mb:.0f}", f"{base[0]:.2f}", f"{base[1]:.0f}"]
-            )
+            table.append(["jsonb received, rows counted", f"{rows:,}", f"{mb:.0f}", f"{base[0]:.2f}", f"{base[1]:.0f}"])
             push = measure(cluster, "SELECT pgml_ingest_stats(%s, %s::jsonb)", (f"remote-{n}", text))
             table.append(["pgml_ingest_stats push", f"{rows:,}", f"{mb:.0f}", f"{push[0]:.2f}", f"{push[1]:.0f}"])
         print_table(["what", "rows", "payload MB", "seconds", "peak backend MiB (VmHWM)"], table)

@@ -5,7 +5,6 @@ hint, or stored without harm, and capture goes on (issue 19, items 1, 2, 6, 7, 8
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
