@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Iterator
-from itertools import accumulate
 from typing import Any
+
+from pganalytics_ml.jsontext import depth as json_depth
 
 
 def _import_parser() -> tuple[Any, Any]:
@@ -65,9 +65,6 @@ _FLAT_TOKENS = frozenset(
         "ASCII_59",
     )
 )
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_NOT_BRACKET = re.compile(r"[^\[\]{}]")
-_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 KINDS = {
     "SelectStmt": "select",
@@ -200,11 +197,6 @@ def redact_literals(query: str) -> str:
     return "".join([*pieces, query[done:]])
 
 
-def _json_depth(text: str) -> int:
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
-
-
 def _parse_tree(query: str) -> dict[str, Any]:
     """The parser's tree of ``query``, within the bounds above (``ValueError`` beyond them)."""
     operators = sum(1 for token in _scan(query) if token.name not in _FLAT_TOKENS)
@@ -214,7 +206,7 @@ def _parse_tree(query: str) -> dict[str, Any]:
         text = parse_sql_json(query)
     except ParseError as exc:
         raise ValueError(str(exc)) from None
-    depth = _json_depth(text)
+    depth = json_depth(text)
     if depth > MAX_TREE_DEPTH:
         raise ValueError(f"not parsed: the parse tree is {depth} levels deep, more than the {MAX_TREE_DEPTH} read")
     try:
