@@ -15,15 +15,20 @@ MAX_INTEGER_CHARS = 40
 # Every document the extension reads is a flat object or an array of them.
 MAX_DEPTH = 100
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]")
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
-def depth(text: str) -> int:
-    """How deeply arrays and objects nest in JSON ``text`` (0 for a scalar), without parsing it."""
+def depth_beyond(text: str, limit: int) -> int:
+    """How deeply arrays and objects nest in JSON ``text`` when that is more than ``limit``; else 0.
+
+    Found without parsing, so that no nesting can exhaust a stack."""
+    if text.count("[") + text.count("{") <= limit:  # it cannot nest deeper than it opens
+        return 0
     brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+    levels = max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+    return levels if levels > limit else 0
 
 
 def _integer(literal: str) -> int | float:
@@ -33,7 +38,7 @@ def _integer(literal: str) -> int | float:
 def loads(text: str, what: str, hint: str) -> Any:
     """``json.loads(text)``, refusing nesting deeper than MAX_DEPTH (22023, with ``hint``; ``what`` names
     the document) and reading integers too long for int() as floats."""
-    levels = depth(text)
-    if levels > MAX_DEPTH:
+    levels = depth_beyond(text, MAX_DEPTH)
+    if levels:
         raise invalid(f"{what} is nested {levels} levels deep; at most {MAX_DEPTH} are read", hint=hint)
     return json.loads(text, parse_int=_integer)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from pganalytics_ml.jsontext import depth as json_depth
+from pganalytics_ml.jsontext import depth_beyond
 
 
 def _import_parser() -> tuple[Any, Any]:
@@ -206,8 +206,8 @@ def _parse_tree(query: str) -> dict[str, Any]:
         text = parse_sql_json(query)
     except ParseError as exc:
         raise ValueError(str(exc)) from None
-    depth = json_depth(text)
-    if depth > MAX_TREE_DEPTH:
+    depth = depth_beyond(text, MAX_TREE_DEPTH)
+    if depth:
         raise ValueError(f"not parsed: the parse tree is {depth} levels deep, more than the {MAX_TREE_DEPTH} read")
     try:
         return json.loads(text)
