@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pganalytics_ml import jsontext
-from pganalytics_ml.capture.statements import FEATURE_NAMES, PartlyWithheld, parse_statement, redact_literals
+from pganalytics_ml.capture.statements import FEATURE_NAMES, PartlyWithheld, parse_statement, redact_and_count
 from pganalytics_ml.errors import PgmlError, invalid, null_argument, shown, sql_entry
 from pganalytics_ml.servers import LOCAL_SERVER, SERVER_ID_PATTERN
 
@@ -194,13 +194,13 @@ def parse_record(queryid: int, query: str | None) -> dict[str, Any]:
     if query is None:
         return record | {"parse_ok": False, "parse_error": "no statement text was captured"}
     try:
-        record["query"] = redact_literals(query)
+        record["query"], operators = redact_and_count(query)
     except PartlyWithheld as exc:
         return record | {"query": exc.text, "parse_ok": False, "parse_error": str(exc)}
     except (ValueError, RecursionError) as exc:
         return record | {"query": UNREADABLE_TEXT, "parse_ok": False, "parse_error": str(exc)[:200]}
     try:
-        features = parse_statement(record["query"])
+        features = parse_statement(record["query"], operators)
     except (ValueError, RecursionError) as exc:
         return record | {"parse_ok": False, "parse_error": str(exc)[:200]}
     return record | {"parse_ok": True, "parse_error": None} | {k: features[k] for k in FEATURE_NAMES}

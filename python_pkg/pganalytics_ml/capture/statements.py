@@ -187,19 +187,28 @@ def redact_literals(query: str) -> str:
     text is withheld (``PartlyWithheld``). Raises ``ValueError`` when the text cannot be read as SQL
     tokens; no message quotes the text.
     """
-    pieces, done = [], 0
+    return redact_and_count(query)[0]
+
+
+def redact_and_count(query: str) -> tuple[str, int]:
+    """``redact_literals(query)``, and the number of its tokens that add a level to a parse tree
+    (what ``parse_statement`` bounds), from one scan of the text."""
+    pieces, done, operators = [], 0, 0
     for token in _scan(query):
-        if token.name in _LITERALS:
+        if token.name not in _FLAT_TOKENS:
+            operators += 1
+        elif token.name in _LITERALS:
             pieces += [query[done : token.start], REDACTED]
             done = token.end + 1
             if query[token.start] == "'" and "\\" in query[token.start : done]:
                 raise PartlyWithheld("".join([*pieces, WITHHELD_REST]))
-    return "".join([*pieces, query[done:]])
+    return "".join([*pieces, query[done:]]), operators
 
 
-def _parse_tree(query: str) -> dict[str, Any]:
+def _parse_tree(query: str, operators: int | None) -> dict[str, Any]:
     """The parser's tree of ``query``, within the bounds above (``ValueError`` beyond them)."""
-    operators = sum(1 for token in _scan(query) if token.name not in _FLAT_TOKENS)
+    if operators is None:
+        operators = sum(1 for token in _scan(query) if token.name not in _FLAT_TOKENS)
     if operators > MAX_PARSED_OPERATORS:
         raise ValueError(f"not parsed: {operators} operators and keywords, more than the {MAX_PARSED_OPERATORS} parsed")
     try:
@@ -215,9 +224,10 @@ def _parse_tree(query: str) -> dict[str, Any]:
         raise ValueError(f"not parsed: the parse tree ({depth} levels) is too deep for this stack") from None
 
 
-def parse_statement(query: str) -> dict[str, Any]:
-    """Structural features of ``query``; raises ``ValueError`` when PostgreSQL's parser refuses it."""
-    tree = _parse_tree(query)
+def parse_statement(query: str, operators: int | None = None) -> dict[str, Any]:
+    """Structural features of ``query``; raises ``ValueError`` when PostgreSQL's parser refuses it or
+    the text passes the bounds above. ``operators``: its count from ``redact_and_count``, if known."""
+    tree = _parse_tree(query, operators)
     stmts = [s["stmt"] for s in tree.get("stmts", []) if "stmt" in s]
     if not stmts:
         raise ValueError("no statement in the text")
