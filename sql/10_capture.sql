@@ -377,13 +377,3 @@ $$;
 COMMENT ON FUNCTION pganalytics_ml._capture_local() IS
     'Reads pg_stat_statements of this server and captures it as server ''local''';
 REVOKE ALL ON FUNCTION pganalytics_ml._capture_local() FROM PUBLIC;
-
-CREATE FUNCTION pganalytics_ml._counters_from_json(p_rows jsonb) RETURNS pganalytics_ml.stat_counters[]
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT pg_catalog.array_agg(r) FROM pg_catalog.jsonb_populate_recordset(NULL::pganalytics_ml.stat_counters, p_rows) r
-$$;
-COMMENT ON FUNCTION pganalytics_ml._counters_from_json(jsonb) IS
-    'Validated collector rows (JSON array) as stat_counters values';
-REVOKE ALL ON FUNCTION pganalytics_ml._counters_from_json(jsonb) FROM PUBLIC;

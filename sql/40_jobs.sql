@@ -74,10 +74,18 @@ DECLARE
     v_soft interval := coalesce(p_soft_limit, pganalytics_ml._setting('job_soft_limit', '9 min')::interval);
     v_base interval := coalesce(p_backoff_base, pganalytics_ml._setting('job_backoff_base', '10 s')::interval);
     v_cap  interval := coalesce(p_backoff_cap, pganalytics_ml._setting('job_backoff_cap', '10 min')::interval);
+    v_attempts_setting text := pganalytics_ml._setting('job_max_attempts', '3');
 BEGIN
     IF coalesce(p_max_attempts, 1) < 1 OR coalesce(p_max_attempts, 1) > 100 THEN
         RAISE EXCEPTION 'max_attempts must be between 1 and 100, got %', p_max_attempts
             USING ERRCODE = '22023', HINT = 'Three attempts is the default.';
+    END IF;
+    -- The setting may be set by any session, so it is held to the same bounds (ASCII digits only).
+    IF p_max_attempts IS NULL AND v_attempts_setting !~ '^\s*([1-9][0-9]?|100)\s*$' THEN
+        RAISE EXCEPTION 'the setting pganalytics_ml.job_max_attempts must be an integer from 1 to 100, got %',
+            pg_catalog.quote_literal(pg_catalog.left(v_attempts_setting, 40))
+            USING ERRCODE = '22023',
+                  HINT = 'RESET pganalytics_ml.job_max_attempts (the default is 3), or set it from 1 to 100.';
     END IF;
     IF v_hard <= interval '0' OR v_soft <= interval '0' OR v_soft > v_hard THEN
         RAISE EXCEPTION 'time limits must be positive with the soft limit (%) at most the hard limit (%)', v_soft, v_hard
@@ -101,7 +109,7 @@ BEGIN
     INSERT INTO pganalytics_ml.jobs (kind, arguments, max_attempts, soft_limit, hard_limit, run_at,
                                      backoff_base, backoff_cap)
     VALUES (p_kind, coalesce(p_arguments, '{}'),
-            coalesce(p_max_attempts, pganalytics_ml._setting('job_max_attempts', '3')::integer),
+            coalesce(p_max_attempts, v_attempts_setting::integer),
             v_soft, v_hard, coalesce(p_run_at, now()), v_base, v_cap)
     RETURNING * INTO v_job;
     RETURN v_job;

@@ -51,28 +51,6 @@ COMMENT ON FUNCTION @extschema@.pgml_snapshot() IS
 REVOKE ALL ON FUNCTION @extschema@.pgml_snapshot() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_snapshot() TO pgml_trainer;
 
-CREATE FUNCTION @extschema@.pgml_ingest_stats(server_id text, stats jsonb)
-RETURNS integer
-LANGUAGE plpgsql
-VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_state text; v_message text; v_detail text; v_hint text;
-BEGIN
-    RETURN pganalytics_ml._ingest_stats(pgml_ingest_stats.server_id, pgml_ingest_stats.stats);
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
-                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
-    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
-END
-$$;
-COMMENT ON FUNCTION @extschema@.pgml_ingest_stats(text, jsonb) IS
-    'Captures cumulative pg_stat_statements rows sent by a remote collector; returns the rows ingested';
-REVOKE ALL ON FUNCTION @extschema@.pgml_ingest_stats(text, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.pgml_ingest_stats(text, jsonb) TO pgml_trainer;
-
 CREATE FUNCTION @extschema@.pgml_train(lookback_days integer DEFAULT 90, model_type text DEFAULT 'random_forest',
                                        server_id text DEFAULT 'local')
 RETURNS SETOF pganalytics_ml.training_result

@@ -37,7 +37,10 @@ INSERT INTO expected_functions VALUES
     -- Internal helpers, called from the definers above (so as the owner).
     ('pganalytics_ml._capture(text,timestamptz,pganalytics_ml.stat_counters[],timestamptz)', NULL, false),
     ('pganalytics_ml._capture_local()',                      NULL,           false),
-    ('pganalytics_ml._counters_from_json(jsonb)',            NULL,           false),
+    ('pganalytics_ml._check_push(text,jsonb,text,integer,integer)', NULL,    false),
+    ('pganalytics_ml._push_row(integer,jsonb)',              NULL,           false),
+    ('pganalytics_ml._check_push_rows(pganalytics_ml.stat_counters[])', NULL, false),
+    ('pganalytics_ml._after_push(text,timestamptz)',         NULL,           false),
     ('pganalytics_ml._check_train_arguments(integer,text,text)', NULL,       false),
     ('pganalytics_ml._no_forecast(text,bigint)',             NULL,           false),
     ('pganalytics_ml._after_capture(text,timestamptz)',      NULL,           false),

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pganalytics_ml.capture.counters import COUNTER_FIELDS, parse_record, validate_payload, validate_row
+from pganalytics_ml.capture.counters import COUNTER_FIELDS, parse_record, validate_header, validate_row
 from pganalytics_ml.errors import PgmlError, sql_entry
 
 pytestmark = pytest.mark.unit
@@ -31,19 +31,34 @@ def test_sum_of_squares_comes_from_mean_and_stddev():
 
 
 def test_payload_shapes():
-    at, reset, rows = validate_payload(
-        json.dumps(
-            {
-                "captured_at": "2026-11-28T11:00:00Z",
-                "stats_reset": "2026-11-27T00:00:00+00:00",
-                "rows": [{"queryid": 1, "calls": 1, "total_exec_time": 1}],
-            }
-        ),
-        NOW,
-    )
-    assert at == NOW - timedelta(hours=1) and reset == datetime(2026, 11, 27, tzinfo=UTC) and len(rows) == 1
-    at, reset, rows = validate_payload(json.dumps([{"queryid": 1, "calls": 1, "total_exec_time": 1}]), NOW)
+    header = json.dumps({"captured_at": "2026-11-28T11:00:00Z", "stats_reset": "2026-11-27T00:00:00+00:00"})
+    at, reset = validate_header(header, "array", 1, 100, NOW)
+    assert at == NOW - timedelta(hours=1) and reset == datetime(2026, 11, 27, tzinfo=UTC)
+    at, reset = validate_header("{}", "array", 1, 100, NOW)  # a bare array of rows
     assert at == NOW and reset is None
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ({"captured_at": "0001-01-01T00:00:00Z"}, "out of range"),
+        ({"captured_at": "0001-01-01T00:00:00+14:00"}, "out of range"),
+        ({"captured_at": "9999-12-31T23:00:00-14:00"}, "out of range"),
+        ({"captured_at": "2026-11-28T11:00:00Z", "stats_reset": "2026-11-28T11:00:01Z"}, "is after"),
+        ({"stats_reset": "1999-12-31T00:00:00Z"}, "out of range"),
+    ],
+)
+def test_times_out_of_range_are_refused(header, message):
+    with pytest.raises(PgmlError) as caught:
+        validate_header(json.dumps(header), "array", 1, 100, NOW)
+    assert caught.value.sqlstate == "22023" and message in caught.value.message and caught.value.hint
+
+
+def test_a_push_is_bounded():
+    for n_rows, size in ((100_001, 100), (1, 129 * 2**20)):
+        with pytest.raises(PgmlError) as caught:
+            validate_header("{}", "array", n_rows, size, NOW)
+        assert caught.value.sqlstate == "54000" and caught.value.hint
 
 
 @pytest.mark.parametrize(
@@ -55,6 +70,11 @@ def test_payload_shapes():
         ({"queryid": 1, "calls": 1, "total_exec_time": 1e300}, "must be a number of milliseconds from 0"),
         ({"queryid": 1, "calls": 10**16, "total_exec_time": 1}, "calls is out of range"),
         ({"queryid": 1, "calls": 1, "total_exec_time": 1, "userid": -1}, "userid is out of range"),
+        ({"queryid": "١٢", "calls": 1, "total_exec_time": 1}, "queryid must be an integer"),
+        ({"queryid": 1, "calls": "١٢", "total_exec_time": 1}, "calls must be an integer"),
+        ({"queryid": 1, "calls": 1, "total_exec_time": "١٢"}, "must be a number of milliseconds"),
+        ({"queryid": 1, "calls": 1, "total_exec_time": "1_000"}, "must be a number of milliseconds"),
+        ({"queryid": 1, "calls": float("inf"), "total_exec_time": 1}, "calls is out of range"),
     ],
 )
 def test_bad_rows_are_named(row, message):

@@ -13,13 +13,27 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pganalytics_ml.capture.statements import FEATURE_NAMES, parse_statement, redact_literals
+from pganalytics_ml import jsontext
+from pganalytics_ml.capture.statements import FEATURE_NAMES, PartlyWithheld, parse_statement, redact_and_count
 from pganalytics_ml.errors import PgmlError, invalid, null_argument, shown, sql_entry
 from pganalytics_ml.servers import LOCAL_SERVER, SERVER_ID_PATTERN
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+MIN_YEAR, MAX_YEAR = 1999, 9999  # exclusive bounds of a capture or reset time's year
+# What one pgml_ingest_stats call may hold: 20 times pg_stat_statements' default of 5,000 entries.
+MAX_PUSH_ROWS = 100_000
+MAX_PUSH_BYTES = 128 * 2**20
+PROGRAM_LIMIT_EXCEEDED = "54000"
+PUSH_LIMIT_HINT = (
+    "A push is one reading of a server's pg_stat_statements: at most 100,000 rows and 128 MB. Lower "
+    "pg_stat_statements.max on that server, or send shorter statement texts."
+)
+PARSE_BATCH = 1000
+_DIGITS = re.compile(r"-?[0-9]{1,20}")  # ASCII digits only: int() would read other scripts' digits too
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]{1,3})?")
 MAX_BIGINT = 2**63 - 1
-# Upper bounds of one entry's counters: far beyond any real server, low enough that sums never overflow.
+# Upper bound of one entry's counters, far beyond any real server. The entries of one statement (per
+# user, database, level) are summed in SQL, which refuses a push whose sums would pass a bigint.
 MAX_COUNTER = 10**15
 MAX_MILLISECONDS = 1e15
 
@@ -93,22 +107,44 @@ def snapshot(plpy: Any) -> list[dict[str, Any]]:
 
 
 @sql_entry
-def ingest(plpy: Any, server_id: str | None, stats: str | None, now: datetime | None = None) -> int:
-    """pgml_ingest_stats(server_id, stats): validate every row first, then capture them in one go."""
-    server_id = validate_server_id(server_id)
+def check_push(
+    plpy: Any,
+    server_id: str | None,
+    header: str | None,
+    rows_type: str | None,
+    n_rows: int | None,
+    payload_bytes: int | None,
+    now: datetime | None = None,
+) -> dict[str, str | None]:
+    """pgml_ingest_stats, first step: the server and the payload without its rows (``header``), checked.
+
+    The rows themselves are checked one at a time by ``push_row``, as SQL reads them from the payload,
+    so that no Python object holds them all. Returns the capture and reset times to use.
+    """
+    validate_server_id(server_id)
     received_at = now or datetime.now(UTC)
-    captured_at, stats_reset, rows = validate_payload(stats, received_at)
-    # A payload without captured_at comes back stamped received_at: it is stamped instead by _capture
-    # (NULL), once that holds the server's lock, so that it is never stamped before a capture it waited for.
+    captured_at, stats_reset = validate_header(header, rows_type, n_rows, payload_bytes, received_at)
+    # A payload without captured_at is stamped by _capture (NULL here) once that holds the server's lock,
+    # so that it is never stamped before a capture it waited for.
     stamped = None if captured_at is received_at else captured_at.isoformat()
-    plan = plpy.prepare(
-        "SELECT * FROM pganalytics_ml._capture($1, $2, pganalytics_ml._counters_from_json($3::jsonb), $4)",
-        ["text", "timestamptz", "text", "timestamptz"],
-    )
-    result = plpy.execute(plan, [server_id, stamped, json.dumps(rows), stats_reset and stats_reset.isoformat()])
+    return {"captured_at": stamped, "stats_reset": stats_reset and stats_reset.isoformat()}
+
+
+@sql_entry
+def push_row(plpy: Any, index: int, row: str) -> dict[str, Any]:
+    """pgml_ingest_stats, second step: one row of the payload (JSON text) as a stat_counters value."""
+    try:
+        return validate_row(index, jsontext.loads(row, f"stats.rows[{index}]", ROW_HINT))
+    except PgmlError as err:
+        err.hint = err.hint or ROW_HINT
+        raise
+
+
+@sql_entry
+def after_push(plpy: Any, server_id: str, captured_at: str) -> None:
+    """pgml_ingest_stats, last step: the new statements parsed, then what follows every capture."""
     parse_pending(plpy, server_id)
-    _after_capture(plpy, server_id, result[0]["captured_at"])
-    return len(rows)
+    _after_capture(plpy, server_id, captured_at)
 
 
 def _after_capture(plpy: Any, server_id: str, captured_at: str) -> None:
@@ -118,15 +154,14 @@ def _after_capture(plpy: Any, server_id: str, captured_at: str) -> None:
 
 
 def parse_pending(plpy: Any, server_id: str) -> int:
-    """Reads the structure of every statement of ``server_id`` not parsed yet; returns how many."""
+    """Reads the structure of every statement of ``server_id`` not parsed yet; returns how many.
+
+    The statements are read and updated PARSE_BATCH at a time, so memory does not grow with their number.
+    """
     plan = plpy.prepare(
         "SELECT queryid, query FROM pganalytics_ml.statements WHERE server_id = $1 AND parse_ok IS NULL",
         ["text"],
     )
-    pending = plpy.execute(plan, [server_id])
-    if not len(pending):
-        return 0
-    records = [parse_record(row["queryid"], row["query"]) for row in pending]
     update = plpy.prepare(
         """
         UPDATE pganalytics_ml.statements st
@@ -145,8 +180,15 @@ def parse_pending(plpy: Any, server_id: str) -> int:
         """,
         ["text", "text"],
     )
-    plpy.execute(update, [server_id, json.dumps(records)])
-    return len(records)
+    # The cursor reads the pending rows as they were when it opened: the updates do not move it.
+    cursor = plpy.cursor(plan, [server_id])
+    parsed = 0
+    while batch := cursor.fetch(PARSE_BATCH):
+        records = [parse_record(row["queryid"], row["query"]) for row in batch]
+        plpy.execute(update, [server_id, json.dumps(records)])
+        parsed += len(records)
+    cursor.close()
+    return parsed
 
 
 def parse_record(queryid: int, query: str | None) -> dict[str, Any]:
@@ -156,13 +198,15 @@ def parse_record(queryid: int, query: str | None) -> dict[str, Any]:
     if query is None:
         return record | {"parse_ok": False, "parse_error": "no statement text was captured"}
     try:
-        record["query"] = redact_literals(query)
-    except ValueError as exc:
-        return record | {"query": UNREADABLE_TEXT, "parse_ok": False, "parse_error": str(exc)}
+        record["query"], operators = redact_and_count(query)
+    except PartlyWithheld as exc:
+        return record | {"query": exc.text, "parse_ok": False, "parse_error": str(exc)}
+    except (ValueError, RecursionError) as exc:
+        return record | {"query": UNREADABLE_TEXT, "parse_ok": False, "parse_error": str(exc)[:200]}
     try:
-        features = parse_statement(record["query"])
-    except ValueError as exc:
-        return record | {"parse_ok": False, "parse_error": str(exc)}
+        features = parse_statement(record["query"], operators)
+    except (ValueError, RecursionError) as exc:
+        return record | {"parse_ok": False, "parse_error": str(exc)[:200]}
     return record | {"parse_ok": True, "parse_error": None} | {k: features[k] for k in FEATURE_NAMES}
 
 
@@ -182,56 +226,59 @@ def validate_server_id(server_id: str | None) -> str:
     return server_id
 
 
-def validate_payload(stats: str | None, now: datetime) -> tuple[datetime, datetime | None, list[dict[str, Any]]]:
-    """Checks a collector payload; returns its capture time, reset time and normalized rows.
+def validate_header(
+    header: str | None, rows_type: str | None, n_rows: int | None, payload_bytes: int | None, now: datetime
+) -> tuple[datetime, datetime | None]:
+    """Checks a collector payload but its rows; returns its capture and reset times.
 
     Accepted shapes: ``{"captured_at": ..., "stats_reset": ..., "rows": [...]}`` or a bare array of
-    rows (captured now). Every row is checked before anything is written.
+    rows (captured now). ``header`` is the payload without "rows" (``{}`` for a bare array);
+    ``rows_type`` the JSON type of its rows, ``n_rows`` their number, ``payload_bytes`` the payload's size.
     """
-    if stats is None:
+    if header is None:
         raise null_argument("stats", hint='Send {"captured_at": "...", "rows": [...]}.')
-    payload = json.loads(stats)
-    if isinstance(payload, list):
-        payload = {"rows": payload}
+    payload = jsontext.loads(header, "stats", 'Send {"captured_at": "...", "rows": [...]}.')
     if not isinstance(payload, dict):
         raise invalid(
             f"stats must be a JSON object or array, not {_json_type(payload)}",
             hint='Send {"captured_at": "...", "rows": [...]}.',
         )
-    unknown = set(payload) - {"captured_at", "stats_reset", "rows"}
+    unknown = set(payload) - {"captured_at", "stats_reset"}
     if unknown:
         raise invalid(
             f"stats has unknown keys: {', '.join(sorted(unknown))}",
             hint="The payload keys are captured_at, stats_reset and rows.",
         )
-    captured_at = _timestamp(payload.get("captured_at"), "stats.captured_at") if "captured_at" in payload else now
+    if payload_bytes is not None and payload_bytes > MAX_PUSH_BYTES:
+        raise PgmlError(
+            f"stats is {payload_bytes / 2**20:.0f} MB; one push holds at most {MAX_PUSH_BYTES // 2**20} MB",
+            sqlstate=PROGRAM_LIMIT_EXCEEDED,
+            hint=PUSH_LIMIT_HINT,
+        )
+    if rows_type != "array" or not n_rows:
+        raise invalid(
+            "stats.rows must be a non-empty array of pg_stat_statements rows",
+            hint="Each row needs at least queryid, calls and total_exec_time.",
+        )
+    if n_rows > MAX_PUSH_ROWS:
+        raise PgmlError(
+            f"stats has {n_rows} rows; one push holds at most {MAX_PUSH_ROWS}",
+            sqlstate=PROGRAM_LIMIT_EXCEEDED,
+            hint=PUSH_LIMIT_HINT,
+        )
+    captured_at = _timestamp(payload["captured_at"], "stats.captured_at") if "captured_at" in payload else now
     if captured_at > now + MAX_FUTURE_SKEW:
         raise invalid(
             f"stats.captured_at {captured_at.isoformat()} is in the future",
             hint="Check the collector's clock; capture times must not be ahead of this server's.",
         )
     stats_reset = _timestamp(payload["stats_reset"], "stats.stats_reset") if payload.get("stats_reset") else None
-    rows = payload.get("rows")
-    if not isinstance(rows, list) or not rows:
+    if stats_reset is not None and stats_reset > captured_at:
         raise invalid(
-            "stats.rows must be a non-empty array of pg_stat_statements rows",
-            hint="Each row needs at least queryid, calls and total_exec_time.",
+            f"stats.stats_reset {stats_reset.isoformat()} is after stats.captured_at {captured_at.isoformat()}",
+            hint="Send pg_stat_statements_info.stats_reset as read with the rows: a reset cannot follow the capture.",
         )
-    try:
-        normalized = [validate_row(i, row) for i, row in enumerate(rows)]
-    except PgmlError as err:
-        err.hint = err.hint or ROW_HINT
-        raise
-    seen: dict[tuple[Any, ...], int] = {}
-    for i, row in enumerate(normalized):
-        key = (row["queryid"], row["userid"], row["dbid"], row["toplevel"])
-        if key in seen:
-            raise invalid(
-                f"stats.rows[{i}] (queryid {row['queryid']}) repeats stats.rows[{seen[key]}]",
-                hint="Send each (queryid, userid, dbid, toplevel) entry once per capture.",
-            )
-        seen[key] = i
-    return captured_at, stats_reset, normalized
+    return captured_at, stats_reset
 
 
 def validate_row(index: int, row: Any) -> dict[str, Any]:
@@ -289,8 +336,10 @@ def _json_type(value: Any) -> str:
 
 def _integer(value: Any, where: str, *, low: int, high: int) -> int:
     # Integers may come as JSON strings: a 64-bit queryid does not survive a JSON number in many clients.
-    if isinstance(value, str) and re.fullmatch(r"-?\d{1,20}", value.strip()):
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         value = int(value)
+    if isinstance(value, float) and math.isinf(value):  # a JSON integer too long to read as one
+        raise invalid(f"{where} is out of range (a number past 1e308); expected {low} to {high}")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -301,11 +350,8 @@ def _integer(value: Any, where: str, *, low: int, high: int) -> int:
 
 
 def _milliseconds(value: Any, where: str) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        value = float(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise invalid(f"{where} must be a number of milliseconds, got {json.dumps(value)[:40]}")
     if not math.isfinite(value) or not 0 <= value <= MAX_MILLISECONDS:
@@ -325,4 +371,11 @@ def _timestamp(value: Any, where: str) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         raise invalid(f"{where} has no time zone: {value[:40]!r}", hint='Add "Z" or an offset such as "+00:00".')
+    # Years from 2000 to 9998 in any time zone are years from 1999 to 9999 in UTC, which every
+    # later step (SQL, Python's datetime, training) reads alike.
+    if not MIN_YEAR < parsed.year < MAX_YEAR:
+        raise invalid(
+            f"{where} {value[:40]!r} is out of range: years {MIN_YEAR + 1} to {MAX_YEAR - 1} are accepted",
+            hint="Check the collector's clock; times are read from the server the statistics come from.",
+        )
     return parsed

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from pganalytics_ml.jsontext import depth_beyond
+
 
 def _import_parser() -> tuple[Any, Any]:
     """Imports pglast so that its parser library binds to its own symbols.
@@ -32,6 +34,37 @@ parse_sql_json = _parser.parse_sql_json
 # statements as written, passwords included; every string literal is stored as this instead.
 REDACTED = "'***'"
 _LITERALS = frozenset(("SCONST", "USCONST", "BCONST", "XCONST"))
+# With standard_conforming_strings = off the server reads a backslash in a plain '...' string as an escape,
+# so where that string ends depends on a setting the text does not carry: from there on it is withheld.
+WITHHELD_REST = " /* rest withheld: a backslash in a string is read differently by standard_conforming_strings */"
+
+# Bounds on what is parsed, so that no statement can exhaust a stack: PostgreSQL's parser (C) recurses
+# once per level of a chain such as a || b || c ..., Python's JSON reader once per level of the tree.
+# Beyond them a statement is kept, with parse_ok false and the figure that exceeded the bound.
+MAX_PARSED_OPERATORS = 20_000
+MAX_TREE_DEPTH = 400
+# Tokens that add no level to a parse tree: names, constants, parameters, commas, dots, parentheses
+# (nesting of parentheses is bounded by the parser itself), comments.
+_FLAT_TOKENS = frozenset(
+    (
+        "IDENT",
+        "UIDENT",
+        "PARAM",
+        "ICONST",
+        "FCONST",
+        "SCONST",
+        "USCONST",
+        "BCONST",
+        "XCONST",
+        "SQL_COMMENT",
+        "C_COMMENT",
+        "ASCII_40",
+        "ASCII_41",
+        "ASCII_44",
+        "ASCII_46",
+        "ASCII_59",
+    )
+)
 
 KINDS = {
     "SelectStmt": "select",
@@ -126,29 +159,75 @@ def _is_aggregate(fields: dict[str, Any]) -> bool:
     return _function_name(fields) in AGGREGATES
 
 
+class PartlyWithheld(ValueError):
+    """The text could be redacted only up to a string whose end depends on standard_conforming_strings.
+
+    ``text`` is the part that reads the same under both settings, its literals redacted, then a marker.
+    """
+
+    def __init__(self, text: str):
+        super().__init__(
+            "text withheld from a string with a backslash on: standard_conforming_strings = off reads it differently"
+        )
+        self.text = text
+
+
+def _scan(query: str) -> list[Any]:
+    try:
+        return _parser.scan(query)
+    except ParseError as exc:
+        raise ValueError(str(exc).split(" at or near ")[0]) from None
+
+
 def redact_literals(query: str) -> str:
     """``query`` with every string, bit-string and hex literal replaced by REDACTED.
 
-    Raises ``ValueError`` when the text cannot be read as SQL tokens; the message quotes none of it.
+    Redaction holds whatever standard_conforming_strings was when the statement ran: the two settings
+    read a text alike up to the first plain '...' string holding a backslash; from that string on the
+    text is withheld (``PartlyWithheld``). Raises ``ValueError`` when the text cannot be read as SQL
+    tokens; no message quotes the text.
     """
-    try:
-        tokens = _parser.scan(query)
-    except ParseError as exc:
-        raise ValueError(str(exc).split(" at or near ")[0]) from None
-    pieces, done = [], 0
-    for token in tokens:
-        if token.name in _LITERALS:
+    return redact_and_count(query)[0]
+
+
+def redact_and_count(query: str) -> tuple[str, int]:
+    """``redact_literals(query)``, and the number of its tokens that add a level to a parse tree
+    (what ``parse_statement`` bounds), from one scan of the text."""
+    pieces, done, operators = [], 0, 0
+    for token in _scan(query):
+        if token.name not in _FLAT_TOKENS:
+            operators += 1
+        elif token.name in _LITERALS:
             pieces += [query[done : token.start], REDACTED]
             done = token.end + 1
-    return "".join([*pieces, query[done:]])
+            if query[token.start] == "'" and "\\" in query[token.start : done]:
+                raise PartlyWithheld("".join([*pieces, WITHHELD_REST]))
+    return "".join([*pieces, query[done:]]), operators
 
 
-def parse_statement(query: str) -> dict[str, Any]:
-    """Structural features of ``query``; raises ``ValueError`` when PostgreSQL's parser refuses it."""
+def _parse_tree(query: str, operators: int | None) -> dict[str, Any]:
+    """The parser's tree of ``query``, within the bounds above (``ValueError`` beyond them)."""
+    if operators is None:
+        operators = sum(1 for token in _scan(query) if token.name not in _FLAT_TOKENS)
+    if operators > MAX_PARSED_OPERATORS:
+        raise ValueError(f"not parsed: {operators} operators and keywords, more than the {MAX_PARSED_OPERATORS} parsed")
     try:
-        tree = json.loads(parse_sql_json(query))
+        text = parse_sql_json(query)
     except ParseError as exc:
         raise ValueError(str(exc)) from None
+    depth = depth_beyond(text, MAX_TREE_DEPTH)
+    if depth:
+        raise ValueError(f"not parsed: the parse tree is {depth} levels deep, more than the {MAX_TREE_DEPTH} read")
+    try:
+        return json.loads(text)
+    except RecursionError:  # a bound above is too loose for this stack: the statement stays unparsed
+        raise ValueError(f"not parsed: the parse tree ({depth} levels) is too deep for this stack") from None
+
+
+def parse_statement(query: str, operators: int | None = None) -> dict[str, Any]:
+    """Structural features of ``query``; raises ``ValueError`` when PostgreSQL's parser refuses it or
+    the text passes the bounds above. ``operators``: its count from ``redact_and_count``, if known."""
+    tree = _parse_tree(query, operators)
     stmts = [s["stmt"] for s in tree.get("stmts", []) if "stmt" in s]
     if not stmts:
         raise ValueError("no statement in the text")

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pganalytics_ml import jsontext
 from pganalytics_ml.errors import (
     INVALID_TRANSACTION_TERMINATION,
     PgmlError,
@@ -34,6 +35,7 @@ CLEANUP_RETENTIONS = ("job_ttl", "prediction_retention", "history_retention")
 MAX_KEEP_MODELS = 1_000_000
 MAX_RETENTION = "100 years"  # pgml_schedule accepts the same ranges: its clean-up jobs must queue
 SLEEP_ARGUMENTS = ("seconds", "step", "checkpoints", "fail")
+ARGUMENTS_HINT = 'Job arguments are a flat JSON object of names and values, e.g. {"seconds": 5} for a sleep job.'
 
 
 class JobStopped(Exception):
@@ -214,7 +216,9 @@ def _spi_message(exc: Exception) -> str:
 
 
 def run_one(plpy: Any, job: dict[str, Any], checkpoint: Callable[[str, float], None]) -> dict[str, Any]:
-    arguments = json.loads(job["arguments"]) if isinstance(job["arguments"], str) else job["arguments"]
+    arguments = job["arguments"]
+    if isinstance(arguments, str):
+        arguments = jsontext.loads(arguments, "job arguments", ARGUMENTS_HINT)
     return RUNNERS[job["kind"]](plpy, arguments, checkpoint)
 
 
@@ -402,7 +406,9 @@ def enqueue(
     run_at: str | None,
 ) -> list[dict[str, Any]]:
     """pgml_job_enqueue: queues a job of any kind."""
-    parsed = check_job_arguments(kind, json.loads(arguments) if arguments is not None else {})
+    parsed = check_job_arguments(
+        kind, jsontext.loads(arguments, "job arguments", ARGUMENTS_HINT) if arguments is not None else {}
+    )
     if kind == "cleanup":
         _check_retentions(plpy, parsed)
     if kind == "train":
