@@ -42,13 +42,25 @@ def create_extension(**connection: Any) -> None:
         conn.execute("CREATE EXTENSION pganalytics_ml CASCADE")
 
 
-pg_server = factories.postgresql_proc(
-    executable=str(PG_CTL),
-    port=None,
-    dbname="pgml",
-    postgres_options=server_options(SETTINGS),
-    load=[create_extension],
-)
+def server_fixture(settings: dict[str, Any], dbname: str, load: list[Any] | None = None) -> Any:
+    """A session-scoped process fixture: a server with ``settings`` and a template database ``dbname``_tmpl."""
+    return factories.postgresql_proc(
+        executable=str(PG_CTL), port=None, dbname=dbname, postgres_options=server_options(settings), load=load
+    )
+
+
+def attached(server: PostgreSQLExecutor, settings: dict[str, Any]) -> Cluster:
+    """The fixture's server as a Cluster: its clients and helpers (psql, databases, a standby, its log)."""
+    return Cluster.attach(
+        data_dir=Path(server.datadir),
+        socket_dir=Path(server.unixsocketdir),
+        log_file=Path(server.logfile),
+        port=server.port,
+        settings=settings,
+    )
+
+
+pg_server = server_fixture(SETTINGS, "pgml", load=[create_extension])
 
 
 @dataclass
@@ -78,13 +90,7 @@ class Database:
 
 @pytest.fixture(scope="session")
 def cluster(pg_server: PostgreSQLExecutor) -> Cluster:
-    return Cluster.attach(
-        data_dir=Path(pg_server.datadir),
-        socket_dir=Path(pg_server.unixsocketdir),
-        log_file=Path(pg_server.logfile),
-        port=pg_server.port,
-        settings=SETTINGS,
-    )
+    return attached(pg_server, SETTINGS)
 
 
 @pytest.fixture(scope="session")
