@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"math"
@@ -327,6 +328,7 @@ func TestContract(t *testing.T) {
 	}
 	c.fails(backend, "ingest@bad-row", "22023", collector, `{"rows": [{"queryid": 1}]}`)
 	c.fails(backend, "ingest@not-json", "22P02", collector, "{")
+	c.fails(backend, "ingest@null", "22004", nil, string(payload))
 
 	var status ServiceStatus
 	c.document(backend, "status", "status", &status)
@@ -402,6 +404,17 @@ func TestContract(t *testing.T) {
 	c.fails(backend, "train@unknown-type", "22023", 90, "neural_net", s.server)
 	c.fails(backend, "train@never-captured", "P0002", 90, "linear_regression", "db-unknown")
 	c.fails(backend, "train@too-little-history", "P0002", 90, "linear_regression", collector)
+	c.fails(backend, "train@null", "22004", 90, nil, s.server)
+	// A request cancelled while it trains (context deadline, statement_timeout): 57014, nothing written.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	rows, err := backend.QueryContext(ctx, c.sql("train@cancelled"), 90, "auto", s.server)
+	cancel()
+	if err == nil {
+		rows.Close()
+	}
+	if SQLState(err) != "57014" {
+		t.Fatalf("train@cancelled: %v, want SQLSTATE 57014", err)
+	}
 
 	models := c.models(backend, s.server)
 	if len(models) != 2 || models[0].ModelID != trained.ModelID || models[1].ModelID != firstModel {
@@ -447,6 +460,7 @@ func TestContract(t *testing.T) {
 	}
 	recent(t, "predict_row.predicted_at", row.At)
 	c.fails(backend, "predict_row@unknown", "P0002", int64(12345), s.server)
+	c.fails(backend, "predict_row@not-an-integer", "22P02", "12abc", s.server)
 
 	allColumns := append(append([]column{}, predictionColumns...), column{"based_on", "TIMESTAMPTZ"})
 	every := scanPredictions(t, c.rows(backend, "predict_all", allColumns, s.server, false))
@@ -512,6 +526,12 @@ func TestContract(t *testing.T) {
 	if *doc.ModelID != inactive.ModelID {
 		t.Fatalf("predict after activate answered from model %d, want %d", *doc.ModelID, inactive.ModelID)
 	}
+	// A model whose bytes were changed outside pganalytics_ml is refused.
+	if _, err := worker.Exec("UPDATE pganalytics_ml.models SET model = model || '\\x00'::bytea WHERE model_id = $1",
+		active.ModelID); err != nil {
+		t.Fatal(err)
+	}
+	c.fails(admin, "activate@tampered", "XX001", active.ModelID)
 
 	// Workload patterns (pgml_detect_patterns_json): joins the run when the doc has it.
 	if _, ok := statements["patterns"]; ok {
