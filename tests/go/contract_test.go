@@ -406,6 +406,7 @@ func TestContract(t *testing.T) {
 	c.fails(backend, "train@too-little-history", "P0002", 90, "linear_regression", collector)
 	c.fails(backend, "train@null", "22004", 90, nil, s.server)
 	// A request cancelled while it trains (context deadline, statement_timeout): 57014, nothing written.
+	stored := count(t, worker, "SELECT count(*) FROM pganalytics_ml.models")
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	rows, err := backend.QueryContext(ctx, c.sql("train@cancelled"), 90, "auto", s.server)
 	cancel()
@@ -414,6 +415,9 @@ func TestContract(t *testing.T) {
 	}
 	if SQLState(err) != "57014" {
 		t.Fatalf("train@cancelled: %v, want SQLSTATE 57014", err)
+	}
+	if n := count(t, worker, "SELECT count(*) FROM pganalytics_ml.models"); n != stored {
+		t.Fatalf("train@cancelled stored %d models", n-stored)
 	}
 
 	models := c.models(backend, s.server)
