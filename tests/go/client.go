@@ -124,17 +124,34 @@ type ValidationResult struct {
 
 // WorkloadPattern is one pattern of the workload patterns document.
 type WorkloadPattern struct {
-	Type        string                     `json:"type"`
+	Type        string                     `json:"type"` // daily_cycle, weekly_cycle, trend, spike, level_shift, plan_change
 	Description string                     `json:"description"`
 	Confidence  float64                    `json:"confidence"`
+	QueryHash   *int64                     `json:"query_hash"` // null for a server-wide pattern
+	Metric      string                     `json:"metric"`
 	Metadata    map[string]json.RawMessage `json:"metadata"`
 }
 
-// WorkloadPatterns is the document pgml_detect_patterns_json returns.
+// WorkloadPatterns is the document pgml_detect_patterns_json returns (DetectWorkloadPatterns).
 type WorkloadPatterns struct {
 	PatternsDetected int               `json:"patterns_detected"`
 	Patterns         []WorkloadPattern `json:"patterns"`
 	Timestamp        time.Time         `json:"timestamp"`
+	ServerID         string            `json:"server_id"`
+	LookbackDays     int32             `json:"lookback_days"`
+	WindowStart      *time.Time        `json:"window_start"`
+	WindowEnd        *time.Time        `json:"window_end"`
+}
+
+// StoredPattern is one row of the patterns the hourly job stored.
+type StoredPattern struct {
+	Type        string
+	QueryHash   *int64
+	Metric      string
+	Description string
+	Confidence  float64
+	Metadata    map[string]json.RawMessage
+	DetectedAt  time.Time
 }
 
 // ServiceStatus is the document pgml_status returns (the old GET /api/status).

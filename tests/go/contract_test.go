@@ -16,11 +16,11 @@ import (
 )
 
 // The statements this test runs. Every statement the doc has must be one of them (checked first), and
-// must have answered by the end; one the doc does not have yet (patterns) joins the run when it does.
+// must have answered by the end; one the doc does not have yet (the patterns) joins the run when it does.
 var exercised = map[string]bool{
 	"ingest": true, "status": true, "train_async": true, "job_status": true, "train": true, "models": true,
 	"predict": true, "predict_row": true, "predict_all": true, "validate": true, "activate": true,
-	"patterns": true,
+	"detect_patterns": true, "patterns": true,
 }
 
 // The environment tests/python/test_go_driver.py gives: a database with real history of SERVER for
@@ -537,19 +537,9 @@ func TestContract(t *testing.T) {
 	}
 	c.fails(admin, "activate@tampered", "XX001", active.ModelID)
 
-	// Workload patterns (pgml_detect_patterns_json): joins the run when the doc has it.
-	if _, ok := statements["patterns"]; ok {
-		var patterns WorkloadPatterns
-		c.document(backend, "patterns", "patterns", &patterns, 30, s.server)
-		if patterns.PatternsDetected != len(patterns.Patterns) {
-			t.Fatalf("patterns: patterns_detected %d, %d patterns", patterns.PatternsDetected, len(patterns.Patterns))
-		}
-		for _, p := range patterns.Patterns {
-			if p.Type == "" || p.Description == "" || p.Confidence < 0 || p.Confidence > 1 {
-				t.Fatalf("patterns: %+v", p)
-			}
-		}
-		recent(t, "patterns.timestamp", patterns.Timestamp)
+	// Workload patterns: join the run when the doc has them.
+	if _, ok := statements["detect_patterns"]; ok {
+		c.workloadPatterns(backend, worker, s.server)
 	}
 
 	var unanswered []string
@@ -567,6 +557,62 @@ func TestContract(t *testing.T) {
 		}
 	}
 	t.Logf("ran %d documented statements through lib/pq: %v", len(order), order)
+}
+
+func (c *contract) workloadPatterns(backend, worker *sql.DB, server string) {
+	t := c.t
+	var detected WorkloadPatterns
+	c.document(backend, "detect_patterns", "patterns", &detected, int32(1), server)
+	if detected.PatternsDetected != len(detected.Patterns) || detected.ServerID != server || detected.LookbackDays != 1 {
+		t.Fatalf("detect_patterns: %+v", detected)
+	}
+	for _, p := range detected.Patterns {
+		if p.Type == "" || p.Description == "" || p.Metric == "" || p.Confidence < 0 || p.Confidence > 1 {
+			t.Fatalf("detect_patterns: %+v", p)
+		}
+	}
+	recent(t, "detect_patterns.timestamp", detected.Timestamp)
+	c.fails(backend, "detect_patterns@bad-lookback", "22023", int32(0), server)
+	c.fails(backend, "detect_patterns@null", "22004", nil, server)
+	c.fails(backend, "detect_patterns@never-captured", "P0002", int32(1), "db-unknown")
+	if _, ok := c.statements["patterns"]; !ok {
+		return
+	}
+	// What the hourly patterns job stores (pg_cron's worker runs it).
+	if _, err := worker.Exec(`SELECT job_id FROM pgml_job_enqueue('patterns', '{"lookback_days": 1}')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := worker.Exec("CALL pganalytics_ml.run_jobs()"); err != nil {
+		t.Fatal(err)
+	}
+	rows := c.rows(backend, "patterns", []column{{"type", "TEXT"}, {"query_hash", "INT8"}, {"metric", "TEXT"},
+		{"description", "TEXT"}, {"confidence", "FLOAT8"}, {"metadata", "JSONB"}, {"detected_at", "TIMESTAMPTZ"}},
+		server)
+	defer rows.Close()
+	var stored, wanted []string
+	for rows.Next() {
+		var p StoredPattern
+		var metadata []byte
+		if err := rows.Scan(&p.Type, &p.QueryHash, &p.Metric, &p.Description, &p.Confidence, &metadata,
+			&p.DetectedAt); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(metadata, &p.Metadata); err != nil {
+			t.Fatalf("patterns metadata: %v in %s", err, metadata)
+		}
+		stored = append(stored, p.Description)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range detected.Patterns {
+		wanted = append(wanted, p.Description)
+	}
+	sort.Strings(stored)
+	sort.Strings(wanted)
+	if strings.Join(stored, "\n") != strings.Join(wanted, "\n") {
+		t.Fatalf("stored patterns %q, detected %q", stored, wanted)
+	}
 }
 
 func equalInt64s(a, b []int64) bool {
