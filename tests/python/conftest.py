@@ -89,8 +89,11 @@ class Database:
 
 
 @pytest.fixture(scope="session")
-def cluster(pg_server: PostgreSQLExecutor) -> Cluster:
-    return attached(pg_server, SETTINGS)
+def cluster(pg_server: PostgreSQLExecutor, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    pg = attached(pg_server, SETTINGS)
+    yield pg
+    # The fixture removes its server's log with the server: keep a copy with the session's temporary files.
+    (tmp_path_factory.getbasetemp() / "server.log").write_text(pg.log_text())
 
 
 @pytest.fixture(scope="session")
