@@ -11,7 +11,8 @@ DEV_TOOLS=${DEV_TOOLS:-1}
 SYSTEM_PYTHON=/usr/bin/python3 # the interpreter PL/Python links against
 
 server_packages=(postgresql-plpython3-15 postgresql-15-cron postgresql-server-dev-15 python3-pip)
-dev_packages=(postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl python3-venv wrk)
+# golang-go and golang-github-lib-pq-dev: the Go backend's driver runs the contract (tests/go/, GOPATH mode, offline).
+dev_packages=(postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl python3-venv wrk golang-go golang-github-lib-pq-dev)
 
 say() { printf 'deps: %s\n' "$*"; }
 stamp_of() { sha256sum "$@" | sha256sum | cut -c1-16; }

@@ -79,6 +79,16 @@ class Cluster:
         self.port = port or free_port()
         self.settings = {**DEFAULT_SETTINGS, **(settings or {})}
 
+    @classmethod
+    def attach(
+        cls, data_dir: Path, socket_dir: Path, log_file: Path, port: int, settings: Mapping[str, Any]
+    ) -> Cluster:
+        """A running cluster something else started (pytest-postgresql's process fixture)."""
+        cluster = cls(base_dir=data_dir.parent, port=port, settings=settings)
+        cluster.data_dir, cluster.socket_dir, cluster.log_file = data_dir, socket_dir, log_file
+        cluster.settings = dict(settings)
+        return cluster
+
     # --- lifecycle -------------------------------------------------------------------------------
     def _make_dirs(self) -> None:
         """The cluster's directory and socket directory, owned by the server user."""
@@ -185,8 +195,14 @@ class Cluster:
             capture_output=True,
             text=True,
         )
+        # The primary's settings again: a primary may have had them on its command line, not in its files.
         standby.configure(
-            {"port": standby.port, "unix_socket_directories": str(standby.socket_dir), "hot_standby": "on"}
+            {
+                **self.settings,
+                "port": standby.port,
+                "unix_socket_directories": str(standby.socket_dir),
+                "hot_standby": "on",
+            }
         )
         return standby.start()
 

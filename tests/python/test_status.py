@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 
 import psycopg
 import pytest
+from pytest_postgresql.executors import PostgreSQLExecutor
 
-from conftest import Database
+from conftest import SETTINGS, Database, attached, server_fixture
 from pganalytics_ml import __version__
 from pgcluster import Cluster
 
@@ -44,14 +44,14 @@ def test_status_sees_pg_cron_in_its_database(cluster: Cluster, template: str):
     assert scheduler["pg_cron_installed"] is True and scheduler["cron_database"] == "postgres"
 
 
-@pytest.fixture(scope="module")
-def bare_cluster() -> Iterator[Cluster]:
+BARE = SETTINGS | {"shared_preload_libraries": ""}
+bare_server = server_fixture(BARE, "pgml_bare")
+
+
+@pytest.fixture
+def bare_cluster(bare_server: PostgreSQLExecutor) -> Cluster:
     """A server that preloads neither pg_stat_statements nor pg_cron."""
-    pg = Cluster(name="pganalytics_ml-bare", settings={"shared_preload_libraries": ""}).init().start()
-    try:
-        yield pg
-    finally:
-        pg.destroy()
+    return attached(bare_server, BARE)
 
 
 def test_snapshot_names_the_setting_when_pg_stat_statements_is_not_preloaded(bare_cluster: Cluster):

@@ -59,6 +59,8 @@ def save(plpy: Any, record: dict[str, Any], estimator: Any) -> int:
     import numpy
     import sklearn
 
+    # pickle, not joblib: in memory (a bytea) joblib's files are no smaller and load 2 to 14 times slower,
+    # through Python's pure-Python unpickler (bench/bench_serialization.py).
     blob = pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
     model_id = plpy.execute("SELECT pg_catalog.nextval('pganalytics_ml.models_model_id_seq') AS id")[0]["id"]
     # Versions of one server are numbered one after the other: concurrent trainings wait here (until the
