@@ -104,6 +104,12 @@ def ingest(plpy: Any, server_id: str | None, stats: str | None, now: datetime | 
     result = plpy.execute(
         plan, [server_id, captured_at.isoformat(), json.dumps(rows), stats_reset and stats_reset.isoformat()]
     )
+    if not len(result):  # a collector's retry of a capture already recorded: counted once
+        plpy.notice(
+            f"the capture of server {server_id!r} at {captured_at.isoformat()} was already ingested;"
+            " it is not counted again"
+        )
+        return 0
     parse_pending(plpy, server_id)
     _after_capture(plpy, server_id, result[0]["captured_at"])
     return len(rows)
