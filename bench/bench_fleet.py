@@ -8,8 +8,9 @@ server flat across fleet sizes (within 20%); retention of one day by dropping it
 
 Two databases in one cluster, the same data in each: `partitioned` (this version's layout: day
 partitions and a default one) and `unpartitioned` (query_stats as one heap table with the primary key
-and index of 0.2.0; retention by DELETE, as 0.2.0 did). Each server's day (500 statements, 288
-five-minute intervals, yesterday in UTC) is written with one INSERT ... SELECT per batch of servers,
+and index of 0.2.0; retention by DELETE, as 0.2.0 did). Each server's history (500 statements, a day
+of 288 five-minute intervals or FLEET_INTERVALS of them, ending at today's UTC midnight, so inside
+yesterday's partition) is written with one INSERT ... SELECT per batch of servers,
 with its statements, snapshots and counter baselines, so that the next push of each server is an
 ordinary capture: the bulk load is not what is measured. Then at each fleet size, in each layout:
 8 collector threads, each pushing its own servers in order (real pgml_ingest_stats calls: validation,
@@ -40,13 +41,14 @@ from benchlib import Cluster, bench_cluster, print_table
 
 SIZES = tuple(int(s) for s in os.environ.get("FLEET_SIZES", "10,50,100").split(","))
 STATEMENTS = int(os.environ.get("FLEET_STATEMENTS", "500"))
-INTERVALS = 288
+INTERVALS = int(os.environ.get("FLEET_INTERVALS", "288"))  # a day of 5-minute intervals
 COLLECTORS = 8
 PUSHES_PER_COLLECTOR = int(os.environ.get("FLEET_PUSHES", "12"))
 LOAD_BATCH = 10  # servers per INSERT ... SELECT
 STEP = timedelta(minutes=5)
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-DAY = TODAY - timedelta(days=1)  # the synthetic day
+DAY = TODAY - timedelta(days=1)  # the synthetic history ends at today's midnight, inside yesterday's partition
+HISTORY_START = TODAY - INTERVALS * STEP
 LAYOUTS = ("partitioned", "unpartitioned")
 TARGET_ROWS_PER_S = 6700
 
@@ -82,7 +84,7 @@ INSERT INTO pganalytics_ml.statements (server_id, queryid, query, database, firs
     has_group_by, has_order_by, has_limit, has_distinct)
 SELECT format('srv-%s', lpad(s::text, 4, '0')), s::bigint * 1000000 + q, format('SELECT * FROM t_%s WHERE id = $1', q),
        'bench', __DAY__::timestamptz - interval '5 minutes',
-       __DAY__::timestamptz + interval '1 day' - interval '5 minutes',
+       __DAY__::timestamptz + ({INTERVALS} - 1) * interval '5 minutes',
        true, 'select', 'SelectStmt', ARRAY[format('t_%s', q)], 1, 0, 0, 0, 0, 0, false, false, false, false
   FROM generate_series(__A__, __B__ - 1) s, generate_series(1, {STATEMENTS}) q
 """
@@ -146,7 +148,7 @@ class Fleet:
                 b = min(a + LOAD_BATCH, size)
                 for template in (STATEMENTS_SQL, SNAPSHOTS_SQL, LOAD_SQL):
                     sql = template.replace("__A__", str(a)).replace("__B__", str(b))
-                    conn.execute(sql.replace("__DAY__", f"'{DAY.isoformat()}'"))
+                    conn.execute(sql.replace("__DAY__", f"'{HISTORY_START.isoformat()}'"))
                 conn.execute(BASELINE_SQL, {"servers": [server_name(s) for s in range(a, b)]})
             conn.execute("ANALYZE pganalytics_ml.query_stats, pganalytics_ml.statements, pganalytics_ml.snapshots")
             conn.execute("ANALYZE pganalytics_ml.counter_baseline")
@@ -158,7 +160,7 @@ class Fleet:
             ):
                 self.counters.setdefault(row[0], {})[row[1]] = [float(v) for v in row[2:]]
         for s in range(self.servers, size):
-            self.next_at[server_name(s)] = DAY + INTERVALS * STEP
+            self.next_at[server_name(s)] = TODAY
         self.servers = size
         return time.perf_counter() - started
 
@@ -325,7 +327,7 @@ def main() -> None:
                 )
 
         print(
-            f"\nPer fleet size ({STATEMENTS} statements per server, a day of {INTERVALS} intervals each; ingest: "
+            f"\nPer fleet size ({STATEMENTS} statements per server, {INTERVALS} intervals of 5 minutes each; ingest: "
             f"{COLLECTORS} collectors x {PUSHES_PER_COLLECTOR} pushes of {STATEMENTS} rows):\n"
         )
         rows = []
@@ -406,9 +408,7 @@ def main() -> None:
         after90["snapshot_ms"], after90["refresh_ms"] = part.snapshot_and_refresh()
         after90["train_s"], after90["train_mib"], after90["samples"] = part.train()
         last = results[("partitioned", largest)]
-        print(
-            f"\nPartitioned, {largest} servers, with the 92 day partitions of 90 days' retention (empty but for two):\n"
-        )
+        print(f"\nPartitioned, {largest} servers, with 90 more (empty) day partitions, as 90 days of retention keep:\n")
         print_table(
             ["partitions", "ingest rows/s", "push p99 ms", "train s", "refresh ms", "pgml_snapshot ms"],
             [
