@@ -76,7 +76,8 @@ SELECT srv.server_id, srv.s::bigint * 1000000 + q, k.e - interval '5 minutes', k
        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, {CALLS_SQL}, {CALLS_SQL} * 0.01, 0.01
   FROM k, srv, generate_series(1, {STATEMENTS}) q,
        LATERAL (SELECT {LEVEL_SQL} * (1 + 0.4 * sin(2 * pi() * k.j / {INTERVALS} + srv.s))
-                       * (0.85 + 0.3 * ((hashint8(srv.s::bigint * 100000000 + q * 1000 + k.j) & 1023) / 1023.0)) AS mean) m
+                       * (0.85 + 0.3 * ((hashint8(srv.s::bigint * 100000000 + q * 1000 + k.j) & 1023) / 1023.0))
+                       AS mean) m
 """
 STATEMENTS_SQL = f"""
 INSERT INTO pganalytics_ml.statements (server_id, queryid, query, database, first_seen, last_active_at, parse_ok,
