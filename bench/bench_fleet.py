@@ -281,6 +281,10 @@ class Fleet:
     def retire_day(self) -> float:
         """Retention of the synthetic day: its partition dropped, or its rows deleted."""
         with self.connect() as conn:
+            if os.environ.get("FLEET_VACUUM_FIRST"):
+                # A day past retention is long vacuumed and idle; just loaded, autovacuum would still be
+                # working on it, and DETACH waits for autovacuum to give way (deadlock_timeout, 1 s).
+                conn.execute("VACUUM (ANALYZE) pganalytics_ml.query_stats")
             retention = datetime.now(UTC) - TODAY  # everything before today's midnight is past it
             start = time.perf_counter()
             if self.layout == "partitioned":
