@@ -42,6 +42,7 @@ CREATE TABLE pganalytics_ml.snapshots (
     statements        integer NOT NULL,
     new_statements    integer NOT NULL,
     active_statements integer NOT NULL,
+    content_digest    bytea,                -- of the counters captured; a collector's retry carries the same
     UNIQUE (server_id, captured_at)
 );
 ALTER SEQUENCE pganalytics_ml.snapshots_snapshot_id_seq OWNED BY pganalytics_ml.snapshots.snapshot_id;
@@ -104,10 +105,10 @@ CREATE TABLE pganalytics_ml.query_stats (
     wal_bytes           numeric NOT NULL,
     plans               bigint NOT NULL,
     total_plan_time     double precision NOT NULL,
-    mean_plan_time      double precision,     -- NULL when the statement was not planned in the interval
-    PRIMARY KEY (server_id, queryid, interval_end)
-);
-CREATE INDEX query_stats_interval_end ON pganalytics_ml.query_stats (server_id, interval_end);
+    mean_plan_time      double precision      -- NULL when the statement was not planned in the interval
+) PARTITION BY RANGE (interval_end);
+-- One partition per UTC day plus a default one; each partition carries its own key and index
+-- (sql/25_partitions.sql says why they are not on the parent).
 COMMENT ON TABLE pganalytics_ml.query_stats IS
     'Per statement and captured interval: what happened in it (deltas of the cumulative counters); times in ms';
 
@@ -152,6 +153,8 @@ DECLARE
     v_statements integer;
     v_new        integer;
     v_active     integer := 0;
+    v_digest     bytea := pg_catalog.sha256(pg_catalog.convert_to(ROW(p_rows, p_stats_reset)::text, 'UTF8'));
+    v_seen       bytea;
 BEGIN
     IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'pganalytics_ml cannot capture statistics on a hot standby'
@@ -165,6 +168,13 @@ BEGIN
     -- for another one is never stamped before it.
     p_captured_at := coalesce(p_captured_at, pg_catalog.clock_timestamp());
 
+    -- A collector's retry of a capture already recorded (same time, same counters) is not counted again:
+    -- no row comes back. The same time with other counters fails as out of order, below.
+    SELECT s.content_digest INTO v_seen FROM pganalytics_ml.snapshots s
+     WHERE s.server_id = p_server_id AND s.captured_at = p_captured_at;
+    IF v_seen = v_digest THEN
+        RETURN;
+    END IF;
     SELECT max(s.captured_at) INTO v_prev FROM pganalytics_ml.snapshots s WHERE s.server_id = p_server_id;
     IF v_prev IS NOT NULL AND p_captured_at <= v_prev THEN
         RAISE EXCEPTION 'capture time % is not after the last capture of server "%" (%)',
@@ -311,8 +321,8 @@ BEGIN
      WHERE (c).queryid IS NOT NULL;
 
     INSERT INTO pganalytics_ml.snapshots
-        (server_id, captured_at, interval_start, statements, new_statements, active_statements)
-    VALUES (p_server_id, p_captured_at, v_prev, v_statements, v_new, v_active);
+        (server_id, captured_at, interval_start, statements, new_statements, active_statements, content_digest)
+    VALUES (p_server_id, p_captured_at, v_prev, v_statements, v_new, v_active, v_digest);
 
     RETURN QUERY SELECT p_captured_at, v_statements, v_new, v_active,
                         EXTRACT(epoch FROM p_captured_at - v_prev)::double precision;

@@ -63,7 +63,7 @@ COMMENT ON TABLE pganalytics_ml.forecasts IS
 
 CREATE SEQUENCE pganalytics_ml.predictions_prediction_id_seq;
 CREATE TABLE pganalytics_ml.predictions (
-    prediction_id  bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pganalytics_ml.predictions_prediction_id_seq'),
+    prediction_id  bigint NOT NULL DEFAULT pg_catalog.nextval('pganalytics_ml.predictions_prediction_id_seq'),
     server_id      text NOT NULL,
     queryid        bigint NOT NULL,
     predicted_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -81,10 +81,8 @@ CREATE TABLE pganalytics_ml.predictions (
     within_interval boolean,
     validated_at   timestamptz,
     validated_by   text CHECK (validated_by OPERATOR(pg_catalog.=) ANY (ARRAY['observed', 'manual']))
-);
+) PARTITION BY RANGE (predicted_at);  -- by UTC day, with a default partition (sql/25_partitions.sql)
 ALTER SEQUENCE pganalytics_ml.predictions_prediction_id_seq OWNED BY pganalytics_ml.predictions.prediction_id;
-CREATE INDEX predictions_unvalidated ON pganalytics_ml.predictions (server_id, queryid) WHERE validated_at IS NULL;
-CREATE INDEX predictions_predicted_at ON pganalytics_ml.predictions (predicted_at);
 COMMENT ON TABLE pganalytics_ml.predictions IS
     'Every logged prediction and, once known, the actual mean it is scored against';
 

@@ -469,32 +469,40 @@ GRANT EXECUTE ON FUNCTION @extschema@.pgml_job_cancel(text) TO pgml_admin;
 
 -- Retention: finished jobs past their time to live, old predictions, and history beyond its window
 -- (the latest capture of each server is kept: the next one computes its deltas against it).
+-- Predictions and query_stats are retired by whole day partitions, which are not read, so their rows
+-- are not counted: predictions and query_stats count only the rows deleted from the default partitions.
+-- The same upkeep creates the coming days' partitions (sql/25_partitions.sql).
 CREATE FUNCTION pganalytics_ml._cleanup(p_job_ttl interval, p_prediction_retention interval,
                                         p_history_retention interval)
-RETURNS TABLE (jobs integer, predictions integer, query_stats integer, snapshots integer)
+RETURNS TABLE (jobs integer, predictions integer, query_stats integer, snapshots integer,
+               predictions_partitions_dropped integer, query_stats_partitions_dropped integer,
+               partitions_created integer, rows_moved bigint)
 LANGUAGE plpgsql
 VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_jobs integer;
-    v_predictions integer;
-    v_stats integer;
     v_snapshots integer;
+    v_predictions record;
+    v_stats record;
 BEGIN
     DELETE FROM pganalytics_ml.jobs WHERE status IN ('completed', 'failed') AND completed_at < now() - p_job_ttl;
     GET DIAGNOSTICS v_jobs = ROW_COUNT;
-    DELETE FROM pganalytics_ml.predictions WHERE predicted_at < now() - p_prediction_retention;
-    GET DIAGNOSTICS v_predictions = ROW_COUNT;
-    DELETE FROM pganalytics_ml.query_stats WHERE interval_end < now() - p_history_retention;
-    GET DIAGNOSTICS v_stats = ROW_COUNT;
+    SELECT * INTO v_predictions
+      FROM pganalytics_ml._maintain_history_partitions('predictions', p_prediction_retention);
+    SELECT * INTO v_stats FROM pganalytics_ml._maintain_history_partitions('query_stats', p_history_retention);
     DELETE FROM pganalytics_ml.snapshots s
      WHERE s.captured_at < now() - p_history_retention
        AND s.captured_at < (SELECT max(l.captured_at) FROM pganalytics_ml.snapshots l WHERE l.server_id = s.server_id);
     GET DIAGNOSTICS v_snapshots = ROW_COUNT;
-    RETURN QUERY SELECT v_jobs, v_predictions, v_stats, v_snapshots;
+    RETURN QUERY SELECT v_jobs, v_predictions.rows_deleted::integer, v_stats.rows_deleted::integer, v_snapshots,
+                        v_predictions.partitions_dropped, v_stats.partitions_dropped,
+                        v_predictions.partitions_created + v_stats.partitions_created,
+                        v_predictions.rows_moved + v_stats.rows_moved;
 END
 $$;
 COMMENT ON FUNCTION pganalytics_ml._cleanup(interval, interval, interval) IS
-    'Deletes finished jobs past their TTL, predictions and captured history past their retention';
+    'Deletes finished jobs past their TTL and old snapshots; retires predictions and captured history past their '
+    'retention by day partitions and creates the coming days'' partitions';
 REVOKE ALL ON FUNCTION pganalytics_ml._cleanup(interval, interval, interval) FROM PUBLIC;

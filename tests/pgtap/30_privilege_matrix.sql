@@ -54,6 +54,10 @@ INSERT INTO expected_functions VALUES
     ('pganalytics_ml._job_summary(pganalytics_ml.job_status)', NULL,         false),
     ('pganalytics_ml._lock_job(text)',                       NULL,           false),
     ('pganalytics_ml._cleanup(interval,interval,interval)',  NULL,           false),
+    ('pganalytics_ml._history_partition_key(text)',          NULL,           false),
+    ('pganalytics_ml._index_history_partition(text,text)',   NULL,           false),
+    ('pganalytics_ml._create_history_partition(text,date)',  NULL,           false),
+    ('pganalytics_ml._maintain_history_partitions(text,interval,integer)', NULL, false),
     ('pganalytics_ml._require_pg_cron()',                    NULL,           false),
     ('pganalytics_ml._scheduled_jobs()',                     NULL,           false),
     ('pganalytics_ml._short_query(text,bigint)',             NULL,           false),
@@ -78,6 +82,8 @@ INSERT INTO expected_relations VALUES
     ('pganalytics_ml.regressions',                  'pgml_reader'),
     ('pganalytics_ml.schedule_config',              'pgml_reader'),
     ('pganalytics_ml.counter_baseline',             NULL),
+    ('pganalytics_ml.query_stats_default',          NULL),  -- partitions: read through the parent
+    ('pganalytics_ml.predictions_default',          NULL),
     ('pganalytics_ml.models',                       NULL),  -- model bytes: code
     ('pganalytics_ml.model_key',                    NULL),  -- the key that signs them
     ('pganalytics_ml.jobs',                         NULL),  -- read through pgml_jobs and pgml_job_status

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -67,8 +68,27 @@ def catalog(conn) -> dict[str, list]:
     return {name: sorted(map(repr, conn.execute(query).fetchall())) for name, query in CATALOG.items()}
 
 
-def contents(conn) -> dict[str, list]:
-    return {t: conn.execute(f"SELECT x.* FROM pganalytics_ml.{t} x ORDER BY x::text").fetchall() for t in TABLES}
+def columns(conn) -> dict[str, list[str]]:
+    query = "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
+    return {t: [r[0] for r in conn.execute(query + " ORDER BY attnum", (f"pganalytics_ml.{t}",))] for t in TABLES}
+
+
+def contents(conn, kept: dict[str, list[str]]) -> dict[str, list]:
+    """Every row of every table, in the columns the release had (a new version may add columns)."""
+    out = {}
+    for t in TABLES:
+        names = ", ".join(f"x.{c}" for c in kept[t])
+        out[t] = conn.execute(f"SELECT {names} FROM pganalytics_ml.{t} x ORDER BY ({names})::text").fetchall()
+    return out
+
+
+# Row counts and sums of the history, which moves into the partitioned layout.
+TOTALS = """
+    SELECT (SELECT (count(*), sum(calls), round(sum(total_exec_time)::numeric, 6), sum(rows),
+                    min(interval_end), max(interval_end))::text
+              FROM pganalytics_ml.query_stats),
+           (SELECT (count(*), round(sum(predicted_ms)::numeric, 6), sum(prediction_id), min(predicted_at))::text
+              FROM pganalytics_ml.predictions)"""
 
 
 @pytest.fixture
@@ -119,6 +139,11 @@ def test_update_from_a_release_keeps_the_data_and_reaches_a_fresh_installs_catal
         conn.execute(f"CREATE EXTENSION pganalytics_ml VERSION '{old}' CASCADE")
         assert conn.execute("SELECT pganalytics_ml._load_python()").fetchone() == (old,)
         History(conn, "db-1").steady(queries, intervals=25)
+        # History across two UTC days, three days back: it lands in two day partitions.
+        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
+        History(conn, "db-2", start=midnight - timedelta(hours=1)).steady(statements(4, seed=2), intervals=25)
+        for q in queries:
+            conn.execute("SELECT * FROM pgml_predict(%s, 'db-1')", (q,))
         model_id = conn.execute("SELECT model_id FROM pgml_train(90, 'linear_regression', 'db-1')").fetchone()[0]
         queryid = next(iter(queries))
         predicted = conn.execute("SELECT predicted_execution_time_ms FROM pgml_predict(%s, 'db-1')", (queryid,))
@@ -126,7 +151,9 @@ def test_update_from_a_release_keeps_the_data_and_reaches_a_fresh_installs_catal
         conn.execute("SELECT * FROM pgml_snapshot()")
         conn.execute("SELECT job_id FROM pgml_job_enqueue('sleep', '{\"seconds\": 0}')")
         conn.execute("SELECT * FROM pgml_schedule(snapshot_seconds => 600)")
-        before = contents(conn)
+        kept = columns(conn)
+        before = contents(conn, kept)
+        totals = conn.execute(TOTALS).fetchone()
         schedules = conn.execute("SELECT jobname, schedule, command FROM cron.job ORDER BY 1").fetchall()
     assert all(before.values()), [t for t, rows in before.items() if not rows]
 
@@ -139,7 +166,8 @@ def test_update_from_a_release_keeps_the_data_and_reaches_a_fresh_installs_catal
             __version__,
         )
         assert conn.execute("SELECT pganalytics_ml._load_python()").fetchone() == (__version__,)
-        assert contents(conn) == before
+        assert contents(conn, kept) == before
+        assert conn.execute(TOTALS).fetchone() == totals
         assert conn.execute("SELECT jobname, schedule, command FROM cron.job ORDER BY 1").fetchall() == schedules
         upgraded = catalog(conn)
         # The released model still loads (same key, same features) and predicts what it did.
@@ -154,6 +182,28 @@ def test_update_from_a_release_keeps_the_data_and_reaches_a_fresh_installs_catal
         fresh = catalog(conn)
     for part in CATALOG:
         assert upgraded[part] == fresh[part], part
+
+    # The history the update kept in the default partitions moves into day partitions at the first upkeep.
+    with pg.connect(UPGRADED) as conn:
+        in_default = conn.execute(
+            "SELECT (SELECT count(*) FROM pganalytics_ml.query_stats_default)"
+            " + (SELECT count(*) FROM pganalytics_ml.predictions_default)"
+        ).fetchone()[0]
+        totals, before = conn.execute(TOTALS).fetchone(), contents(conn, kept)  # with the prediction made above
+        cleaned = conn.execute("SELECT * FROM pganalytics_ml._cleanup('1000 days', '1000 days', '1000 days')")
+        cleaned = dict(zip([c.name for c in cleaned.description], cleaned.fetchone(), strict=True))
+        assert cleaned["rows_moved"] == in_default > 0
+        assert cleaned["query_stats"] == cleaned["predictions"] == 0
+        assert conn.execute(TOTALS).fetchone() == totals
+        assert contents(conn, kept) == before
+        assert conn.execute(
+            "SELECT (SELECT count(*) FROM pganalytics_ml.query_stats_default),"
+            " (SELECT count(*) FROM pganalytics_ml.predictions_default)"
+        ).fetchone() == (0, 0)
+        days = conn.execute(
+            "SELECT count(DISTINCT tableoid) FROM pganalytics_ml.query_stats WHERE server_id = 'db-2'"
+        ).fetchone()[0]
+        assert days == 2
 
 
 def test_every_upgrade_step_is_committed_and_reaches_this_version():

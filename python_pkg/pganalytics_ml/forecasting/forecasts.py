@@ -24,8 +24,10 @@ _UPSERT = """
     SELECT $1, u.queryid, u.predicted, u.lower, u.upper, u.confidence,
            CASE WHEN u.from_model THEN $7::bigint END, CASE WHEN u.from_model THEN $8::integer END,
            CASE WHEN u.from_model THEN 'model' ELSE 'baseline' END,
-           (SELECT max(q.interval_end) FROM pganalytics_ml.query_stats q
-             WHERE q.server_id = $1 AND q.queryid = u.queryid),
+           -- the end of the statement's latest interval, kept by every capture (query_stats holds only
+           -- intervals with calls; a max over it would visit every day partition)
+           (SELECT st.last_active_at FROM pganalytics_ml.statements st
+             WHERE st.server_id = $1 AND st.queryid = u.queryid),
            pg_catalog.now()
       FROM unnest($2::bigint[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], $9::boolean[])
            AS u(queryid, predicted, lower, upper, confidence, from_model)

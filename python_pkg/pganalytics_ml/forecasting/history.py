@@ -50,11 +50,17 @@ _LATEST_SQL = f"""
                   extract(epoch FROM q.interval_end)::float8 AS end_epoch,
                   {", ".join(f"{sql} AS c{i}" for i, sql in enumerate(CHANNEL_SQL))}
              FROM pganalytics_ml.query_stats q
-            WHERE q.server_id = s.server_id AND q.queryid = s.queryid
+            WHERE q.server_id = s.server_id AND q.queryid = s.queryid __RECENT__
             ORDER BY q.interval_end DESC
             LIMIT {WINDOW}) h
      WHERE s.server_id = $1 AND ($2::bigint[] IS NULL OR s.queryid = ANY ($2::bigint[]))
+       AND s.queryid <> ALL ($3::bigint[])
 """
+# query_stats is partitioned by day: a statement's latest intervals are first looked for in the last day
+# (a few partitions), and only statements without a full window there are looked for in every partition.
+RECENT = "1 day"
+_RECENT_SQL = _LATEST_SQL.replace("__RECENT__", f"AND q.interval_end > $4::timestamptz - interval '{RECENT}'")
+_LATEST_SQL = _LATEST_SQL.replace("__RECENT__", "")
 _LOAD_SQL = """
     SELECT array_agg(extract(epoch FROM interval_end)::float8) AS end_epoch,
            array_agg(extract(epoch FROM interval_end - interval_start)::float8) AS seconds,
@@ -192,9 +198,28 @@ class LatestWindows:
     windows: Windows
 
 
+def _latest_intervals(plpy: Any, server_id: str, queryids: list[int] | None, last_at: str | None) -> Intervals:
+    """The latest WINDOW intervals of each statement, newest first."""
+    recent = Intervals.from_row(
+        plpy.execute(plpy.prepare(_RECENT_SQL, ["text", "bigint[]", "bigint[]", "timestamptz"]),
+                     [server_id, queryids, [], last_at])[0]
+    )  # fmt: skip
+    ids, counts = np.unique(recent.queryid, return_counts=True)
+    complete = ids[counts >= WINDOW]
+    keep = np.isin(recent.queryid, complete)
+    rest = Intervals.from_row(
+        plpy.execute(plpy.prepare(_LATEST_SQL, ["text", "bigint[]", "bigint[]"]),
+                     [server_id, queryids, complete.tolist()])[0]
+    )  # fmt: skip
+    return Intervals(
+        np.concatenate([recent.queryid[keep], rest.queryid]),
+        np.concatenate([recent.start[keep], rest.start]),
+        np.concatenate([recent.end[keep], rest.end]),
+        np.concatenate([recent.values[keep], rest.values]),
+    )
+
+
 def latest_windows(plpy: Any, server_id: str, queryids: list[int] | None) -> LatestWindows:
-    plan = plpy.prepare(_LATEST_SQL, ["text", "bigint[]"])
-    rows = Intervals.from_row(plpy.execute(plan, [server_id, queryids])[0])
     last = plpy.execute(
         plpy.prepare(
             "SELECT max(captured_at)::text AS at, (max(captured_at) - interval '1 microsecond')::text AS just_before,"
@@ -203,6 +228,7 @@ def latest_windows(plpy: Any, server_id: str, queryids: list[int] | None) -> Lat
         ),
         [server_id],
     )[0]
+    rows = _latest_intervals(plpy, server_id, queryids, last["at"])
     order = np.lexsort((rows.end, rows.queryid))  # the lateral query returns newest first
     rows = Intervals(rows.queryid[order], rows.start[order], rows.end[order], rows.values[order])
     structures = _structures(plpy, server_id, queryids)
