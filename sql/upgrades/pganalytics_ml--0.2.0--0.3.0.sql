@@ -1338,6 +1338,12 @@ BEGIN
     v_json := NULL;
     PERFORM pganalytics_ml._check_push_rows(v_rows);
     SELECT * INTO v_done FROM pganalytics_ml._capture(server_id, v_times.captured_at, v_rows, v_times.stats_reset);
+    IF NOT FOUND THEN  -- a collector's retry of a capture already recorded: counted once
+        RAISE NOTICE 'the capture of server % at % was already ingested; it is not counted again',
+            pg_catalog.quote_literal(server_id),
+            pg_catalog.to_char(v_times.captured_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"');
+        RETURN 0;
+    END IF;
     PERFORM pganalytics_ml._after_push(server_id, v_done.captured_at);
     RETURN pg_catalog.cardinality(v_rows);
 EXCEPTION WHEN OTHERS THEN

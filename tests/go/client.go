@@ -172,12 +172,15 @@ type ServiceStatus struct {
 		PgCronInstalled bool   `json:"pg_cron_installed"`
 		CronDatabase    string `json:"cron_database"`
 		ScheduledJobs   *int64 `json:"scheduled_jobs"`
+		State           string `json:"state"`
+		SnapshotSeconds *int64 `json:"snapshot_seconds"`
 	} `json:"scheduler"`
 	PendingJobs      int64 `json:"pending_jobs"`
 	TrainingJobs     int64 `json:"training_jobs"`
 	RunningJobs      int64 `json:"running_jobs"`
 	FailedJobs       int64 `json:"failed_jobs"`
 	DeadLetteredJobs int64 `json:"dead_lettered_jobs"`
+	CancelledJobs    int64 `json:"cancelled_jobs"`
 	ActiveModel      *struct {
 		ModelID     int64      `json:"model_id"`
 		ServerID    string     `json:"server_id"`

@@ -191,6 +191,12 @@ func recent(t *testing.T, what string, at time.Time) {
 
 func approx(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
 
+// rounded is x to the digits pgml_validate shows people (its JSON keeps every digit).
+func rounded(x float64, digits int) float64 {
+	scale := math.Pow(10, float64(digits))
+	return math.Round(x*scale) / scale
+}
+
 var (
 	jobColumns = []column{
 		{"job_id", "TEXT"}, {"kind", "TEXT"}, {"status", "TEXT"}, {"created_at", "TIMESTAMPTZ"},
@@ -500,8 +506,8 @@ func TestContract(t *testing.T) {
 		*doc.PredictionID, actual)
 	predicted := doc.PredictedExecutionTimeMs
 	if v.PredictionID != *doc.PredictionID || v.QueryHash != s.bigHash || v.ActualExecutionTimeMs != actual ||
-		!approx(v.ErrorPercent, math.Abs(predicted-actual)/actual*100) ||
-		!approx(v.AccuracyScore, math.Max(0, 1-math.Abs(predicted-actual)/actual)) ||
+		!approx(v.ErrorPercent, rounded(math.Abs(predicted-actual)/actual*100, 2)) ||
+		!approx(v.AccuracyScore, rounded(math.Max(0, 1-math.Abs(predicted-actual)/actual), 4)) ||
 		v.WithinConfidenceInterval != (doc.Range.Min <= actual && actual <= doc.Range.Max) {
 		t.Fatalf("validate: %+v for predicted %v", v, predicted)
 	}
