@@ -30,7 +30,7 @@ from pganalytics_ml.jobs import queue
 return queue.enqueue(plpy, kind, arguments, max_attempts, soft_limit, hard_limit, run_at)
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) IS
-    'Queues a job of any kind (train, snapshot, validate, cleanup, sleep) with optional limits and start time';
+    'Queues a job of any kind (train, snapshot, validate, cleanup, sleep, patterns) with optional limits and start time';
 REVOKE ALL ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz)

@@ -13,6 +13,8 @@ INSERT INTO expected_functions VALUES
     ('pgml_models(text)',                                    'pgml_reader',  true),
     ('pgml_job_status(text)',                                'pgml_reader',  true),
     ('pgml_jobs(text,integer)',                              'pgml_reader',  true),
+    ('pgml_detect_patterns(integer,text)',                   'pgml_reader',  true),
+    ('pgml_detect_patterns_json(integer,text)',              'pgml_reader',  true),
     ('pgml_snapshot()',                                      'pgml_trainer', true),
     ('pgml_ingest_stats(text,jsonb)',                        'pgml_trainer', true),
     ('pgml_train(integer,text,text)',                        'pgml_trainer', true),
@@ -49,7 +51,8 @@ INSERT INTO expected_functions VALUES
     ('pganalytics_ml._lock_job(text)',                       NULL,           false),
     ('pganalytics_ml._cleanup(interval,interval,interval)',  NULL,           false),
     ('pganalytics_ml._require_pg_cron()',                    NULL,           false),
-    ('pganalytics_ml._scheduled_jobs()',                     NULL,           false);
+    ('pganalytics_ml._scheduled_jobs()',                     NULL,           false),
+    ('pganalytics_ml._pattern_series(text,integer,integer)', NULL,          false);
 
 -- readable_by: the lowest role granted SELECT; nobody but the owner may write anything.
 CREATE TEMP TABLE expected_relations (relation text PRIMARY KEY, readable_by name);
@@ -62,6 +65,8 @@ INSERT INTO expected_relations VALUES
     ('pganalytics_ml.prediction_accuracy',          'pgml_reader'),
     ('pganalytics_ml.regressions',                  'pgml_reader'),
     ('pganalytics_ml.schedule_config',              'pgml_reader'),
+    ('pganalytics_ml.patterns',                     'pgml_reader'),
+    ('pganalytics_ml.seasonal_profiles',            'pgml_reader'),
     ('pganalytics_ml.counter_baseline',             NULL),
     ('pganalytics_ml.models',                       NULL),  -- model bytes: code
     ('pganalytics_ml.model_key',                    NULL),  -- the key that signs them
