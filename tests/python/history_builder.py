@@ -87,6 +87,7 @@ class Planted:
     mean_ms: list[float]
     spikes: list[datetime] = field(default_factory=list)  # hours of planted spikes
     shift_at: datetime | None = None
+    peak_hour: float | None = None  # UTC hour of the planted daily peak
 
 
 def capture_times(days: float, seed: int, step_minutes: int = 5, end: datetime | None = None) -> list[datetime]:
@@ -139,7 +140,7 @@ def planted_statement(pattern: str, queryid: int, times: list[datetime], seed: i
             slow = 2.0
         calls.append(int(rng.poisson(rate * minutes * load)) + 1)
         means.append(level * slow * float(np.exp(rng.normal(0, 0.25))))
-    return Planted(queryid, pattern, calls, means, spike_hours, shift_at)
+    return Planted(queryid, pattern, calls, means, spike_hours, shift_at, peak if pattern == "daily_cycle" else None)
 
 
 _WRITE_STATS = """

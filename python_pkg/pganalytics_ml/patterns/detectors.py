@@ -309,7 +309,8 @@ def linear_trend(dec: Decomposition, hours: np.ndarray, series: Series) -> Found
 def level_shifts(dec: Decomposition, series: Series) -> tuple[list[Found], np.ndarray]:
     """Lasting changes of level: change points of the deseasonalized series (ruptures' kernel change
     point search, linear kernel: changes in mean, penalized), each kept if both sides last and differ
-    by Welch's t-test; kept only when steps explain the series better than one straight line (else it is a trend)."""
+    by Welch's t-test; kept only when steps explain the series better than one straight line (else it
+    is a trend)."""
     import ruptures
     from scipy import stats
 
@@ -331,20 +332,16 @@ def level_shifts(dec: Decomposition, series: Series) -> tuple[list[Found], np.nd
     line_sse = float(np.sum((d - line) ** 2))
     if line_sse + penalty <= steps_sse + (len(bounds) - 2) * penalty:
         return none
-    found: list[tuple[float, Found]] = []
-    steps = np.zeros(n)
-    for prev, at, nxt in zip(bounds, bounds[1:], bounds[2:], strict=False):
+    kept = [
+        at for prev, at, nxt in zip(bounds, bounds[1:], bounds[2:], strict=False) if _shifted(d, obs, prev, at, nxt)
+    ]
+    # Before and after each kept change run to the neighbouring kept changes, not to every candidate.
+    kept_bounds = [0, *kept, n]
+    found: list[tuple[float, int, float, Found]] = []
+    for prev, at, nxt in zip(kept_bounds, kept_bounds[1:], kept_bounds[2:], strict=False):
         before, after = d[prev:at][obs[prev:at]], d[at:nxt][obs[at:nxt]]
-        if len(before) < SHIFT_MIN_HOURS or len(after) < SHIFT_MIN_HOURS:
-            continue
-        change = math.exp(np.median(after) - np.median(before)) - 1
-        # Lasting: everything after differs from everything before as much (a weekend dip is no shift).
-        lasting = math.exp(np.median(d[at:][obs[at:]]) - np.median(d[:at][obs[:at]])) - 1
-        test = stats.ttest_ind(before, after, equal_var=False)
-        if min(abs(change), abs(lasting)) < SHIFT_MIN_CHANGE or change * lasting < 0:
-            continue
-        if not test.pvalue < SHIFT_P_VALUE:
-            continue
+        step = float(np.median(after) - np.median(before))
+        change = math.exp(step) - 1
         local = np.concatenate([before, after])
         within = np.sum((before - before.mean()) ** 2) + np.sum((after - after.mean()) ** 2)
         explained = float(max(0.0, 1 - within / max(np.sum((local - local.mean()) ** 2), 1e-12)))
@@ -358,16 +355,34 @@ def level_shifts(dec: Decomposition, series: Series) -> tuple[list[Found], np.nd
             "change_percent": round(100 * change, 1),
             "hours_before": len(before),
             "hours_after": len(after),
-            "p_value": float(test.pvalue),
+            "p_value": float(stats.ttest_ind(before, after, equal_var=False).pvalue),
         }
         summary = (
             f"changed level at {when}: from {_shown(before_value, series.metric)} "
             f"to {_shown(after_value, series.metric)} ({100 * change:+.0f}%)"
         )
-        found.append((explained, Found("level_shift", series.metric, round(explained, 3), metadata, summary)))
-        steps[at:] += np.median(after) - np.median(before)
+        found.append((explained, at, step, Found("level_shift", series.metric, round(explained, 3), metadata, summary)))
     found.sort(key=lambda f: -f[0])
-    return [f for _, f in found[:MAX_SHIFTS]], steps
+    steps = np.zeros(n)
+    for _, at, step, _ in found[:MAX_SHIFTS]:
+        steps[at:] += step
+    return [f for *_, f in found[:MAX_SHIFTS]], steps
+
+
+def _shifted(d: np.ndarray, obs: np.ndarray, prev: int, at: int, nxt: int) -> bool:
+    """A change point is a level shift when both sides last SHIFT_MIN_HOURS, differ by SHIFT_MIN_CHANGE
+    by Welch's t-test at SHIFT_P_VALUE, and everything after differs from everything before as much in
+    the same direction (a weekend dip is no shift)."""
+    from scipy import stats
+
+    before, after = d[prev:at][obs[prev:at]], d[at:nxt][obs[at:nxt]]
+    if len(before) < SHIFT_MIN_HOURS or len(after) < SHIFT_MIN_HOURS:
+        return False
+    change = math.exp(np.median(after) - np.median(before)) - 1
+    lasting = math.exp(np.median(d[at:][obs[at:]]) - np.median(d[:at][obs[:at]])) - 1
+    if min(abs(change), abs(lasting)) < SHIFT_MIN_CHANGE or change * lasting < 0:
+        return False
+    return bool(stats.ttest_ind(before, after, equal_var=False).pvalue < SHIFT_P_VALUE)
 
 
 def spikes(dec: Decomposition, series: Series, outliers: np.ndarray) -> list[Found]:
