@@ -218,6 +218,11 @@ def _finite(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else str(value)
 
 
+def _rfc3339(timestamp: str) -> str:
+    """PostgreSQL's text of a timestamptz ('2026-12-01 22:22:00+00') as RFC 3339, which Go's time.Time reads."""
+    return datetime.fromisoformat(timestamp).isoformat()
+
+
 def _document(result: dict[str, Any], server_id: str, lookback_days: int) -> dict[str, Any]:
     """The Go backend's document: patterns_detected, patterns [{type, description, confidence, metadata}],
     timestamp; plus the statement and the window, which its decoder may ignore."""
@@ -238,8 +243,8 @@ def _document(result: dict[str, Any], server_id: str, lookback_days: int) -> dic
         "timestamp": datetime.now(UTC).isoformat(),
         "server_id": server_id,
         "lookback_days": lookback_days,
-        "window_start": window[0] if window else None,
-        "window_end": window[1] if window else None,
+        "window_start": _rfc3339(window[0]) if window else None,
+        "window_end": _rfc3339(window[1]) if window else None,
     }
 
 

@@ -210,7 +210,7 @@ def daily_cycle(dec: Decomposition, hours: np.ndarray, series: Series) -> Found 
         "trough_value": _value(level, profile.min(), series.offset),
         "seasonal_strength": round(strength, 3),
         "autocorrelation_24h": round(autocorrelation, 3),
-        "p_value": p_value,
+        "p_value": _p(p_value),
     }
     summary = (
         f"peaks daily around {peak:02d}:00 UTC and is lowest around {trough:02d}:00 UTC, "
@@ -255,7 +255,7 @@ def weekly_cycle(dec: Decomposition, hours: np.ndarray, series: Series) -> Found
         "trough_value": _value(level, by_day.min(), series.offset),
         "seasonal_strength": round(strength, 3),
         "autocorrelation_168h": round(autocorrelation, 3),
-        "p_value": p_value,
+        "p_value": _p(p_value),
     }
     summary = f"is highest on {WEEKDAYS[peak]}s and lowest on {WEEKDAYS[trough]}s, {ratio:.1f}x between them"
     return Found("weekly_cycle", series.metric, round(strength, 3), metadata, summary)
@@ -295,7 +295,7 @@ def linear_trend(dec: Decomposition, hours: np.ndarray, series: Series) -> Found
         "end_value": _round(end_value),
         "days": len(days),
         "kendall_tau": round(float(tau.statistic), 3),
-        "p_value": float(tau.pvalue),
+        "p_value": _p(float(tau.pvalue)),
         "r_squared": round(r2, 3),
     }
     verb = "grew" if slope > 0 else "declined"
@@ -355,7 +355,7 @@ def level_shifts(dec: Decomposition, series: Series) -> tuple[list[Found], np.nd
             "change_percent": round(100 * change, 1),
             "hours_before": len(before),
             "hours_after": len(after),
-            "p_value": float(stats.ttest_ind(before, after, equal_var=False).pvalue),
+            "p_value": _p(float(stats.ttest_ind(before, after, equal_var=False).pvalue)),
         }
         summary = (
             f"changed level at {when}: from {_shown(before_value, series.metric)} "
@@ -448,6 +448,11 @@ def _profile(seasonal: np.ndarray, hours: np.ndarray, period: int, strength: flo
 
 def _value(level: float, log_factor: float, offset: float) -> float:
     return _round((level + offset) * math.exp(log_factor) - offset)
+
+
+def _p(p_value: float) -> float:
+    """A p-value to three digits, at least 1e-16 (below that it only says "very small")."""
+    return float(f"{max(p_value, 1e-16):.3g}")
 
 
 def _round(value: float) -> float:
