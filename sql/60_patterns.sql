@@ -22,6 +22,7 @@ CREATE INDEX patterns_server ON pganalytics_ml.patterns (server_id, type);
 COMMENT ON TABLE pganalytics_ml.patterns IS
     'The workload patterns the latest ''patterns'' job found per server (pgml_detect_patterns computes them on demand)';
 GRANT SELECT ON pganalytics_ml.patterns TO pgml_reader;
+SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.patterns', '');
 
 -- One cycle per (server, statement, metric): the factor by which the metric is above (>1) or below (<1)
 -- its level at each phase. Phase p of period 24 is the UTC hour p; of period 168, hour p of the week
@@ -43,6 +44,7 @@ COMMENT ON TABLE pganalytics_ml.seasonal_profiles IS
     'Detected daily or weekly cycle per server, statement and metric: a multiplicative factor per UTC hour '
     '(period 24) or hour of the week from Monday 00:00 UTC (period 168), for seasonal forecasters';
 GRANT SELECT ON pganalytics_ml.seasonal_profiles TO pgml_reader;
+SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.seasonal_profiles', '');
 
 -- The history as pattern detection reads it: hourly buckets (UTC) of the lookback window ending at the
 -- server's latest capture; per bucket, the seconds the captures in it covered (NULL: nothing captured,
