@@ -46,8 +46,8 @@ INSERT INTO pganalytics_ml.query_stats (server_id, queryid, interval_start, inte
     blk_read_time, blk_write_time, wal_records, wal_fpi, wal_bytes, plans, total_plan_time)
 SELECT 'cost', q, %(t0)s::timestamptz + (k - 1) * interval '5 minutes', %(t0)s::timestamptz + k * interval '5 minutes',
        c, c * m, m, c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
-  FROM generate_series(%(first)s, %(last)s) q
- CROSS JOIN generate_series(1, %(intervals)s) k
+  FROM generate_series(%(first)s::bigint, %(last)s::bigint) q
+ CROSS JOIN generate_series(1, %(intervals)s::integer) k
  CROSS JOIN LATERAL (SELECT k / 12.0 AS h) t
  CROSS JOIN LATERAL (SELECT 1 + floor(random() * 2 * 40 * CASE q %% 6
             WHEN 0 THEN exp(0.5 * cos(2 * pi() * (t.h - q %% 24) / 24))

@@ -46,9 +46,9 @@ COMMENT ON TABLE pganalytics_ml.seasonal_profiles IS
 GRANT SELECT ON pganalytics_ml.seasonal_profiles TO pgml_reader;
 SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.seasonal_profiles', '');
 
--- The history as pattern detection reads it: hourly buckets (UTC) of the lookback window ending at the
--- server's latest capture; per bucket, the seconds the captures in it covered (NULL: nothing captured,
--- a gap) and the calls and execution time summed. One row server-wide (query_hash NULL), then one per
+-- The history as pattern detection reads it: hourly buckets (UTC, whatever the session's TimeZone) of
+-- the lookback window ending at the server's latest capture; per bucket, the seconds the captures in it
+-- covered (NULL: nothing captured, a gap) and the calls and execution time summed. One row server-wide (query_hash NULL), then one per
 -- statement among the p_statements with the most execution time in the window.
 CREATE FUNCTION pganalytics_ml._pattern_series(p_server_id text, p_lookback_days integer, p_statements integer)
 RETURNS TABLE (query_hash bigint, statement text, first_hour timestamptz, last_capture timestamptz,
@@ -58,30 +58,36 @@ STABLE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 WITH grid AS (
-    SELECT pg_catalog.date_trunc('hour', l.at - pg_catalog.make_interval(days => p_lookback_days))
-               + interval '1 hour' AS first_hour,
-           pg_catalog.date_trunc('hour', l.at) AS last_hour, l.at
+    SELECT pg_catalog.date_bin(interval '1 hour', l.at - pg_catalog.make_interval(days => p_lookback_days),
+                               timestamptz '1970-01-01 00:00+00') + interval '1 hour' AS first_hour,
+           pg_catalog.date_bin(interval '1 hour', l.at, timestamptz '1970-01-01 00:00+00') AS last_hour, l.at
       FROM (SELECT max(s.captured_at) AS at FROM pganalytics_ml.snapshots s WHERE s.server_id = p_server_id) l
      WHERE l.at IS NOT NULL
 ), hours AS (
     SELECT h, row_number() OVER (ORDER BY h) AS i
       FROM grid g, pg_catalog.generate_series(g.first_hour, g.last_hour, interval '1 hour') h
 ), covered AS (
-    SELECT pg_catalog.date_trunc('hour', s.captured_at) AS h,
+    SELECT pg_catalog.date_bin(interval '1 hour', s.captured_at, timestamptz '1970-01-01 00:00+00') AS h,
            sum(EXTRACT(epoch FROM s.captured_at - s.interval_start))::float8 AS seconds
       FROM pganalytics_ml.snapshots s, grid g
      WHERE s.server_id = p_server_id AND s.captured_at >= g.first_hour AND s.interval_start IS NOT NULL
      GROUP BY 1
-), hourly AS MATERIALIZED (
-    SELECT q.queryid, pg_catalog.date_trunc('hour', q.interval_end) AS h,
+), top AS (  -- few groups: a statement each, no hourly table of every statement
+    SELECT q.queryid FROM pganalytics_ml.query_stats q, grid g
+     WHERE q.server_id = p_server_id AND q.interval_end >= g.first_hour
+     GROUP BY q.queryid ORDER BY sum(q.total_exec_time) DESC, q.queryid LIMIT p_statements
+), server_wide AS (
+    SELECT pg_catalog.date_bin(interval '1 hour', q.interval_end, timestamptz '1970-01-01 00:00+00') AS h,
            sum(q.calls)::float8 AS calls, sum(q.total_exec_time) AS total_ms
       FROM pganalytics_ml.query_stats q, grid g
      WHERE q.server_id = p_server_id AND q.interval_end >= g.first_hour
+     GROUP BY 1
+), hourly AS (
+    SELECT q.queryid, pg_catalog.date_bin(interval '1 hour', q.interval_end, timestamptz '1970-01-01 00:00+00') AS h,
+           sum(q.calls)::float8 AS calls, sum(q.total_exec_time) AS total_ms
+      FROM pganalytics_ml.query_stats q JOIN top t ON t.queryid = q.queryid, grid g
+     WHERE q.server_id = p_server_id AND q.interval_end >= g.first_hour
      GROUP BY 1, 2
-), server_wide AS (
-    SELECT hr.h, sum(hr.calls) AS calls, sum(hr.total_ms) AS total_ms FROM hourly hr GROUP BY hr.h
-), top AS (
-    SELECT hr.queryid FROM hourly hr GROUP BY hr.queryid ORDER BY sum(hr.total_ms) DESC, hr.queryid LIMIT p_statements
 )
 SELECT NULL::bigint, NULL::text, (SELECT g.first_hour FROM grid g), (SELECT g.at FROM grid g),
        array_agg(c.seconds ORDER BY hs.i),

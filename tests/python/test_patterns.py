@@ -181,3 +181,17 @@ def test_a_daily_cycle_ingested_the_real_way_at_an_irregular_cadence(db: Databas
         meta = found[("daily_cycle", subject, "calls")]
         assert abs((meta["peak_hour_utc"] - 15 + 12) % 24 - 12) <= 1
     assert not [k for k in found if k[0] != "daily_cycle"], found
+
+
+def test_the_statements_analysed_one_by_one_are_the_top_ones_by_time_and_bounded(db: Database):
+    planted = planted_history(db.conn, "db-1", days=4, seed=8, per_pattern=1, patterns=("daily_cycle", "noise"))
+    times = {st.queryid: sum(c * m for c, m in zip(st.calls, st.mean_ms, strict=True)) for st in planted}
+    top = max(times, key=times.__getitem__)
+    db.conn.execute("SET pganalytics_ml.pattern_statements = 1")
+    subjects = {r[1] for r in db.all(DETECT, (4, "db-1"))}
+    assert subjects <= {None, top}
+    db.conn.execute("SET pganalytics_ml.pattern_statements = 0")
+    assert {r[1] for r in db.all(DETECT, (4, "db-1"))} <= {None}
+    db.conn.execute("SET pganalytics_ml.pattern_statements = 'many'")
+    err = db.error(DETECT, (4, "db-1"))
+    assert err.sqlstate == "22023" and "pattern_statements" in err.diag.message_primary and err.diag.message_hint

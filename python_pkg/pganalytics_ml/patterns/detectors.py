@@ -124,29 +124,34 @@ def decompose(
 ) -> Decomposition:
     """STL with a daily period on the hours; with two weeks or more, backfitted with a weekly component
     (statsmodels' classical decomposition, period 168: a weekly STL on hours costs 100 times more).
-    Gaps, and the hours in ``exclude``, are left out of the fit: filled by interpolation, then by the
-    first fit's trend and cycles, so that a gap does not flatten the cycle. STL is not run robust: its
-    robustness weights give the remainder of pure noise tails that read as spikes; outliers are
-    excluded by the caller instead."""
-    from statsmodels.tsa.seasonal import STL, seasonal_decompose
+    Gaps, and the hours in ``exclude``, are left out of the fit: filled by interpolation for a first
+    fit, then by that fit's trend and cycles for the final one, so that a gap does not flatten the
+    cycle. STL is not run robust: its robustness weights give the remainder of pure noise tails that
+    read as spikes; outliers are excluded by the caller instead."""
+    from statsmodels.tsa.seasonal import seasonal_decompose
 
     use = observed if exclude is None else observed & ~exclude
     filled = _interpolate(y, use)
-    weekly_possible = days_observed >= MIN_DAYS["weekly_cycle"] and len(y) >= 2 * WEEK
+    trend, daily = _stl(filled)
     weekly = None
-    for _ in range(2):
-        fit = STL(filled - (weekly if weekly is not None else 0), period=DAY).fit()
-        trend, daily = np.asarray(fit.trend), np.asarray(fit.seasonal)
-        if weekly_possible:
-            weekly = np.asarray(seasonal_decompose(filled - daily, period=WEEK, extrapolate_trend="freq").seasonal)
-            fit = STL(filled - weekly, period=DAY).fit()
-            trend, daily = np.asarray(fit.trend), np.asarray(fit.seasonal)
+    if days_observed >= MIN_DAYS["weekly_cycle"] and len(y) >= 2 * WEEK:
+        weekly = np.asarray(seasonal_decompose(filled - daily, period=WEEK, extrapolate_trend="period").seasonal)
+    if not use.all() or weekly is not None:
         expected = trend + daily + (weekly if weekly is not None else 0)
-        if use.all():
-            break
         filled = np.where(use, y, expected)
+        trend, daily = _stl(filled - (weekly if weekly is not None else 0))
+    expected = trend + daily + (weekly if weekly is not None else 0)
     values = np.where(observed, y, expected)
     return Decomposition(values, observed, trend, daily, weekly, values - expected)
+
+
+def _stl(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Trend and daily cycle by STL. The smoothers are evaluated every tenth of their window and
+    interpolated in between, as the original STL and R's stl() do (statsmodels' default is every point)."""
+    from statsmodels.tsa.seasonal import STL
+
+    fit = STL(values, period=DAY, seasonal_jump=1, trend_jump=5, low_pass_jump=3).fit()
+    return np.asarray(fit.trend), np.asarray(fit.seasonal)
 
 
 def _outliers(dec: Decomposition) -> np.ndarray:
