@@ -48,11 +48,12 @@ SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.seasonal_profiles', '
 
 -- The history as pattern detection reads it: hourly buckets (UTC, whatever the session's TimeZone) of
 -- the lookback window ending at the server's latest capture; per bucket, the seconds the captures in it
--- covered (NULL: nothing captured, a gap) and the calls and execution time summed. One row server-wide (query_hash NULL), then one per
+-- covered (NULL: nothing captured, a gap), how many captures, and the calls and execution time summed. One row server-wide (query_hash NULL), then one per
 -- statement among the p_statements with the most execution time in the window.
 CREATE FUNCTION pganalytics_ml._pattern_series(p_server_id text, p_lookback_days integer, p_statements integer)
 RETURNS TABLE (query_hash bigint, statement text, first_hour timestamptz, last_capture timestamptz,
-               covered_seconds double precision[], calls double precision[], total_ms double precision[])
+               covered_seconds double precision[], captures double precision[], calls double precision[],
+               total_ms double precision[])
 LANGUAGE sql
 STABLE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -68,7 +69,7 @@ WITH grid AS (
       FROM grid g, pg_catalog.generate_series(g.first_hour, g.last_hour, interval '1 hour') h
 ), covered AS (
     SELECT pg_catalog.date_bin(interval '1 hour', s.captured_at, timestamptz '1970-01-01 00:00+00') AS h,
-           sum(EXTRACT(epoch FROM s.captured_at - s.interval_start))::float8 AS seconds
+           sum(EXTRACT(epoch FROM s.captured_at - s.interval_start))::float8 AS seconds, count(*)::float8 AS n
       FROM pganalytics_ml.snapshots s, grid g
      WHERE s.server_id = p_server_id AND s.captured_at >= g.first_hour AND s.interval_start IS NOT NULL
      GROUP BY 1
@@ -91,6 +92,7 @@ WITH grid AS (
 )
 SELECT NULL::bigint, NULL::text, (SELECT g.first_hour FROM grid g), (SELECT g.at FROM grid g),
        array_agg(c.seconds ORDER BY hs.i),
+       array_agg(c.n ORDER BY hs.i),
        array_agg(CASE WHEN c.seconds IS NOT NULL THEN coalesce(w.calls, 0) END ORDER BY hs.i),
        array_agg(CASE WHEN c.seconds IS NOT NULL THEN coalesce(w.total_ms, 0) END ORDER BY hs.i)
   FROM hours hs
@@ -101,6 +103,7 @@ UNION ALL
 SELECT * FROM (
     SELECT t.queryid, st.query, (SELECT g.first_hour FROM grid g), (SELECT g.at FROM grid g),
            array_agg(c.seconds ORDER BY hs.i),
+           array_agg(c.n ORDER BY hs.i),
            array_agg(CASE WHEN c.seconds IS NOT NULL THEN coalesce(hr.calls, 0) END ORDER BY hs.i),
            array_agg(CASE WHEN c.seconds IS NOT NULL THEN coalesce(hr.total_ms, 0) END ORDER BY hs.i)
       FROM top t

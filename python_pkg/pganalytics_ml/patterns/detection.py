@@ -120,7 +120,11 @@ def _series(row: dict[str, Any], start: float) -> list[Any]:
     with np.errstate(invalid="ignore", divide="ignore"):
         per_hour = np.where(covered > 0, 3600 / covered, np.nan)
         mean = np.where(calls > 0, total / calls, np.nan)
-    share = np.minimum(covered / 3600, 1.0)
+    # How much an hour's value is worth next to a fully captured one: fewer captures mean a noisier mean
+    # (after an outage, one capture covers hours, yet it is one interval's mean).
+    captures = array(row["captures"])
+    typical = float(np.nanmedian(captures)) if np.isfinite(captures).any() else 1.0
+    share = np.minimum(np.minimum(covered / 3600, captures / typical), 1.0)
     if row["query_hash"] is None:
         return [Series("calls", calls * per_hour, start, share), Series("total_time", total * per_hour, start, share)]
     return [Series("calls", calls * per_hour, start, share), Series("mean_time", mean, start, share)]

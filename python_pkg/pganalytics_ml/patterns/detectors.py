@@ -42,6 +42,7 @@ SHIFT_MIN_HOURS = 12
 SHIFT_MIN_CHANGE = 0.2
 SHIFT_P_VALUE = 1e-6
 SHIFT_PENALTY = 4.0  # times sigma^2 log(n), per change point
+MIN_SHIFT_EXPLAINED = 0.3  # the step explains at least 30% of the variance around it
 MAX_SHIFTS = 3
 
 
@@ -52,7 +53,7 @@ class Series:
     metric: str  # calls (per hour), mean_time (ms), total_time (ms per hour)
     values: np.ndarray
     start: float  # epoch seconds of the first bucket, a whole UTC hour
-    covered: np.ndarray | None = None  # share of each hour the captures covered (0-1); None: all of it
+    covered: np.ndarray | None = None  # weight of each hour (0-1): captured in part, or by fewer captures
 
     @property
     def offset(self) -> float:
@@ -340,6 +341,7 @@ def level_shifts(dec: Decomposition, series: Series) -> tuple[list[Found], np.nd
     kept = [
         at for prev, at, nxt in zip(bounds, bounds[1:], bounds[2:], strict=False) if _shifted(d, obs, prev, at, nxt)
     ]
+    kept = _without_excursions(d, obs, kept)
     # Before and after each kept change run to the neighbouring kept changes, not to every candidate.
     kept_bounds = [0, *kept, n]
     found: list[tuple[float, int, float, Found]] = []
@@ -350,6 +352,8 @@ def level_shifts(dec: Decomposition, series: Series) -> tuple[list[Found], np.nd
         local = np.concatenate([before, after])
         within = np.sum((before - before.mean()) ** 2) + np.sum((after - after.mean()) ** 2)
         explained = float(max(0.0, 1 - within / max(np.sum((local - local.mean()) ** 2), 1e-12)))
+        if explained < MIN_SHIFT_EXPLAINED:
+            continue
         before_value = math.exp(np.median(before)) - series.offset
         after_value = math.exp(np.median(after)) - series.offset
         when = _iso(series.start + at * 3600)
@@ -374,6 +378,22 @@ def level_shifts(dec: Decomposition, series: Series) -> tuple[list[Found], np.nd
     return [f for *_, f in found[:MAX_SHIFTS]], steps
 
 
+def _without_excursions(d: np.ndarray, obs: np.ndarray, kept: list[int]) -> list[int]:
+    """Two changes in opposite directions that end within SHIFT_MIN_CHANGE of where they started are an
+    excursion (a weekend dip in a window too short for a weekly cycle, an incident), not lasting shifts."""
+    while len(kept) >= 2:
+        bounds = [0, *kept, len(d)]
+        levels = [float(np.median(d[a:b][obs[a:b]])) for a, b in itertools.pairwise(bounds)]
+        for i in range(len(kept) - 1):
+            opposite = (levels[i + 1] - levels[i]) * (levels[i + 2] - levels[i + 1]) < 0
+            if opposite and abs(math.exp(levels[i + 2] - levels[i]) - 1) < SHIFT_MIN_CHANGE:
+                kept = kept[:i] + kept[i + 2 :]
+                break
+        else:
+            return kept
+    return kept
+
+
 def _shifted(d: np.ndarray, obs: np.ndarray, prev: int, at: int, nxt: int) -> bool:
     """A change point is a level shift when both sides last SHIFT_MIN_HOURS, differ by SHIFT_MIN_CHANGE
     by Welch's t-test at SHIFT_P_VALUE, and everything after differs from everything before as much in
@@ -392,14 +412,14 @@ def _shifted(d: np.ndarray, obs: np.ndarray, prev: int, at: int, nxt: int) -> bo
 
 def spikes(dec: Decomposition, series: Series, outliers: np.ndarray) -> list[Found]:
     """Hours far from the expectation (trend + cycles, fitted without the outliers): robust z-score of the
-    remainder, scaled down by the square root of the share of the hour captured; consecutive hours on
-    the same side make one spike."""
+    remainder, scaled down by the square root of the hour's weight (the share of the hour captured, or
+    of the usual number of captures); consecutive hours on the same side make one spike."""
     from scipy import stats
 
     obs = dec.observed
     resid = dec.resid
     z = _robust_z(dec, exclude=outliers)
-    if series.covered is not None:  # an hour captured in part is a mean of fewer intervals: noisier
+    if series.covered is not None:  # an hour captured in part, or by fewer captures, is noisier
         z = z * np.sqrt(np.clip(np.nan_to_num(series.covered, nan=1.0), 0.0, 1.0))
     center = float(np.median(resid[obs & ~outliers]))
     flagged = obs & (np.abs(z) >= SPIKE_Z) & (np.abs(resid - center) >= math.log(SPIKE_RATIO))
