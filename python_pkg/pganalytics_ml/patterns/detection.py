@@ -120,11 +120,14 @@ def _series(row: dict[str, Any], start: float) -> list[Any]:
     with np.errstate(invalid="ignore", divide="ignore"):
         per_hour = np.where(covered > 0, 3600 / covered, np.nan)
         mean = np.where(calls > 0, total / calls, np.nan)
-    # How much an hour's value is worth next to a fully captured one: fewer captures mean a noisier mean
-    # (after an outage, one capture covers hours, yet it is one interval's mean).
+    # How much an hour's value is worth next to a fully captured one: captured in part, or by fewer
+    # captures per hour covered than usual (after an outage one capture covers hours, yet it is one
+    # interval's mean, and it outweighs the hour's other captures).
     captures = array(row["captures"])
-    typical = float(np.nanmedian(captures)) if np.isfinite(captures).any() else 1.0
-    share = np.minimum(np.minimum(covered / 3600, captures / typical), 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_covered_hour = np.where(covered > 0, captures * 3600 / covered, np.nan)
+    typical = float(np.nanmedian(per_covered_hour)) if np.isfinite(per_covered_hour).any() else 1.0
+    share = np.minimum(covered / 3600, 1.0) * np.minimum(per_covered_hour / typical, 1.0)
     if row["query_hash"] is None:
         return [Series("calls", calls * per_hour, start, share), Series("total_time", total * per_hour, start, share)]
     return [Series("calls", calls * per_hour, start, share), Series("mean_time", mean, start, share)]
