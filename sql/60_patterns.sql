@@ -48,12 +48,13 @@ SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.seasonal_profiles', '
 
 -- The history as pattern detection reads it: hourly buckets (UTC, whatever the session's TimeZone) of
 -- the lookback window ending at the server's latest capture; per bucket, the seconds the captures in it
--- covered (NULL: nothing captured, a gap), how many captures, and the calls and execution time summed. One row server-wide (query_hash NULL), then one per
+-- covered (NULL: nothing captured, a gap), how many captures, and the calls and execution time summed
+-- (per statement also the sum of each interval's calls squared: how many intervals its mean time is worth). One row server-wide (query_hash NULL), then one per
 -- statement among the p_statements with the most execution time in the window.
 CREATE FUNCTION pganalytics_ml._pattern_series(p_server_id text, p_lookback_days integer, p_statements integer)
 RETURNS TABLE (query_hash bigint, statement text, first_hour timestamptz, last_capture timestamptz,
                covered_seconds double precision[], captures double precision[], calls double precision[],
-               total_ms double precision[])
+               total_ms double precision[], calls_squared double precision[])
 LANGUAGE sql
 STABLE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -85,7 +86,8 @@ WITH grid AS (
      GROUP BY 1
 ), hourly AS (
     SELECT q.queryid, pg_catalog.date_bin(interval '1 hour', q.interval_end, timestamptz '1970-01-01 00:00+00') AS h,
-           sum(q.calls)::float8 AS calls, sum(q.total_exec_time) AS total_ms
+           sum(q.calls)::float8 AS calls, sum(q.total_exec_time) AS total_ms,
+           sum(q.calls::float8 * q.calls) AS calls_squared
       FROM pganalytics_ml.query_stats q JOIN top t ON t.queryid = q.queryid, grid g
      WHERE q.server_id = p_server_id AND q.interval_end >= g.first_hour
      GROUP BY 1, 2
@@ -94,7 +96,8 @@ SELECT NULL::bigint, NULL::text, (SELECT g.first_hour FROM grid g), (SELECT g.at
        array_agg(c.seconds ORDER BY hs.i),
        array_agg(c.n ORDER BY hs.i),
        array_agg(CASE WHEN c.seconds IS NOT NULL THEN coalesce(w.calls, 0) END ORDER BY hs.i),
-       array_agg(CASE WHEN c.seconds IS NOT NULL THEN coalesce(w.total_ms, 0) END ORDER BY hs.i)
+       array_agg(CASE WHEN c.seconds IS NOT NULL THEN coalesce(w.total_ms, 0) END ORDER BY hs.i),
+       NULL::float8[]
   FROM hours hs
   LEFT JOIN covered c ON c.h = hs.h
   LEFT JOIN server_wide w ON w.h = hs.h
@@ -105,7 +108,8 @@ SELECT * FROM (
            array_agg(c.seconds ORDER BY hs.i),
            array_agg(c.n ORDER BY hs.i),
            array_agg(CASE WHEN c.seconds IS NOT NULL THEN coalesce(hr.calls, 0) END ORDER BY hs.i),
-           array_agg(CASE WHEN c.seconds IS NOT NULL THEN coalesce(hr.total_ms, 0) END ORDER BY hs.i)
+           array_agg(CASE WHEN c.seconds IS NOT NULL THEN coalesce(hr.total_ms, 0) END ORDER BY hs.i),
+           array_agg(hr.calls_squared ORDER BY hs.i)
       FROM top t
      CROSS JOIN hours hs
       LEFT JOIN covered c ON c.h = hs.h

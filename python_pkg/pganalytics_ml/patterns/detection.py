@@ -130,7 +130,13 @@ def _series(row: dict[str, Any], start: float) -> list[Any]:
     share = np.minimum(covered / 3600, 1.0) * np.minimum(per_covered_hour / typical, 1.0)
     if row["query_hash"] is None:
         return [Series("calls", calls * per_hour, start, share), Series("total_time", total * per_hour, start, share)]
-    return [Series("calls", calls * per_hour, start, share), Series("mean_time", mean, start, share)]
+    # A mean time weighs its intervals by their calls: it is worth (sum of calls)^2 / (sum of calls^2)
+    # intervals, fewer than its captures when one interval holds most of the calls.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        effective = np.where(calls > 0, calls**2 / array(row["calls_squared"]), np.nan)
+    typical_effective = float(np.nanmedian(effective)) if np.isfinite(effective).any() else 1.0
+    mean_share = np.minimum(share, np.minimum(effective / typical_effective, 1.0))
+    return [Series("calls", calls * per_hour, start, share), Series("mean_time", mean, start, mean_share)]
 
 
 def _pattern(found: Any, row: dict[str, Any]) -> dict[str, Any]:
