@@ -4,7 +4,8 @@ It starts a cluster in ./demo (its own port, pg_stat_statements and pg_cron prel
 workload of bench/mixed_workload.py (pgbench at two scales, analytical queries, a growing table, load
 going up and down), captures history with the scheduled snapshots (pg_cron, every 10 s), trains through
 a queued job drained by pg_cron, predicts every statement, lets the workload go on while every snapshot
-scores the predictions, and reports how good they were next to two naive baselines, with plots.
+scores the predictions, and reports how good they were next to two naive baselines, with plots. Last,
+the workload patterns of a synthetic ten-day history (the live one is minutes long: too short for any).
 
 make demo         run it (8 to 9.5 minutes); leaves the cluster running to explore with psql
 make demo-stop    stop it and remove ./demo
@@ -30,6 +31,9 @@ from benchlib import ROOT, print_table
 from pgcluster import Cluster
 from progress import Bar
 
+sys.path.insert(0, str(ROOT / "tests" / "python"))
+from history_builder import planted_history
+
 DEMO_DIR = ROOT / "demo"
 PLOTS = DEMO_DIR / "plots"
 DEMO_PORT = 55499
@@ -44,7 +48,7 @@ WORST_MIN_SCORED = 3
 
 
 def phase(number: int, title: str) -> None:
-    print(f"\n==> [{number}/6] {title}", flush=True)
+    print(f"\n==> [{number}/7] {title}", flush=True)
 
 
 def stop() -> None:
@@ -408,6 +412,24 @@ def plot(conn: Any, outcome: Outcome) -> list[Path]:
     return paths
 
 
+def patterns(conn: Any) -> None:
+    phase(7, "workload patterns")
+    live = scalar(conn, "SELECT count(*) FROM pgml_detect_patterns(1)")
+    print(f"    the live history is minutes long: {live} patterns (spikes need 2 days of history, daily cycles 3)")
+    print("    so, a SYNTHETIC server 'synthetic-10d': ten days of 5-minute captures (missed ones and an outage")
+    print(
+        "    included) written by tests/python/history_builder.py, one statement per planted pattern and one of noise"
+    )
+    planted_history(conn, "synthetic-10d", days=10, seed=3, per_pattern=1)
+    rows = conn.execute(
+        "SELECT type, round(confidence::numeric, 2), description FROM pgml_detect_patterns(10, 'synthetic-10d')"
+        " WHERE query_hash IS NOT NULL ORDER BY type, query_hash"
+    ).fetchall()
+    print_table(["type", "confidence", "description"], [[t, c, _short(d, 110)] for t, c, d in rows])
+    print("    (weekly cycles need 14 days; the noise statement has none. SELECT * FROM pgml_detect_patterns(10,")
+    print("    'synthetic-10d') shows them all, with their metadata.)")
+
+
 def run_demo() -> None:
     demo_started = time.monotonic()
     cluster = start_cluster()
@@ -422,6 +444,7 @@ def run_demo() -> None:
             phase(6, f"pictures in {PLOTS}")
             for path in plot(conn, outcome) if outcome else []:
                 print(f"    {path}")
+            patterns(conn)
     finally:
         load.stop()  # idempotent; raises what broke the workload, if anything did
     elapsed = time.monotonic() - demo_started
@@ -429,7 +452,8 @@ def run_demo() -> None:
     print(f"still running, with the pg_cron snapshots every {SNAPSHOT_SECONDS} s. Explore it with:\n")
     print(f"    psql -h {cluster.socket_dir} -p {cluster.port} -U postgres {DEMO_DB}\n")
     print("    SELECT * FROM pgml_models();  SELECT * FROM pganalytics_ml.prediction_accuracy;")
-    print("    SELECT * FROM pgml_jobs();    SELECT pgml_status();\n")
+    print("    SELECT * FROM pgml_jobs();    SELECT pgml_status();")
+    print("    SELECT * FROM pgml_detect_patterns(10, 'synthetic-10d');\n")
     print("and remove it with: make demo-stop")
 
 

@@ -155,7 +155,11 @@ BEGIN
                      jsonb_build_object('job_ttl', c.job_ttl::text, 'keep_models', c.keep_models,
                                         'prediction_retention', c.prediction_retention::text,
                                         'history_retention', c.history_retention::text)),
-              'cleanup_schedule']];
+              'cleanup_schedule'],
+        -- Workload patterns of every server captured in the last week, refreshed hourly (pganalytics_ml.patterns).
+        ARRAY['pganalytics_ml:patterns', '15 * * * *',
+              format('SELECT job_id FROM %I.pgml_job_enqueue(''patterns'', ''{"lookback_days": 7}'')', '@extschema@'),
+              NULL]];
     FOREACH v_job SLICE 1 IN ARRAY v_jobs LOOP
         -- Five cron fields (pg_cron ignores what follows them) or a macro; then pg_cron's parser decides.
         v_valid := v_job[2] ~ '^\s*(@[a-z]+|([0-9A-Za-z*,/-]+\s+){4}[0-9A-Za-z*,/-]+)\s*$';
@@ -184,7 +188,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_schedule(integer, text, integer, text, text, interval, integer, interval, interval) IS
-    'Registers (or updates) the pg_cron jobs: snapshots, queue draining, watchdog, daily retraining, clean-up; '
+    'Registers (or updates) the pg_cron jobs: snapshots, queue draining, watchdog, daily retraining, clean-up, '
+    'hourly workload patterns; '
     'arguments left out keep the settings of the previous call (pganalytics_ml.schedule_config)';
 REVOKE ALL ON FUNCTION @extschema@.pgml_schedule(integer, text, integer, text, text, interval, integer, interval, interval)
     FROM PUBLIC;

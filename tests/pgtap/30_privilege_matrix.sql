@@ -13,6 +13,8 @@ INSERT INTO expected_functions VALUES
     ('pgml_models(text)',                                    'pgml_reader',  true),
     ('pgml_job_status(text)',                                'pgml_reader',  true),
     ('pgml_jobs(text,integer,boolean,integer)',              'pgml_reader',  true),
+    ('pgml_detect_patterns(integer,text)',                   'pgml_reader',  true),
+    ('pgml_detect_patterns_json(integer,text)',              'pgml_reader',  true),
     ('pgml_snapshot()',                                      'pgml_trainer', true),
     ('pgml_ingest_stats(text,jsonb)',                        'pgml_trainer', true),
     ('pgml_train(integer,text,text)',                        'pgml_trainer', true),
@@ -68,7 +70,8 @@ INSERT INTO expected_functions VALUES
     ('pganalytics_ml._activate_model(bigint)',               NULL,           false),
     ('pganalytics_ml._cleanup_models(integer)',              NULL,           false),
     ('pganalytics_ml._train_async(integer,text,text)',       NULL,           false),
-    ('pganalytics_ml._job_enqueue(text,jsonb,integer,interval,interval,timestamptz)', NULL, false);
+    ('pganalytics_ml._job_enqueue(text,jsonb,integer,interval,interval,timestamptz)', NULL, false),
+    ('pganalytics_ml._pattern_series(text,integer,integer)', NULL,          false);
 
 -- readable_by: the lowest role granted SELECT; nobody but the owner may write anything.
 CREATE TEMP TABLE expected_relations (relation text PRIMARY KEY, readable_by name);
@@ -81,6 +84,8 @@ INSERT INTO expected_relations VALUES
     ('pganalytics_ml.prediction_accuracy',          'pgml_reader'),
     ('pganalytics_ml.regressions',                  'pgml_reader'),
     ('pganalytics_ml.schedule_config',              'pgml_reader'),
+    ('pganalytics_ml.patterns',                     'pgml_reader'),
+    ('pganalytics_ml.seasonal_profiles',            'pgml_reader'),
     ('pganalytics_ml.counter_baseline',             NULL),
     ('pganalytics_ml.query_stats_default',          NULL),  -- partitions: read through the parent
     ('pganalytics_ml.predictions_default',          NULL),

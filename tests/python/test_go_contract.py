@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Database
-from history_builder import History, statements
+from history_builder import History, planted_history, statements
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +37,8 @@ CONTRACT = {
     "models",
     "activate",
     "ingest",
+    "detect_patterns",
+    "patterns",
 }
 SERVER = "db-1"
 BIG_QUERYID = -4800823524040242111  # beyond 2**53: a float64 or a JavaScript number would round it
@@ -383,3 +385,41 @@ def test_train_predict_validate_and_activate(history: Database, roles: dict[str,
     assert listing == {model_id: model_id == inactive, second: second == inactive}
     forecast_models = db.all("SELECT DISTINCT model_id FROM pganalytics_ml.forecasts WHERE server_id = %s", (SERVER,))
     assert forecast_models == [(inactive,)]  # activation refreshed the forecasts: predictions use it now
+
+
+def test_detect_patterns_and_the_stored_patterns(db: Database, roles: dict[str, str]):
+    planted = planted_history(db.conn, SERVER, days=4, seed=6, per_pattern=1, patterns=("daily_cycle", "noise"))
+    db.one("SELECT job_id FROM pgml_job_enqueue('patterns', '{\"lookback_days\": 4}')")
+    db.conn.execute("CALL pganalytics_ml.run_jobs()")
+    out = run_documented(
+        db,
+        {
+            "detect_patterns": [4, SERVER],
+            "detect_patterns@bad": [0, SERVER],
+            "detect_patterns@unknown": [4, "nowhere"],
+            "patterns": [SERVER],
+        },
+        user=roles["backend"],
+    )
+    assert field_types(out["detect_patterns"]) == {"patterns": JSONB}
+    document = only_row(out["detect_patterns"])["patterns"]
+    assert isinstance(document["patterns_detected"], int) and document["patterns_detected"] == len(document["patterns"])
+    assert RFC3339.fullmatch(document["timestamp"]) and RFC3339.fullmatch(document["window_end"])
+    daily = [p for p in document["patterns"] if p["query_hash"] == planted[0].queryid]
+    assert [p["type"] for p in daily] == ["daily_cycle"]
+    for p in document["patterns"]:
+        assert isinstance(p["type"], str) and isinstance(p["description"], str)
+        assert is_number(p["confidence"]) and 0 <= p["confidence"] <= 1 and isinstance(p["metadata"], dict)
+    assert_error(out["detect_patterns@bad"], "22023")
+    assert_error(out["detect_patterns@unknown"], "P0002")
+    assert field_types(out["patterns"]) == {
+        "type": TEXT,
+        "query_hash": INT8,
+        "metric": TEXT,
+        "description": TEXT,
+        "confidence": FLOAT8,
+        "metadata": JSONB,
+        "detected_at": TIMESTAMPTZ,
+    }
+    stored = values(out["patterns"])
+    assert sorted(r["description"] for r in stored) == sorted(p["description"] for p in document["patterns"])

@@ -24,7 +24,7 @@ from pganalytics_ml.errors import (
     sql_entry,
 )
 
-KINDS = ("train", "snapshot", "validate", "cleanup", "sleep")
+KINDS = ("train", "snapshot", "validate", "cleanup", "sleep", "patterns")
 CLEANUP_DEFAULTS = {
     "job_ttl": "7 days",
     "keep_models": 5,
@@ -259,6 +259,13 @@ def _cleanup(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, fl
     return removed
 
 
+def _patterns(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, float], None]) -> dict[str, Any]:
+    from pganalytics_ml.patterns import detection
+
+    checkpoint("reading history", 5)
+    return detection.refresh(plpy, arguments, checkpoint)
+
+
 def _sleep(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, float], None]) -> dict[str, Any]:
     """A diagnostic job: sleeps in SQL, checking in every step unless told not to (to test hard limits)."""
     seconds = float(arguments.get("seconds", 1))
@@ -283,6 +290,7 @@ RUNNERS: dict[str, Callable[[Any, dict[str, Any], Callable[[str, float], None]],
     "validate": _validate,
     "cleanup": _cleanup,
     "sleep": _sleep,
+    "patterns": _patterns,
 }
 
 
@@ -323,6 +331,10 @@ def check_job_arguments(kind: str | None, arguments: dict[str, Any]) -> dict[str
                     f"{name} must be an interval written as text, got {shown(arguments[name])}",
                     hint=f'For example "{CLEANUP_DEFAULTS[name]}".',
                 )
+    if kind == "patterns":
+        from pganalytics_ml.patterns import detection
+
+        return detection.check_job_arguments(arguments)
     if kind in ("snapshot", "validate") and arguments:
         raise invalid(f"a {kind} job takes no arguments", hint="Pass '{}' or leave arguments out.")
     if kind == "sleep":
