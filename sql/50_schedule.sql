@@ -130,7 +130,10 @@ BEGIN
                      jsonb_build_object('job_ttl', c.job_ttl::text, 'keep_models', c.keep_models,
                                         'prediction_retention', c.prediction_retention::text,
                                         'history_retention', c.history_retention::text)),
-              'cleanup_schedule']];
+              'cleanup_schedule'],
+        -- Every statement planned again hourly (issue 14): finds plan changes; new ones are queued by snapshots.
+        ARRAY['pganalytics_ml:plans', '17 * * * *',
+              format('SELECT job_id FROM %I.pgml_job_enqueue(''plans'', ''{}'')', '@extschema@'), NULL]];
     FOREACH v_job SLICE 1 IN ARRAY v_jobs LOOP
         -- Five cron fields (pg_cron ignores what follows them) or a macro; then pg_cron's parser decides.
         v_valid := v_job[2] ~ '^\s*(@[a-z]+|([0-9A-Za-z*,/-]+\s+){4}[0-9A-Za-z*,/-]+)\s*$';
@@ -157,7 +160,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_schedule(integer, text, integer, text, text, interval, integer, interval, interval) IS
-    'Registers (or updates) the pg_cron jobs: snapshots, queue draining, watchdog, daily retraining, clean-up; '
+    'Registers (or updates) the pg_cron jobs: snapshots, queue draining, watchdog, daily retraining, clean-up, '
+    'hourly plan capture; '
     'arguments left out keep the settings of the previous call (pganalytics_ml.schedule_config)';
 REVOKE ALL ON FUNCTION @extschema@.pgml_schedule(integer, text, integer, text, text, interval, integer, interval, interval)
     FROM PUBLIC;

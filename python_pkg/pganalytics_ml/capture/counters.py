@@ -13,6 +13,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pganalytics_ml.capture import plans
 from pganalytics_ml.capture.statements import FEATURE_NAMES, parse_statement, redact_literals
 from pganalytics_ml.errors import PgmlError, invalid, null_argument, shown, sql_entry
 from pganalytics_ml.servers import LOCAL_SERVER, SERVER_ID_PATTERN
@@ -88,6 +89,7 @@ def snapshot(plpy: Any) -> list[dict[str, Any]]:
     """pgml_snapshot(): capture the local pg_stat_statements, then parse the statements it found."""
     result = plpy.execute("SELECT * FROM pganalytics_ml._capture_local()")
     parse_pending(plpy, LOCAL_SERVER)
+    plans.queue_new(plpy)  # statements never planned: the job worker plans them (issue 14)
     _after_capture(plpy, LOCAL_SERVER, result[0]["captured_at"])
     return list(result)
 

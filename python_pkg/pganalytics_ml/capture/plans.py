@@ -1,0 +1,388 @@
+"""Plan capture: EXPLAIN each statement as the role that ran it, never executing it, never as the owner.
+
+Planning runs code: IMMUTABLE functions are folded, STABLE ones evaluated for estimates, and any of
+them may call more. ``plan_as`` confines that code to the privileges of the statement's own role:
+
+* the EXPLAIN runs inside a SECURITY DEFINER function *owned by that role*, created for the call in a
+  subtransaction. In a security-definer context PostgreSQL refuses to change ``role`` or
+  ``session_authorization`` (guc.c, GUC_NOT_WHILE_SEC_REST), so RESET ROLE, SET ROLE, set_config('role')
+  and SET SESSION AUTHORIZATION all fail, though session_user is a superuser;
+* the function is read only (SET transaction_read_only = on in its definition: a SET LOCAL run by an
+  earlier plpy.execute would end with that call's own subtransaction, which restores the read-write
+  state). Inside a subtransaction a read-only transaction cannot be made read-write again
+  (check_transaction_read_only), so nothing can be written, temporary tables and sequences included;
+* the subtransaction is always rolled back, so settings and catalog changes made by the planned code
+  vanish; prepared statements and session advisory locks (not transactional) are removed afterwards;
+* search_path is pinned to the role's own setting with pg_temp last, lock_timeout is short, the text
+  must be a single SELECT/INSERT/UPDATE/DELETE/MERGE, and it is only ever EXPLAINed (no ANALYZE).
+
+``plan_as`` is the reusable entry point (a text, a role: the plan and its features, or why not).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pganalytics_ml.capture import plan_features
+from pganalytics_ml.capture.statements import KINDS, ParseError, parse_sql_json
+from pganalytics_ml.errors import invalid, sql_entry
+from pganalytics_ml.servers import LOCAL_SERVER
+
+LOCK_TIMEOUT = "500ms"
+PREPARED_NAME = "pganalytics_ml_plan"
+# Why a statement has no plan; pgml_capture_plans counts each.
+SKIP_REASONS = (
+    "no_text",  # pg_stat_statements kept no text (or it is gone)
+    "utility",  # not a SELECT, INSERT, UPDATE, DELETE or MERGE (or SELECT INTO)
+    "unparsable",  # the parser refuses the text, or it holds more than one statement
+    "other_database",  # it ran in another database: only this one's catalog can plan it
+    "role_missing",  # the role that ran it no longer exists
+    "temp_object",  # it reads a temporary table of the session that ran it
+    "prepare_failed",  # PREPARE refused it (a missing relation, an undeterminable parameter type...)
+    "plan_failed",  # planning failed (an error raised by a function folded at plan time...)
+    "lock_timeout",  # a lock was not granted within LOCK_TIMEOUT
+    "stalled",  # an earlier attempt never finished (its worker was terminated): not retried
+)
+MAX_UNFINISHED = 1  # after this many attempts that never finished, a statement is skipped as stalled
+
+
+class _RolledBack(Exception):
+    """Raised to leave the planning subtransaction by rollback, carrying the plan out."""
+
+    def __init__(self, plan: str):
+        super().__init__("rolled back on purpose")
+        self.plan = plan
+
+
+@dataclass
+class Planned:
+    plan: Any  # EXPLAIN (FORMAT JSON, VERBOSE) without output lists
+    description: dict[str, Any]  # plan_features.describe: fingerprint, summary, features ...
+
+
+@dataclass
+class Skipped:
+    reason: str
+    detail: str | None = None
+
+
+def statement_shape(sql: str) -> tuple[str | None, int]:
+    """(skip reason or None, number of $n parameters) of a normalized text, from PostgreSQL's parser."""
+    try:
+        tree = json.loads(parse_sql_json(sql))
+    except ParseError:
+        return "unparsable", 0
+    stmts = [s["stmt"] for s in tree.get("stmts", []) if "stmt" in s]
+    if len(stmts) != 1:
+        return "unparsable", 0
+    ((command, body),) = stmts[0].items()
+    if command not in KINDS or (command == "SelectStmt" and body.get("intoClause")):
+        return "utility", 0
+    return None, _max_param(stmts[0])
+
+
+def _max_param(tree: Any) -> int:
+    stack, top = [tree], 0
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ref = item.get("ParamRef")
+            if isinstance(ref, dict):
+                top = max(top, int(ref.get("number", 0)))
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return top
+
+
+def _definer_sql(search_path: str) -> str:
+    """The planning function: a plpgsql SECURITY DEFINER function, made owned by the statement's role."""
+    return f"""
+        CREATE FUNCTION pg_temp.pganalytics_ml_plan_as(p_sql text, p_params text) RETURNS text
+        LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+        SET search_path = {search_path} SET plan_cache_mode = force_generic_plan
+        SET transaction_read_only = on SET lock_timeout = '{LOCK_TIMEOUT}'
+        AS $body$
+        DECLARE
+            v_plan text;
+        BEGIN
+            EXECUTE 'PREPARE {PREPARED_NAME} AS ' || p_sql;
+            EXECUTE 'EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE {PREPARED_NAME}' || p_params INTO v_plan;
+            RETURN v_plan;
+        END
+        $body$"""
+
+
+def _quote_path(plpy: Any, role: str) -> str:
+    """The role's own search_path for this database (ALTER ROLE ... SET), else the default; pg_temp last."""
+    rows = plpy.execute(
+        plpy.prepare(
+            """
+            SELECT substr(c, 13) AS path
+              FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c
+             WHERE s.setrole = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1)
+               AND s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database
+                                          WHERE datname = pg_catalog.current_database()))
+               AND c LIKE 'search_path=%'
+             ORDER BY s.setdatabase DESC LIMIT 1
+            """,
+            ["text"],
+        ),
+        [role],
+    )
+    path = rows[0]["path"] if len(rows) else '"$user", public'
+    parts = [p.strip() for p in path.split(",") if p.strip() and p.strip().strip('"') != "pg_temp"]
+    # Identifiers as SET search_path takes them: "$user" stays quoted, a bare name is quoted if it must be.
+    quoted = [p if p.startswith('"') and p.endswith('"') else plpy.quote_ident(p) for p in parts]
+    return ", ".join([*quoted, "pg_temp"])
+
+
+def plan_as(plpy: Any, sql: str, role: str, search_path: str | None = None) -> Planned | Skipped:
+    """EXPLAIN ``sql`` (normalized, $n parameters bound to NULL) as ``role``, confined to its privileges.
+
+    Never raises for the statement's sake: an error of the statement is a Skipped with its reason.
+    ``search_path`` (already quoted for SET) overrides the role's own.
+    """
+    reason, n_params = statement_shape(sql)
+    if reason:
+        return Skipped(reason)
+    if not len(plpy.execute(plpy.prepare("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", ["text"]), [role])):
+        return Skipped("role_missing")
+    path = search_path or _quote_path(plpy, role)
+    params = f"({', '.join(['NULL'] * n_params)})" if n_params else ""
+    before = _session_state(plpy)
+    try:
+        with plpy.subtransaction():
+            plpy.execute(_definer_sql(path))
+            plpy.execute("ALTER FUNCTION pg_temp.pganalytics_ml_plan_as(text, text) OWNER TO " + plpy.quote_ident(role))
+            call = plpy.prepare("SELECT pg_temp.pganalytics_ml_plan_as($1, $2) AS plan", ["text", "text"])
+            raise _RolledBack(plpy.execute(call, [sql, params])[0]["plan"])
+    except _RolledBack as done:
+        text = done.plan
+    except plpy.SPIError as exc:
+        return _failure(plpy, exc)
+    finally:
+        _restore_session(plpy, before)
+    plan = plan_features.strip_outputs(json.loads(text))
+    sizes = relation_sizes(plpy, plan)
+    if any(name.startswith("pg_temp") for name in sizes):
+        return Skipped("temp_object", "it reads a temporary table")
+    return Planned(plan, plan_features.describe(plan, sizes, time.time()))
+
+
+def _failure(plpy: Any, exc: Any) -> Skipped:
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    detail = str(exc).split("\n")[0][:200]
+    if sqlstate == "55P03":
+        return Skipped("lock_timeout", detail)
+    if sqlstate == "42P01" and _names_temp_relation(plpy, detail):
+        return Skipped("temp_object", detail)
+    prepare = "PREPARE" in str(getattr(exc, "spidata", "") or "") or "PREPARE" in (getattr(exc, "context", None) or "")
+    if sqlstate.startswith("42") or prepare:
+        return Skipped("prepare_failed", detail)
+    return Skipped("plan_failed", detail)
+
+
+def _names_temp_relation(plpy: Any, message: str) -> bool:
+    """Whether 'relation "x" does not exist' names a temporary relation of some session."""
+    start = message.find('"')
+    end = message.find('"', start + 1)
+    if start < 0 or end < 0:
+        return False
+    name = message[start + 1 : end].split(".")[-1]
+    found = plpy.execute(
+        plpy.prepare("SELECT 1 FROM pg_catalog.pg_class WHERE relname = $1 AND relpersistence = 't' LIMIT 1", ["text"]),
+        [name],
+    )
+    return bool(len(found))
+
+
+_STATE_SQL = """
+    SELECT (SELECT coalesce(array_agg(name), '{}') FROM pg_catalog.pg_prepared_statements) AS prepared,
+           (SELECT coalesce(array_agg(ARRAY[classid::text, objid::text, objsubid::text]), '{}')
+              FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()
+               AND granted) AS locks
+"""
+
+
+def _session_state(plpy: Any) -> dict[str, Any]:
+    row = plpy.execute(_STATE_SQL)[0]
+    return {"prepared": set(row["prepared"] or []), "locks": [tuple(x) for x in row["locks"] or []]}
+
+
+def _restore_session(plpy: Any, before: dict[str, Any]) -> None:
+    """Removes what the planned code left that no rollback undoes: prepared statements, advisory locks."""
+    after = _session_state(plpy)
+    for name in after["prepared"] - before["prepared"]:
+        plpy.execute("DEALLOCATE " + plpy.quote_ident(name))
+    extra = list(after["locks"])
+    for lock in before["locks"]:
+        if lock in extra:
+            extra.remove(lock)
+    for classid, objid, subid in extra:  # session locks only: transaction locks ended with the rollback
+        if subid == "1":
+            key = (int(classid) << 32) | int(objid)
+            key = key - 2**64 if key >= 2**63 else key
+            plpy.execute(f"SELECT pg_catalog.pg_advisory_unlock({key}::bigint)")
+        else:
+            plpy.execute(f"SELECT pg_catalog.pg_advisory_unlock({int(classid)}::int4, {int(objid)}::int4)")
+
+
+_SIZES_SQL = """
+    SELECT CASE WHEN c.relpersistence = 't' THEN 'pg_temp.' || c.relname ELSE n.nspname || '.' || c.relname END AS name, c.relpages::float8 AS pages,
+           greatest(c.reltuples, 0)::float8 AS tuples,
+           (SELECT count(*) FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid)::int AS indexes,
+           extract(epoch FROM greatest(s.last_analyze, s.last_autoanalyze))::float8 AS analyzed_epoch
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = c.oid
+     WHERE n.nspname || '.' || c.relname = ANY ($1)
+        OR (c.relpersistence = 't' AND 'pg_temp.' || c.relname = ANY ($1))
+"""
+
+
+def relation_sizes(plpy: Any, plan: Any) -> dict[str, dict[str, Any]]:
+    """Pages, tuples, indexes and last ANALYZE of the relations a plan reads, from this server's catalog."""
+    names = sorted(
+        {r for _, node in plan_features.nodes(plan_features.root(plan)) if (r := plan_features.relation_name(node))}
+    )
+    if not names:
+        return {}
+    rows = plpy.execute(plpy.prepare(_SIZES_SQL, ["text[]"]), [names])
+    return {row["name"]: dict(row) for row in rows}
+
+
+def _pss_schema(plpy: Any) -> str | None:
+    rows = plpy.execute(
+        "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
+        " WHERE e.extname = 'pg_stat_statements'"
+    )
+    return rows[0]["nspname"] if len(rows) else None
+
+
+def _candidates(plpy: Any, only_new: bool) -> list[dict[str, Any]]:
+    """Local statements to plan, with the text pg_stat_statements holds and the role that ran them most."""
+    schema = _pss_schema(plpy)
+    if schema is None:
+        return []
+    new_only = "AND c.queryid IS NULL" if only_new else ""
+    query = f"""
+        SELECT st.queryid, p.query, p.rolname, p.here,
+               CASE WHEN c.attempted_at > pg_catalog.now() - interval '1 day' THEN c.unfinished_attempts ELSE 0 END
+                   AS unfinished
+          FROM pganalytics_ml.statements st
+          LEFT JOIN pganalytics_ml.plan_capture c ON c.server_id = st.server_id AND c.queryid = st.queryid
+          LEFT JOIN LATERAL (
+                SELECT s.query, r.rolname, s.dbid = d.oid AS here
+                  FROM {plpy.quote_ident(schema)}.pg_stat_statements(true) s
+                  LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
+                  LEFT JOIN pg_catalog.pg_database d ON d.datname = pg_catalog.current_database()
+                 WHERE s.queryid = st.queryid
+                 ORDER BY s.dbid = d.oid DESC, s.calls DESC LIMIT 1) p ON true
+         WHERE st.server_id = '{LOCAL_SERVER}' {new_only}
+         ORDER BY st.queryid
+    """
+    return [dict(r) for r in plpy.execute(query)]
+
+
+def plan_one(plpy: Any, candidate: dict[str, Any]) -> Planned | Skipped:
+    if candidate["unfinished"] >= MAX_UNFINISHED:
+        return Skipped("stalled", "an earlier attempt to plan it never finished")
+    if candidate["query"] is None:
+        return Skipped("no_text")
+    if not candidate["here"]:
+        return Skipped("other_database")
+    if candidate["rolname"] is None:
+        return Skipped("role_missing")
+    return plan_as(plpy, candidate["query"], candidate["rolname"])
+
+
+_MARK_SQL = """
+    INSERT INTO pganalytics_ml.plan_capture AS c (server_id, queryid, outcome, attempted_at, unfinished_attempts)
+    VALUES ($1, $2, 'started', pg_catalog.clock_timestamp(), 1)
+    ON CONFLICT (server_id, queryid) DO UPDATE
+       SET unfinished_attempts = c.unfinished_attempts + 1, attempted_at = EXCLUDED.attempted_at
+"""
+_STORE_SQL = "SELECT pganalytics_ml._store_plan($1, $2, $3, $4, $5::jsonb, $6, $7) AS changed"
+
+
+def store(
+    plpy: Any, server_id: str, queryid: int, result: Planned | Skipped, role: str | None, at: str | None = None
+) -> bool:
+    """Records the outcome; returns whether it is a plan change."""
+    plan = plpy.prepare(_STORE_SQL, ["text", "bigint", "text", "text", "text", "text", "timestamptz"])
+    if isinstance(result, Planned):
+        args = ["planned", None, json.dumps(result.description | {"plan": result.plan})]
+    else:
+        args = [result.reason, result.detail, None]
+    return bool(plpy.execute(plan, [server_id, queryid, *args, role, at])[0]["changed"])
+
+
+def capture(
+    plpy: Any,
+    only_new: bool = False,
+    commit: Callable[[], None] | None = None,
+    progress: Callable[[str, float], None] | None = None,
+) -> dict[str, Any]:
+    """Plans the local server's statements (only those never planned when ``only_new``); returns counts.
+
+    With ``commit`` (the job worker), each attempt is marked and committed before planning starts, so
+    a statement whose planning never ends (the worker is terminated at its hard limit) is skipped as
+    stalled next time instead of stalling every run.
+    """
+    candidates = _candidates(plpy, only_new)
+    mark = plpy.prepare(_MARK_SQL, ["text", "bigint"])
+    counts = {"statements": len(candidates), "planned": 0, "changed": 0, "skipped": dict.fromkeys(SKIP_REASONS, 0)}
+    for i, candidate in enumerate(candidates):
+        if progress and i % 200 == 0:
+            progress("planning", 100 * i / max(len(candidates), 1))
+        if commit and candidate["unfinished"] < MAX_UNFINISHED:
+            plpy.execute(mark, [LOCAL_SERVER, candidate["queryid"]])
+            commit()
+        result = plan_one(plpy, candidate)
+        counts["changed"] += store(plpy, LOCAL_SERVER, candidate["queryid"], result, candidate["rolname"])
+        if isinstance(result, Planned):
+            counts["planned"] += 1
+        else:
+            counts["skipped"][result.reason] += 1
+    if commit:
+        commit()
+    return counts
+
+
+@sql_entry
+def capture_plans(plpy: Any, only_new: bool | None) -> list[dict[str, Any]]:
+    """pgml_capture_plans(only_new): one row per outcome, with how many statements had it."""
+    if only_new is None:
+        raise invalid("only_new must be true or false", hint="false (the default) plans every statement again.")
+    counts = capture(plpy, only_new=bool(only_new))
+    rows = [
+        {"outcome": "planned", "statements": counts["planned"]},
+        {"outcome": "changed", "statements": counts["changed"]},
+    ]
+    rows += [{"outcome": reason, "statements": n} for reason, n in counts["skipped"].items()]
+    return rows
+
+
+def queue_new(plpy: Any) -> None:
+    """After a local snapshot: queue a plans job for statements never planned, unless one is waiting.
+
+    The snapshot itself never plans: planning runs other roles' code, which belongs in the job worker,
+    where a statement that stalls is found and skipped (see ``capture``).
+    """
+    plpy.execute(
+        """
+        SELECT pganalytics_ml._enqueue('plans', '{"only_new": true}'::jsonb, 1, NULL, NULL, NULL)
+         WHERE EXISTS (SELECT FROM pganalytics_ml.statements st
+                        WHERE st.server_id = 'local'
+                          AND NOT EXISTS (SELECT FROM pganalytics_ml.plan_capture c
+                                           WHERE c.server_id = st.server_id AND c.queryid = st.queryid))
+           AND NOT EXISTS (SELECT FROM pganalytics_ml.jobs j
+                            WHERE j.kind = 'plans' AND j.status IN ('pending', 'running')
+                              AND j.arguments @> '{"only_new": true}')
+        """
+    )
