@@ -153,7 +153,8 @@ def test_a_dropped_index_is_a_plan_change_with_times_before_and_after(db: Databa
 
     change = db.conn.execute(
         "SELECT old_fingerprint, new_fingerprint, old_summary, new_summary, mean_ms_before, mean_ms_after,"
-        " calls_before, calls_after FROM pganalytics_ml.plan_changes WHERE query LIKE 'SELECT * FROM orders WHERE customer%'"
+        " calls_before, calls_after FROM pganalytics_ml.plan_changes"
+        " WHERE query LIKE 'SELECT * FROM orders WHERE customer%'"
     ).fetchall()
     assert len(change) == 1
     old, new, old_summary, new_summary, mean_before, mean_after, calls_before, calls_after = change[0]
@@ -167,7 +168,7 @@ def test_a_dropped_index_is_a_plan_change_with_times_before_and_after(db: Databa
 
 
 def test_statements_that_cannot_be_planned_are_counted_by_reason(db: Database, app):
-    role, conn = app
+    _, conn = app
     db.one("SELECT pg_stat_statements_reset()")
     db.one("SELECT count(*) FROM pgml_snapshot()")
     conn.execute("CREATE TEMP TABLE scratch (a int)")
@@ -235,7 +236,7 @@ def test_plan_changes_is_readable_by_pgml_reader_only(db: Database):
 
 
 def test_plan_json_is_stored_without_output_lists(db: Database, app):
-    role, conn = app
+    _, conn = app
     db.one("SELECT pg_stat_statements_reset()")
     db.one("SELECT count(*) FROM pgml_snapshot()")
     conn.execute("SELECT customer, count(*) FROM orders GROUP BY customer ORDER BY 2 DESC LIMIT %s", (3,))

@@ -233,7 +233,9 @@ def _restore_session(plpy: Any, before: dict[str, Any]) -> None:
 
 
 _SIZES_SQL = """
-    SELECT CASE WHEN c.relpersistence = 't' THEN 'pg_temp.' || c.relname ELSE n.nspname || '.' || c.relname END AS name, c.relpages::float8 AS pages,
+    SELECT CASE WHEN c.relpersistence = 't' THEN 'pg_temp.' || c.relname ELSE n.nspname || '.' || c.relname END
+               AS name,
+           c.relpages::float8 AS pages,
            greatest(c.reltuples, 0)::float8 AS tuples,
            (SELECT count(*) FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid)::int AS indexes,
            extract(epoch FROM greatest(s.last_analyze, s.last_autoanalyze))::float8 AS analyzed_epoch
