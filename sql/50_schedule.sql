@@ -133,7 +133,8 @@ BEGIN
               'cleanup_schedule'],
         -- Every statement planned again hourly (issue 14): finds plan changes; new ones are queued by snapshots.
         ARRAY['pganalytics_ml:plans', '17 * * * *',
-              format('SELECT job_id FROM %I.pgml_job_enqueue(''plans'', ''{}'')', '@extschema@'), NULL]];
+              format('SELECT job_id FROM %I.pgml_job_enqueue(''plans'', ''{}'', soft_limit => ''4 min'', '
+                     'hard_limit => ''5 min'')', '@extschema@'), NULL]];
     FOREACH v_job SLICE 1 IN ARRAY v_jobs LOOP
         -- Five cron fields (pg_cron ignores what follows them) or a macro; then pg_cron's parser decides.
         v_valid := v_job[2] ~ '^\s*(@[a-z]+|([0-9A-Za-z*,/-]+\s+){4}[0-9A-Za-z*,/-]+)\s*$';

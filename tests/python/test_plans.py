@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -247,3 +249,45 @@ def test_plan_json_is_stored_without_output_lists(db: Database, app):
         " WHERE s.query LIKE 'SELECT customer, count(*)%'"
     )
     assert "Output" not in json.dumps(plan) and plan[0]["Plan"]["Node Type"] == "Limit"
+
+
+def test_a_statement_whose_planning_never_ends_is_skipped_once_its_worker_is_terminated(db: Database, app):
+    _, conn = app
+    # Quick in its own session, endless anywhere else: only a terminated worker stops its planning.
+    conn.execute(
+        "CREATE FUNCTION slow() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN"
+        " IF current_setting('app.quick', true) IS DISTINCT FROM 'on' THEN PERFORM pg_sleep(60); END IF;"
+        " RETURN 1; END $$"
+    )
+    db.one("SELECT pg_stat_statements_reset()")
+    db.one("SELECT count(*) FROM pgml_snapshot()")
+    conn.execute("SET app.quick = on")
+    conn.execute("SELECT slow() FROM orders WHERE id = %s", (1,))
+    conn.execute("SELECT total FROM orders WHERE id = %s", (2,))
+    db.one("SELECT count(*) FROM pgml_snapshot()")
+    db.conn.execute("DELETE FROM pganalytics_ml.jobs")  # the snapshot's own queued job: this test queues its own
+    job = db.one(
+        "SELECT job_id FROM pgml_job_enqueue('plans', '{}', max_attempts => 1, soft_limit => '1 s',"
+        " hard_limit => '1 s')"
+    )
+    worker = db.connect()
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            worker.execute("CALL pganalytics_ml.run_jobs(max_jobs => 1)")
+        except psycopg.Error:
+            pass  # terminated
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    deadline = time.monotonic() + 30
+    while not done.is_set() and time.monotonic() < deadline:
+        time.sleep(0.5)
+        db.all("SELECT * FROM pganalytics_ml.rescue_jobs()")
+    assert done.wait(10)
+    assert db.one("SELECT status FROM pganalytics_ml.jobs WHERE job_id = %s", (job,)) == "failed"
+    counts = outcomes(db)  # the next capture skips it, and plans the rest
+    assert counts["stalled"] == 1
+    assert capture_of(db, "SELECT slow() FROM orders WHERE id = $1")["outcome"] == "stalled"
+    assert capture_of(db, "SELECT total FROM orders WHERE id = $1")["outcome"] == "planned"

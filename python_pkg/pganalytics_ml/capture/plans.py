@@ -378,7 +378,7 @@ def queue_new(plpy: Any) -> None:
     """
     plpy.execute(
         """
-        SELECT pganalytics_ml._enqueue('plans', '{"only_new": true}'::jsonb, 1, NULL, NULL, NULL)
+        SELECT pganalytics_ml._enqueue('plans', '{"only_new": true}'::jsonb, 1, interval '4 min', interval '5 min')
          WHERE EXISTS (SELECT FROM pganalytics_ml.statements st
                         WHERE st.server_id = 'local'
                           AND NOT EXISTS (SELECT FROM pganalytics_ml.plan_capture c
