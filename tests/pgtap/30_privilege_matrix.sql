@@ -25,6 +25,8 @@ INSERT INTO expected_functions VALUES
     ('pgml_job_cancel(text)',                                'pgml_admin',   true),
     ('pgml_schedule(integer,text,integer,text,text,interval,integer,interval,interval)', 'pgml_admin', true),
     ('pgml_unschedule()',                                    'pgml_admin',   true),
+    -- Runs EXPLAIN of other roles' statements, each as that role (capture/plans.py): admin only.
+    ('pgml_capture_plans(boolean)',                          'pgml_admin',   true),
     ('pganalytics_ml.rescue_jobs()',                         'pgml_admin',   true),
     -- Loads the Python package; reads pg_file_settings, hence a definer. The roles may call it so that a
     -- role someone granted a worker procedure gets that procedure's own refusal (it must be a superuser).
@@ -49,7 +51,10 @@ INSERT INTO expected_functions VALUES
     ('pganalytics_ml._lock_job(text)',                       NULL,           false),
     ('pganalytics_ml._cleanup(interval,interval,interval)',  NULL,           false),
     ('pganalytics_ml._require_pg_cron()',                    NULL,           false),
-    ('pganalytics_ml._scheduled_jobs()',                     NULL,           false);
+    ('pganalytics_ml._scheduled_jobs()',                     NULL,           false),
+    ('pganalytics_ml._store_plan(text,bigint,text,text,jsonb,text,timestamptz)', NULL, false),
+    -- Called by the plan_changes view, so as whoever reads it: reads query_stats, which readers may read.
+    ('pganalytics_ml._mean_ms_between(text,bigint,timestamptz,timestamptz)', 'pgml_reader', false);
 
 -- readable_by: the lowest role granted SELECT; nobody but the owner may write anything.
 CREATE TEMP TABLE expected_relations (relation text PRIMARY KEY, readable_by name);
@@ -62,6 +67,10 @@ INSERT INTO expected_relations VALUES
     ('pganalytics_ml.prediction_accuracy',          'pgml_reader'),
     ('pganalytics_ml.regressions',                  'pgml_reader'),
     ('pganalytics_ml.schedule_config',              'pgml_reader'),
+    ('pganalytics_ml.plans',                        'pgml_reader'),
+    ('pganalytics_ml.plan_capture',                 'pgml_reader'),
+    ('pganalytics_ml.plan_events',                  'pgml_reader'),
+    ('pganalytics_ml.plan_changes',                 'pgml_reader'),
     ('pganalytics_ml.counter_baseline',             NULL),
     ('pganalytics_ml.models',                       NULL),  -- model bytes: code
     ('pganalytics_ml.model_key',                    NULL),  -- the key that signs them
