@@ -30,6 +30,7 @@ JOBS = {
     "pganalytics_ml:watchdog",
     "pganalytics_ml:retrain",
     "pganalytics_ml:cleanup",
+    "pganalytics_ml:plans",
 }
 
 

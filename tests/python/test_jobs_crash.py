@@ -152,6 +152,7 @@ def test_a_real_pg_cron_tick_drains_a_queued_training_job(crash_cluster: Cluster
             "pganalytics_ml:watchdog",
             "pganalytics_ml:retrain",
             "pganalytics_ml:cleanup",
+            "pganalytics_ml:plans",
         }
         removed = {r[0] for r in conn.execute("SELECT * FROM pgml_unschedule()").fetchall()}
         assert removed == names

@@ -291,3 +291,107 @@ def test_a_statement_whose_planning_never_ends_is_skipped_once_its_worker_is_ter
     assert counts["stalled"] == 1
     assert capture_of(db, "SELECT slow() FROM orders WHERE id = $1")["outcome"] == "stalled"
     assert capture_of(db, "SELECT total FROM orders WHERE id = $1")["outcome"] == "planned"
+
+
+def test_a_session_with_temporary_objects_may_not_plan(db: Database, app):
+    # A temporary view named like a table another role's statement reads would be found first, and its
+    # functions would run as that role: the capture refuses such a session outright.
+    _, conn = app
+    db.one("SELECT pg_stat_statements_reset()")
+    db.one("SELECT count(*) FROM pgml_snapshot()")
+    conn.execute("SELECT total FROM orders WHERE id = %s", (9,))
+    db.one("SELECT count(*) FROM pgml_snapshot()")
+    db.conn.execute("CREATE TEMP VIEW orders AS SELECT 1 AS id, 2 AS total")
+    err = db.error("SELECT * FROM pgml_capture_plans()")
+    assert err.sqlstate == "55000" and "temporary tables, views or types" in str(err)
+    assert db.one("SELECT count(*) FROM pganalytics_ml.plan_capture") == 0
+    db.conn.execute("DROP VIEW pg_temp.orders")
+    assert outcomes(db)["planned"] >= 1
+
+
+def push(db: Database, rows: list[dict], minute: int, server: str = "remote-1") -> int:
+    at = f"2026-11-01T12:{minute:02d}:00+00:00"
+    return db.one("SELECT pgml_ingest_stats(%s, %s)", (server, json.dumps({"captured_at": at, "rows": rows})))
+
+
+REMOTE_PLAN = [
+    {
+        "Plan": {
+            "Node Type": "Index Scan",
+            "Relation Name": "orders",
+            "Schema": "public",
+            "Index Name": "orders_pkey",
+            "Total Cost": 8.3,
+            "Plan Rows": 1,
+            "Plan Width": 20,
+        }
+    }
+]
+SEQ_PLAN = [
+    {
+        "Plan": {
+            "Node Type": "Seq Scan",
+            "Relation Name": "orders",
+            "Schema": "public",
+            "Total Cost": 1900.0,
+            "Plan Rows": 1,
+            "Plan Width": 20,
+        }
+    }
+]
+SIZES = [
+    {"relation": "public.orders", "pages": 1000, "tuples": 100000, "indexes": 2, "last_analyze": "2026-11-01T11:00:00Z"}
+]
+
+
+def test_a_remote_server_may_push_plans_and_sizes_and_its_plan_changes_are_found(db: Database):
+    base = {"queryid": 11, "query": "SELECT * FROM orders WHERE id = $1", "total_exec_time": 1.0}
+    assert push(db, [base | {"calls": 1}], 0) == 1  # without plans: as before
+    push(db, [base | {"calls": 2, "plan": REMOTE_PLAN, "relations": SIZES}], 1)
+    push(db, [base | {"calls": 3}], 2)
+    push(db, [base | {"calls": 4, "total_exec_time": 50.0, "plan": SEQ_PLAN, "relations": SIZES}], 3)
+    rows = db.all(
+        "SELECT summary, features->>'rel_indexes', features->>'log_rel_tuples', first_seen"
+        " FROM pganalytics_ml.plans WHERE server_id = 'remote-1' ORDER BY first_seen"
+    )
+    assert [r[0] for r in rows] == ["Index Scan on public.orders using orders_pkey", "Seq Scan on public.orders"]
+    assert rows[0][1] == "2.0" and float(rows[0][2]) > 11
+    change = db.conn.execute(
+        "SELECT old_summary, new_summary, detected_at, previous_seen_at FROM pganalytics_ml.plan_changes"
+        " WHERE server_id = 'remote-1'"
+    ).fetchall()
+    assert len(change) == 1 and change[0][1] == "Seq Scan on public.orders"
+    assert change[0][2].minute == 3 and change[0][3].minute == 1  # at the pushes' own capture times
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"plan": {"Plan": {"Total Cost": 1}}}, 'whose top node has a "Node Type"'),
+        ({"plan": [1, 2]}, "an array of one object"),
+        ({"plan": "Seq Scan"}, 'whose top node has a "Node Type"'),
+        ({"plan": [{"Plan": {"Node Type": "Seq Scan", "Total Cost": "x"}}]}, '"Total Cost" must be a finite number'),
+        ({"plan": [{"Plan": {"Node Type": "Seq Scan", "Plans": {}}}]}, '"Plans" must be an array'),
+        (
+            {"plan": [{"Plan": {"Node Type": "Limit", "Plans": [{"Node Type": "Seq Scan", "x": "y" * 300000}]}}]},
+            "a plan may have at most 262144",
+        ),
+        ({"relations": SIZES}, "relations comes without a plan"),
+        ({"plan": REMOTE_PLAN, "relations": {"public.orders": 1}}, "must be an array of relation sizes"),
+        ({"plan": REMOTE_PLAN, "relations": [{"relation": "t", "pages": -1}]}, "pages must be an integer from 0"),
+        ({"plan": REMOTE_PLAN, "relations": [{"relation": "t", "tuples": 1e300}]}, "tuples must be a number"),
+        ({"plan": REMOTE_PLAN, "relations": [{"relation": "t", "rows": 1}]}, "has unknown keys: rows"),
+        ({"plan": REMOTE_PLAN, "relations": [{"relation": "t", "last_analyze": "yesterday"}]}, "ISO 8601"),
+        ({"plan": REMOTE_PLAN, "relations": [{"relation": ""}]}, "relation must be a relation name"),
+        ({"plan": REMOTE_PLAN, "relations": [{"relation": "t"}] * 201}, "at most 200 relations"),
+    ],
+)
+def test_bad_pushed_plans_are_refused_and_nothing_is_written(db: Database, extra: dict, message: str):
+    row = {"queryid": 12, "query": "SELECT 1", "calls": 1, "total_exec_time": 1.0} | extra
+    with pytest.raises(psycopg.Error) as caught:
+        push(db, [row], 0)
+    err = caught.value
+    assert err.sqlstate == "22023" and message in str(err), str(err)
+    assert "stats.rows[0] (queryid 12)" in str(err) and err.diag.message_hint
+    assert db.one("SELECT count(*) FROM pganalytics_ml.snapshots") == 0
+    assert db.one("SELECT count(*) FROM pganalytics_ml.plans") == 0

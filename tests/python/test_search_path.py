@@ -160,6 +160,8 @@ DEFINER_CALLS: list[tuple[str, str]] = [
     ("pgml_job_retry", "SELECT * FROM pgml_job_retry('{failed_job}')"),
     ("rescue_jobs", "SELECT * FROM pganalytics_ml.rescue_jobs()"),
     ("pgml_snapshot", "SELECT captured_at FROM pgml_snapshot()"),
+    # Refused in the armed session (it has temporary views: test_plans.py), so compared by its NULL refusal.
+    ("pgml_capture_plans", "SELECT * FROM pgml_capture_plans(NULL)"),
     ("pgml_schedule", "SELECT * FROM pgml_schedule()"),
     ("pgml_unschedule", "SELECT * FROM pgml_unschedule()"),
 ]
@@ -318,9 +320,9 @@ def test_schedules_are_the_same_under_a_hostile_search_path(cron_pg: Cluster):
     with cron_pg.connect(CRON_DB) as conn:
         assert trap_hits(conn) == 0
         assert conn.execute(jobs).fetchall() == []
-    assert got == expected and len(expected[0]) == 5
+    assert got == expected and len(expected[0]) == 6
     assert {r[0] for r in registered} == {
-        f"pganalytics_ml:{j}" for j in ("snapshot", "drain", "watchdog", "retrain", "cleanup")
+        f"pganalytics_ml:{j}" for j in ("snapshot", "drain", "watchdog", "retrain", "cleanup", "plans")
     }
     assert all(r[3] == CRON_DB and r[4] == "postgres" for r in registered)  # run as the extension owner
     assert config[0][-1] == ATTACKER  # updated_by

@@ -99,6 +99,7 @@ def ingest(plpy: Any, server_id: str | None, stats: str | None, now: datetime | 
     """pgml_ingest_stats(server_id, stats): validate every row first, then capture them in one go."""
     server_id = validate_server_id(server_id)
     captured_at, stats_reset, rows = validate_payload(stats, now or datetime.now(UTC))
+    pushed = plans.pushed_plans(stats, rows, captured_at.timestamp())  # optional plans (issue 14)
     plan = plpy.prepare(
         "SELECT * FROM pganalytics_ml._capture($1, $2, pganalytics_ml._counters_from_json($3::jsonb), $4)",
         ["text", "timestamptz", "text", "timestamptz"],
@@ -107,6 +108,7 @@ def ingest(plpy: Any, server_id: str | None, stats: str | None, now: datetime | 
         plan, [server_id, captured_at.isoformat(), json.dumps(rows), stats_reset and stats_reset.isoformat()]
     )
     parse_pending(plpy, server_id)
+    plans.store_pushed(plpy, server_id, result[0]["captured_at"], pushed)
     _after_capture(plpy, server_id, result[0]["captured_at"])
     return len(rows)
 

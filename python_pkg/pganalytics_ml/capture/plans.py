@@ -29,7 +29,7 @@ from typing import Any
 
 from pganalytics_ml.capture import plan_features
 from pganalytics_ml.capture.statements import KINDS, ParseError, parse_sql_json
-from pganalytics_ml.errors import invalid, sql_entry
+from pganalytics_ml.errors import PREREQUISITE_STATE, PgmlError, invalid, sql_entry
 from pganalytics_ml.servers import LOCAL_SERVER
 
 LOCK_TIMEOUT = "500ms"
@@ -152,6 +152,7 @@ def plan_as(plpy: Any, sql: str, role: str, search_path: str | None = None) -> P
         return Skipped(reason)
     if not len(plpy.execute(plpy.prepare("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", ["text"]), [role])):
         return Skipped("role_missing")
+    _require_no_temp_objects(plpy)
     path = search_path or _quote_path(plpy, role)
     params = f"({', '.join(['NULL'] * n_params)})" if n_params else ""
     before = _session_state(plpy)
@@ -164,6 +165,12 @@ def plan_as(plpy: Any, sql: str, role: str, search_path: str | None = None) -> P
     except _RolledBack as done:
         text = done.plan
     except plpy.SPIError as exc:
+        if getattr(exc, "sqlstate", None) == "42723":  # the planning function exists: someone made it
+            raise PgmlError(
+                "a temporary function pg_temp.pganalytics_ml_plan_as already exists in this session",
+                sqlstate=PREREQUISITE_STATE,
+                hint="Plan in a session without temporary objects (the job worker's), or drop it.",
+            ) from None
         return _failure(plpy, exc)
     finally:
         _restore_session(plpy, before)
@@ -172,6 +179,23 @@ def plan_as(plpy: Any, sql: str, role: str, search_path: str | None = None) -> P
     if any(name.startswith("pg_temp") for name in sizes):
         return Skipped("temp_object", "it reads a temporary table")
     return Planned(plan, plan_features.describe(plan, sizes, time.time()))
+
+
+def _require_no_temp_objects(plpy: Any) -> None:
+    """Refuses a session with temporary tables, views or types: a name in another role's statement would
+    resolve to them (pg_temp is searched for relations and types wherever search_path puts it), and their
+    code would run as that role."""
+    found = plpy.execute(
+        "SELECT (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())"
+        " + (SELECT count(*) FROM pg_catalog.pg_type WHERE typnamespace = pg_catalog.pg_my_temp_schema()) AS n"
+    )
+    if found[0]["n"]:
+        raise PgmlError(
+            "plans cannot be captured in a session that has temporary tables, views or types",
+            sqlstate=PREREQUISITE_STATE,
+            hint="Another role's statement could name them and run their code as that role: call it from a "
+            "session without temporary objects, or queue a 'plans' job for the job worker.",
+        )
 
 
 def _failure(plpy: Any, exc: Any) -> Skipped:
@@ -388,3 +412,59 @@ def queue_new(plpy: Any) -> None:
                               AND j.arguments @> '{"only_new": true}')
         """
     )
+
+
+MAX_PUSHED_PLAN_BYTES = 8 * 1024 * 1024  # all the plans of one push together
+PUSH_HINT = (
+    'A row may carry "plan": the EXPLAIN (FORMAT JSON) output of its statement, and "relations": '
+    '[{"relation": "public.orders", "pages": 120, "tuples": 5000, "indexes": 2,'
+    ' "last_analyze": "2026-11-28T17:00:00Z"}].'
+)
+
+
+def pushed_plans(stats: str, rows: list[dict[str, Any]], captured_epoch: float) -> list[tuple[int, Planned]]:
+    """The plans a collector sent with its rows (``rows``: the rows as validated, in the same order).
+
+    Checked before anything is written; raises 22023 naming the row. Rows without a plan are as before.
+    """
+    from datetime import datetime
+
+    payload = json.loads(stats)
+    raw = payload if isinstance(payload, list) else payload.get("rows", [])
+    found, total = [], 0
+    for i, (item, row) in enumerate(zip(raw, rows, strict=True)):
+        where = f"stats.rows[{i}] (queryid {row['queryid']})"
+        if "plan" not in item and "relations" not in item:
+            continue
+        try:
+            if item.get("plan") is None:
+                raise plan_features.PlanError(f"{where}.relations comes without a plan")
+            plan = plan_features.check_pushed_plan(item["plan"], f"{where}.plan")
+            total += len(json.dumps(plan))
+            if total > MAX_PUSHED_PLAN_BYTES:
+                raise plan_features.PlanError(f"the plans of one push may total at most {MAX_PUSHED_PLAN_BYTES} bytes")
+            sizes = plan_features.check_pushed_sizes(item.get("relations", []), f"{where}.relations")
+            for name, entry in sizes.items():
+                last = entry.pop("last_analyze")
+                entry["analyzed_epoch"] = None
+                if last is not None:
+                    try:
+                        at = datetime.fromisoformat(last.replace("Z", "+00:00"))
+                    except ValueError:
+                        at = None
+                    if at is None or at.tzinfo is None:
+                        raise plan_features.PlanError(
+                            f"{where}.relations ({name}).last_analyze must be an ISO 8601 timestamp with a time zone"
+                        )
+                    entry["analyzed_epoch"] = at.timestamp()
+            plan = plan_features.strip_outputs(plan)
+            found.append((row["queryid"], Planned(plan, plan_features.describe(plan, sizes, captured_epoch))))
+        except plan_features.PlanError as exc:
+            message = str(exc) if str(exc).startswith(("stats.", "the plans")) else f"{where}.plan: {exc}"
+            raise invalid(message, hint=PUSH_HINT) from None
+    return found
+
+
+def store_pushed(plpy: Any, server_id: str, captured_at: str, found: list[tuple[int, Planned]]) -> int:
+    """Stores a push's plans at its capture time; returns how many were plan changes."""
+    return sum(store(plpy, server_id, queryid, planned, None, captured_at) for queryid, planned in found)
