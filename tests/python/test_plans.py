@@ -395,3 +395,28 @@ def test_bad_pushed_plans_are_refused_and_nothing_is_written(db: Database, extra
     assert "stats.rows[0] (queryid 12)" in str(err) and err.diag.message_hint
     assert db.one("SELECT count(*) FROM pganalytics_ml.snapshots") == 0
     assert db.one("SELECT count(*) FROM pganalytics_ml.plans") == 0
+
+
+def test_plan_capture_under_a_hostile_search_path_calls_none_of_its_fakes(db: Database, app):
+    from test_search_path import HOSTILE_PATH, TRAPS, trap_hits
+
+    _, conn = app
+    attacker = f"m_{db.name}"
+    db.conn.execute(f"CREATE ROLE {attacker} LOGIN IN ROLE pgml_admin")
+    db.conn.execute(f"GRANT CREATE ON DATABASE {db.name} TO {attacker}")
+    try:
+        db.one("SELECT pg_stat_statements_reset()")
+        db.one("SELECT count(*) FROM pgml_snapshot()")
+        conn.execute("SELECT total FROM orders WHERE id = %s", (4,))
+        db.one("SELECT count(*) FROM pgml_snapshot()")
+        with db.connect(user=attacker) as hostile:
+            hostile.execute(TRAPS)
+            hostile.execute(f"SET search_path = {HOSTILE_PATH}")
+            counts = dict(hostile.execute("SELECT outcome, statements FROM pgml_capture_plans()").fetchall())
+            assert trap_hits(hostile) == 0
+        assert counts["planned"] >= 1
+        assert capture_of(db, "SELECT total FROM orders WHERE id = $1")["outcome"] == "planned"
+    finally:
+        db.conn.execute("DROP SCHEMA IF EXISTS hostile CASCADE")
+        db.conn.execute(f"REVOKE CREATE ON DATABASE {db.name} FROM {attacker}")
+        db.conn.execute(f"DROP ROLE {attacker}")
