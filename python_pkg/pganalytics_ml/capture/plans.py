@@ -50,6 +50,17 @@ SKIP_REASONS = (
 MAX_UNFINISHED = 1  # after this many attempts that never finished, a statement is skipped as stalled
 
 
+_PREPARED: dict[tuple[int, str], Any] = {}
+
+
+def _prepared(plpy: Any, query: str, types: list[str]) -> Any:
+    """plpy.prepare once per session (per plpy module) and query."""
+    key = (id(plpy), query)
+    if key not in _PREPARED:
+        _PREPARED[key] = plpy.prepare(query, types)
+    return _PREPARED[key]
+
+
 class _RolledBack(Exception):
     """Raised to leave the planning subtransaction by rollback, carrying the plan out."""
 
@@ -120,7 +131,8 @@ def _definer_sql(search_path: str) -> str:
 def _quote_path(plpy: Any, role: str) -> str:
     """The role's own search_path for this database (ALTER ROLE ... SET), else the default; pg_temp last."""
     rows = plpy.execute(
-        plpy.prepare(
+        _prepared(
+            plpy,
             """
             SELECT substr(c, 13) AS path
               FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c
@@ -141,26 +153,32 @@ def _quote_path(plpy: Any, role: str) -> str:
     return ", ".join([*quoted, "pg_temp"])
 
 
-def plan_as(plpy: Any, sql: str, role: str, search_path: str | None = None) -> Planned | Skipped:
+def plan_as(
+    plpy: Any, sql: str, role: str, search_path: str | None = None, baseline: dict[str, Any] | None = None
+) -> Planned | Skipped:
     """EXPLAIN ``sql`` (normalized, $n parameters bound to NULL) as ``role``, confined to its privileges.
 
     Never raises for the statement's sake: an error of the statement is a Skipped with its reason.
-    ``search_path`` (already quoted for SET) overrides the role's own.
+    ``search_path`` (already quoted for SET) overrides the role's own. ``baseline`` is the session's
+    state (``session_state``) to come back to, when the caller already read it.
     """
     reason, n_params = statement_shape(sql)
     if reason:
         return Skipped(reason)
-    if not len(plpy.execute(plpy.prepare("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", ["text"]), [role])):
-        return Skipped("role_missing")
-    _require_no_temp_objects(plpy)
+    if search_path is None and not len(
+        plpy.execute(_prepared(plpy, "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", ["text"]), [role])
+    ):
+        return Skipped("role_missing")  # (a caller passing search_path found the role itself)
+    before = baseline or session_state(plpy)
+    if before["temp_objects"]:
+        raise _temp_objects_error()
     path = search_path or _quote_path(plpy, role)
     params = f"({', '.join(['NULL'] * n_params)})" if n_params else ""
-    before = _session_state(plpy)
     try:
         with plpy.subtransaction():
-            plpy.execute(_definer_sql(path))
-            plpy.execute("ALTER FUNCTION pg_temp.pganalytics_ml_plan_as(text, text) OWNER TO " + plpy.quote_ident(role))
-            call = plpy.prepare("SELECT pg_temp.pganalytics_ml_plan_as($1, $2) AS plan", ["text", "text"])
+            owner = "ALTER FUNCTION pg_temp.pganalytics_ml_plan_as(text, text) OWNER TO " + plpy.quote_ident(role)
+            plpy.execute(f"{_definer_sql(path)};\n{owner}")
+            call = plpy.prepare("SELECT pg_temp.pganalytics_ml_plan_as($1, $2) AS plan", ["text", "text"])  # new fn
             raise _RolledBack(plpy.execute(call, [sql, params])[0]["plan"])
     except _RolledBack as done:
         text = done.plan
@@ -175,27 +193,22 @@ def plan_as(plpy: Any, sql: str, role: str, search_path: str | None = None) -> P
     finally:
         _restore_session(plpy, before)
     plan = plan_features.strip_outputs(json.loads(text))
-    sizes = relation_sizes(plpy, plan)
-    if any(name.startswith("pg_temp") for name in sizes):
+    if any(schema.startswith("pg_temp") for schema, _ in _plan_relations(plan)):
         return Skipped("temp_object", "it reads a temporary table")
+    sizes = relation_sizes(plpy, plan)
     return Planned(plan, plan_features.describe(plan, sizes, time.time()))
 
 
-def _require_no_temp_objects(plpy: Any) -> None:
-    """Refuses a session with temporary tables, views or types: a name in another role's statement would
-    resolve to them (pg_temp is searched for relations and types wherever search_path puts it), and their
-    code would run as that role."""
-    found = plpy.execute(
-        "SELECT (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())"
-        " + (SELECT count(*) FROM pg_catalog.pg_type WHERE typnamespace = pg_catalog.pg_my_temp_schema()) AS n"
+def _temp_objects_error() -> PgmlError:
+    """A session with temporary tables, views or types may not plan: a name in another role's statement
+    would resolve to them (pg_temp is searched for relations and types wherever search_path puts it),
+    and their code would run as that role."""
+    return PgmlError(
+        "plans cannot be captured in a session that has temporary tables, views or types",
+        sqlstate=PREREQUISITE_STATE,
+        hint="Another role's statement could name them and run their code as that role: call it from a "
+        "session without temporary objects, or queue a 'plans' job for the job worker.",
     )
-    if found[0]["n"]:
-        raise PgmlError(
-            "plans cannot be captured in a session that has temporary tables, views or types",
-            sqlstate=PREREQUISITE_STATE,
-            hint="Another role's statement could name them and run their code as that role: call it from a "
-            "session without temporary objects, or queue a 'plans' job for the job worker.",
-        )
 
 
 def _failure(plpy: Any, exc: Any) -> Skipped:
@@ -226,21 +239,30 @@ def _names_temp_relation(plpy: Any, message: str) -> bool:
 
 
 _STATE_SQL = """
-    SELECT (SELECT coalesce(array_agg(name), '{}') FROM pg_catalog.pg_prepared_statements) AS prepared,
+    SELECT (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())
+         + (SELECT count(*) FROM pg_catalog.pg_type WHERE typnamespace = pg_catalog.pg_my_temp_schema())
+           AS temp_objects,
+           (SELECT coalesce(array_agg(name), '{}') FROM pg_catalog.pg_prepared_statements) AS prepared,
            (SELECT coalesce(array_agg(ARRAY[classid::text, objid::text, objsubid::text]), '{}')
               FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()
                AND granted) AS locks
 """
 
 
-def _session_state(plpy: Any) -> dict[str, Any]:
-    row = plpy.execute(_STATE_SQL)[0]
-    return {"prepared": set(row["prepared"] or []), "locks": [tuple(x) for x in row["locks"] or []]}
+def session_state(plpy: Any) -> dict[str, Any]:
+    row = plpy.execute(_prepared(plpy, _STATE_SQL, []))[0]
+    return {
+        "temp_objects": row["temp_objects"],
+        "prepared": set(row["prepared"] or []),
+        "locks": [tuple(x) for x in row["locks"] or []],
+    }
 
 
 def _restore_session(plpy: Any, before: dict[str, Any]) -> None:
     """Removes what the planned code left that no rollback undoes: prepared statements, advisory locks."""
-    after = _session_state(plpy)
+    after = session_state(plpy)
+    if after["temp_objects"]:  # read only, rolled back: cannot happen, and must not go unnoticed
+        raise _temp_objects_error()
     for name in after["prepared"] - before["prepared"]:
         plpy.execute("DEALLOCATE " + plpy.quote_ident(name))
     extra = list(after["locks"])
@@ -257,28 +279,34 @@ def _restore_session(plpy: Any, before: dict[str, Any]) -> None:
 
 
 _SIZES_SQL = """
-    SELECT CASE WHEN c.relpersistence = 't' THEN 'pg_temp.' || c.relname ELSE n.nspname || '.' || c.relname END
-               AS name,
-           c.relpages::float8 AS pages,
-           greatest(c.reltuples, 0)::float8 AS tuples,
+    SELECT x.schema || '.' || x.rel AS name, c.relpages::float8 AS pages, greatest(c.reltuples, 0)::float8 AS tuples,
            (SELECT count(*) FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid)::int AS indexes,
-           extract(epoch FROM greatest(s.last_analyze, s.last_autoanalyze))::float8 AS analyzed_epoch
-      FROM pg_catalog.pg_class c
-      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = c.oid
-     WHERE n.nspname || '.' || c.relname = ANY ($1)
-        OR (c.relpersistence = 't' AND 'pg_temp.' || c.relname = ANY ($1))
+           extract(epoch FROM greatest(pg_catalog.pg_stat_get_last_analyze_time(c.oid),
+                                       pg_catalog.pg_stat_get_last_autoanalyze_time(c.oid)))::float8 AS analyzed_epoch
+      FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS x(schema, rel)
+      JOIN pg_catalog.pg_namespace n ON n.nspname = x.schema
+      JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = x.rel
 """
+
+
+def _plan_relations(plan: Any) -> list[tuple[str, str]]:
+    """(schema, relation) of every relation a plan reads (VERBOSE names the schema)."""
+    found = []
+    for _, node in plan_features.nodes(plan_features.root(plan)):
+        rel, schema = node.get("Relation Name"), node.get("Schema")
+        if isinstance(rel, str) and isinstance(schema, str) and (schema, rel) not in found:
+            found.append((schema, rel))
+    return found
 
 
 def relation_sizes(plpy: Any, plan: Any) -> dict[str, dict[str, Any]]:
     """Pages, tuples, indexes and last ANALYZE of the relations a plan reads, from this server's catalog."""
-    names = sorted(
-        {r for _, node in plan_features.nodes(plan_features.root(plan)) if (r := plan_features.relation_name(node))}
-    )
+    names = _plan_relations(plan)
     if not names:
         return {}
-    rows = plpy.execute(plpy.prepare(_SIZES_SQL, ["text[]"]), [names])
+    rows = plpy.execute(
+        _prepared(plpy, _SIZES_SQL, ["text[]", "text[]"]), [[n[0] for n in names], [n[1] for n in names]]
+    )
     return {row["name"]: dict(row) for row in rows}
 
 
@@ -297,25 +325,28 @@ def _candidates(plpy: Any, only_new: bool) -> list[dict[str, Any]]:
         return []
     new_only = "AND c.queryid IS NULL" if only_new else ""
     query = f"""
-        SELECT st.queryid, p.query, p.rolname, p.here,
+        WITH here AS (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()),
+        entries AS (  -- pg_stat_statements read once: per queryid, this database's entry most called
+            SELECT DISTINCT ON (s.queryid) s.queryid, s.query, r.rolname, s.dbid = (SELECT oid FROM here) AS here
+              FROM {plpy.quote_ident(schema)}.pg_stat_statements(true) s
+              LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
+             WHERE s.queryid IS NOT NULL
+             ORDER BY s.queryid, s.dbid = (SELECT oid FROM here) DESC, s.calls DESC)
+        SELECT st.queryid, p.query, p.rolname, coalesce(p.here, false) AS here,
                CASE WHEN c.attempted_at > pg_catalog.now() - interval '1 day' THEN c.unfinished_attempts ELSE 0 END
                    AS unfinished
           FROM pganalytics_ml.statements st
           LEFT JOIN pganalytics_ml.plan_capture c ON c.server_id = st.server_id AND c.queryid = st.queryid
-          LEFT JOIN LATERAL (
-                SELECT s.query, r.rolname, s.dbid = d.oid AS here
-                  FROM {plpy.quote_ident(schema)}.pg_stat_statements(true) s
-                  LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
-                  LEFT JOIN pg_catalog.pg_database d ON d.datname = pg_catalog.current_database()
-                 WHERE s.queryid = st.queryid
-                 ORDER BY s.dbid = d.oid DESC, s.calls DESC LIMIT 1) p ON true
+          LEFT JOIN entries p ON p.queryid = st.queryid
          WHERE st.server_id = '{LOCAL_SERVER}' {new_only}
          ORDER BY st.queryid
     """
     return [dict(r) for r in plpy.execute(query)]
 
 
-def plan_one(plpy: Any, candidate: dict[str, Any]) -> Planned | Skipped:
+def plan_one(
+    plpy: Any, candidate: dict[str, Any], paths: dict[str, str] | None = None, baseline: dict[str, Any] | None = None
+) -> Planned | Skipped:
     if candidate["unfinished"] >= MAX_UNFINISHED:
         return Skipped("stalled", "an earlier attempt to plan it never finished")
     if candidate["query"] is None:
@@ -324,7 +355,10 @@ def plan_one(plpy: Any, candidate: dict[str, Any]) -> Planned | Skipped:
         return Skipped("other_database")
     if candidate["rolname"] is None:
         return Skipped("role_missing")
-    return plan_as(plpy, candidate["query"], candidate["rolname"])
+    role = candidate["rolname"]
+    if paths is not None and role not in paths:
+        paths[role] = _quote_path(plpy, role)
+    return plan_as(plpy, candidate["query"], role, paths.get(role) if paths is not None else None, baseline)
 
 
 _MARK_SQL = """
@@ -340,7 +374,7 @@ def store(
     plpy: Any, server_id: str, queryid: int, result: Planned | Skipped, role: str | None, at: str | None = None
 ) -> bool:
     """Records the outcome; returns whether it is a plan change."""
-    plan = plpy.prepare(_STORE_SQL, ["text", "bigint", "text", "text", "text", "text", "timestamptz"])
+    plan = _prepared(plpy, _STORE_SQL, ["text", "bigint", "text", "text", "text", "text", "timestamptz"])
     if isinstance(result, Planned):
         args = ["planned", None, json.dumps(result.description | {"plan": result.plan})]
     else:
@@ -362,6 +396,8 @@ def capture(
     """
     candidates = _candidates(plpy, only_new)
     mark = plpy.prepare(_MARK_SQL, ["text", "bigint"])
+    paths: dict[str, str] = {}  # each role's pinned search_path, read once per capture
+    baseline = session_state(plpy)  # what each plan's clean-up restores
     counts = {"statements": len(candidates), "planned": 0, "changed": 0, "skipped": dict.fromkeys(SKIP_REASONS, 0)}
     for i, candidate in enumerate(candidates):
         if progress and i % 200 == 0:
@@ -369,7 +405,7 @@ def capture(
         if commit and candidate["unfinished"] < MAX_UNFINISHED:
             plpy.execute(mark, [LOCAL_SERVER, candidate["queryid"]])
             commit()
-        result = plan_one(plpy, candidate)
+        result = plan_one(plpy, candidate, paths, baseline)
         counts["changed"] += store(plpy, LOCAL_SERVER, candidate["queryid"], result, candidate["rolname"])
         if isinstance(result, Planned):
             counts["planned"] += 1
@@ -398,8 +434,12 @@ def queue_new(plpy: Any) -> None:
     """After a local snapshot: queue a plans job for statements never planned, unless one is waiting.
 
     The snapshot itself never plans: planning runs other roles' code, which belongs in the job worker,
-    where a statement that stalls is found and skipped (see ``capture``).
+    where a statement that stalls is found and skipped (see ``capture``). The setting
+    pganalytics_ml.plan_new_statements = off stops the queueing (the hourly capture still runs).
     """
+    setting = plpy.execute("SELECT pg_catalog.current_setting('pganalytics_ml.plan_new_statements', true) AS s")
+    if (setting[0]["s"] or "on").lower() in ("off", "false", "0", "no"):
+        return
     plpy.execute(
         """
         SELECT pganalytics_ml._enqueue('plans', '{"only_new": true}'::jsonb, 1, interval '4 min', interval '5 min')
