@@ -162,26 +162,39 @@ def plan_as(
     ``search_path`` (already quoted for SET) overrides the role's own. ``baseline`` is the session's
     state (``session_state``) to come back to, when the caller already read it.
     """
-    reason, n_params = statement_shape(sql)
-    if reason:
-        return Skipped(reason)
     if search_path is None and not len(
         plpy.execute(_prepared(plpy, "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", ["text"]), [role])
     ):
         return Skipped("role_missing")  # (a caller passing search_path found the role itself)
+    return plan_many_as(plpy, [sql], role, search_path, baseline)[0]
+
+
+def plan_many_as(
+    plpy: Any, sqls: list[str], role: str, search_path: str | None = None, baseline: dict[str, Any] | None = None
+) -> list[Planned | Skipped]:
+    """``plan_as`` for several texts of one role: its planning function is created once, in a
+    subtransaction rolled back at the end; each text is planned in a read-only subtransaction of its own,
+    rolled back too (so that no transaction accumulates one aborted catalog write per statement)."""
     before = baseline or session_state(plpy)
     if before["temp_objects"]:
         raise _temp_objects_error()
+    shapes = [statement_shape(sql) for sql in sqls]
+    results: list[Planned | Skipped | str] = [Skipped(reason) if reason else "" for reason, _ in shapes]
+    if all(isinstance(r, Skipped) for r in results):
+        return results  # type: ignore[return-value]
     path = search_path or _quote_path(plpy, role)
-    params = f"({', '.join(['NULL'] * n_params)})" if n_params else ""
     try:
         with plpy.subtransaction():
             owner = "ALTER FUNCTION pg_temp.pganalytics_ml_plan_as(text, text) OWNER TO " + plpy.quote_ident(role)
             plpy.execute(f"{_definer_sql(path)};\n{owner}")
             call = plpy.prepare("SELECT pg_temp.pganalytics_ml_plan_as($1, $2) AS plan", ["text", "text"])  # new fn
-            raise _RolledBack(plpy.execute(call, [sql, params])[0]["plan"])
-    except _RolledBack as done:
-        text = done.plan
+            for i, (sql, (_, n_params)) in enumerate(zip(sqls, shapes, strict=True)):
+                if isinstance(results[i], Skipped):
+                    continue
+                results[i] = _explain(plpy, call, sql, n_params, before)
+            raise _RolledBack("")
+    except _RolledBack:
+        _restore_session(plpy, before)  # and the advisory locks, once for the batch
     except plpy.SPIError as exc:
         if getattr(exc, "sqlstate", None) == "42723":  # the planning function exists: someone made it
             raise PgmlError(
@@ -189,9 +202,25 @@ def plan_as(
                 sqlstate=PREREQUISITE_STATE,
                 hint="Plan in a session without temporary objects (the job worker's), or drop it.",
             ) from None
+        raise
+    return [r if isinstance(r, Skipped) else _described(plpy, r) for r in results]  # type: ignore[arg-type]
+
+
+def _explain(plpy: Any, call: Any, sql: str, n_params: int, before: dict[str, Any]) -> str | Skipped:
+    """One EXPLAIN through the planning function, in a subtransaction always rolled back: its text, or why not."""
+    params = f"({', '.join(['NULL'] * n_params)})" if n_params else ""
+    try:
+        with plpy.subtransaction():
+            raise _RolledBack(plpy.execute(call, [sql, params])[0]["plan"])
+    except _RolledBack as done:
+        return done.plan
+    except plpy.SPIError as exc:
         return _failure(plpy, exc)
     finally:
-        _restore_session(plpy, before)
+        _restore_session(plpy, before, locks=False)
+
+
+def _described(plpy: Any, text: str) -> Planned | Skipped:
     plan = plan_features.strip_outputs(json.loads(text))
     if any(schema.startswith("pg_temp") for schema, _ in _plan_relations(plan)):
         return Skipped("temp_object", "it reads a temporary table")
@@ -242,29 +271,35 @@ _STATE_SQL = """
     SELECT (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())
          + (SELECT count(*) FROM pg_catalog.pg_type WHERE typnamespace = pg_catalog.pg_my_temp_schema())
            AS temp_objects,
-           (SELECT coalesce(array_agg(name), '{}') FROM pg_catalog.pg_prepared_statements) AS prepared,
-           (SELECT coalesce(array_agg(ARRAY[classid::text, objid::text, objsubid::text]), '{}')
-              FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()
-               AND granted) AS locks
+           (SELECT coalesce(array_agg(name), '{}') FROM pg_catalog.pg_prepared_statements) AS prepared
+"""
+# pg_locks reads every lock of the server: read once per batch of plans, not per plan.
+_LOCKS_SQL = """
+    SELECT coalesce(array_agg(ARRAY[classid::text, objid::text, objsubid::text]), '{}') AS locks
+      FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid() AND granted
 """
 
 
-def session_state(plpy: Any) -> dict[str, Any]:
+def session_state(plpy: Any, locks: bool = True) -> dict[str, Any]:
+    """What plans must leave as they found it: temporary objects, prepared statements, advisory locks."""
     row = plpy.execute(_prepared(plpy, _STATE_SQL, []))[0]
+    held = plpy.execute(_prepared(plpy, _LOCKS_SQL, []))[0]["locks"] if locks else []
     return {
         "temp_objects": row["temp_objects"],
         "prepared": set(row["prepared"] or []),
-        "locks": [tuple(x) for x in row["locks"] or []],
+        "locks": [tuple(x) for x in held or []],
     }
 
 
-def _restore_session(plpy: Any, before: dict[str, Any]) -> None:
+def _restore_session(plpy: Any, before: dict[str, Any], locks: bool = True) -> None:
     """Removes what the planned code left that no rollback undoes: prepared statements, advisory locks."""
-    after = session_state(plpy)
+    after = session_state(plpy, locks)
     if after["temp_objects"]:  # read only, rolled back: cannot happen, and must not go unnoticed
         raise _temp_objects_error()
     for name in after["prepared"] - before["prepared"]:
         plpy.execute("DEALLOCATE " + plpy.quote_ident(name))
+    if not locks:
+        return
     extra = list(after["locks"])
     for lock in before["locks"]:
         if lock in extra:
@@ -344,9 +379,8 @@ def _candidates(plpy: Any, only_new: bool) -> list[dict[str, Any]]:
     return [dict(r) for r in plpy.execute(query)]
 
 
-def plan_one(
-    plpy: Any, candidate: dict[str, Any], paths: dict[str, str] | None = None, baseline: dict[str, Any] | None = None
-) -> Planned | Skipped:
+def _precheck(candidate: dict[str, Any]) -> Skipped | None:
+    """Why a candidate cannot be planned before any planning, or None."""
     if candidate["unfinished"] >= MAX_UNFINISHED:
         return Skipped("stalled", "an earlier attempt to plan it never finished")
     if candidate["query"] is None:
@@ -355,10 +389,10 @@ def plan_one(
         return Skipped("other_database")
     if candidate["rolname"] is None:
         return Skipped("role_missing")
-    role = candidate["rolname"]
-    if paths is not None and role not in paths:
-        paths[role] = _quote_path(plpy, role)
-    return plan_as(plpy, candidate["query"], role, paths.get(role) if paths is not None else None, baseline)
+    return None
+
+
+BATCH = 500  # statements of one role planned under one planning function (by hand)
 
 
 _MARK_SQL = """
@@ -395,24 +429,48 @@ def capture(
     stalled next time instead of stalling every run.
     """
     candidates = _candidates(plpy, only_new)
-    mark = plpy.prepare(_MARK_SQL, ["text", "bigint"])
     paths: dict[str, str] = {}  # each role's pinned search_path, read once per capture
     baseline = session_state(plpy)  # what each plan's clean-up restores
     counts = {"statements": len(candidates), "planned": 0, "changed": 0, "skipped": dict.fromkeys(SKIP_REASONS, 0)}
-    for i, candidate in enumerate(candidates):
-        if progress and i % 200 == 0:
-            progress("planning", 100 * i / max(len(candidates), 1))
-        if commit and candidate["unfinished"] < MAX_UNFINISHED:
-            plpy.execute(mark, [LOCAL_SERVER, candidate["queryid"]])
-            commit()
-        result = plan_one(plpy, candidate, paths, baseline)
+
+    def path_of(role: str) -> str:
+        if role not in paths:
+            paths[role] = _quote_path(plpy, role)
+        return paths[role]
+
+    def record(candidate: dict[str, Any], result: Planned | Skipped) -> None:
         counts["changed"] += store(plpy, LOCAL_SERVER, candidate["queryid"], result, candidate["rolname"])
         if isinstance(result, Planned):
             counts["planned"] += 1
         else:
             counts["skipped"][result.reason] += 1
-    if commit:
-        commit()
+
+    plannable: dict[str, list[dict[str, Any]]] = {}
+    for candidate in candidates:
+        skipped = _precheck(candidate)
+        if skipped:
+            record(candidate, skipped)
+        else:
+            plannable.setdefault(candidate["rolname"], []).append(candidate)
+    if commit is None:
+        for role, group in plannable.items():
+            for start in range(0, len(group), BATCH):
+                batch = group[start : start + BATCH]
+                results = plan_many_as(plpy, [c["query"] for c in batch], role, path_of(role), baseline)
+                for candidate, result in zip(batch, results, strict=True):
+                    record(candidate, result)
+        return counts
+
+    mark = plpy.prepare(_MARK_SQL, ["text", "bigint"])
+    todo = [c for group in plannable.values() for c in group]
+    for i, candidate in enumerate(todo):
+        if progress and i % 200 == 0:
+            progress("planning", 100 * i / max(len(todo), 1))
+        plpy.execute(mark, [LOCAL_SERVER, candidate["queryid"]])
+        commit()  # the attempt is on record before its planning starts
+        role = candidate["rolname"]
+        record(candidate, plan_as(plpy, candidate["query"], role, path_of(role), baseline))
+    commit()
     return counts
 
 
