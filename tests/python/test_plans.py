@@ -420,3 +420,20 @@ def test_plan_capture_under_a_hostile_search_path_calls_none_of_its_fakes(db: Da
         db.conn.execute("DROP SCHEMA IF EXISTS hostile CASCADE")
         db.conn.execute(f"REVOKE CREATE ON DATABASE {db.name} FROM {attacker}")
         db.conn.execute(f"DROP ROLE {attacker}")
+
+
+def test_a_regression_right_after_a_plan_change_says_so(db: Database):
+    from history_builder import History, statements
+
+    history = History(db.conn, "db-1")
+    levels = statements(4)
+    changed = next(iter(levels))
+    history.steady(levels, intervals=24)
+    history.capture(levels, extra={changed: {"plan": REMOTE_PLAN, "relations": SIZES}})
+    db.conn.execute("SELECT * FROM pgml_train(90, 'linear_regression', 'db-1')")
+    db.conn.execute("SELECT count(*) FROM pgml_predict_all('db-1', log => true)")
+    slower = {q: level * (50 if q == changed else 1) for q, level in levels.items()}
+    at = history.capture(slower, extra={changed: {"plan": SEQ_PLAN, "relations": SIZES}})
+    rows = dict(db.all("SELECT query_hash, plan_changed_at FROM pganalytics_ml.regressions WHERE server_id = 'db-1'"))
+    assert changed in rows and rows[changed] == at
+    assert all(when is None for q, when in rows.items() if q != changed)
