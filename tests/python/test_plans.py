@@ -266,27 +266,33 @@ def test_a_statement_whose_planning_never_ends_is_skipped_once_its_worker_is_ter
     conn.execute("SELECT total FROM orders WHERE id = %s", (2,))
     db.one("SELECT count(*) FROM pgml_snapshot()")
     db.conn.execute("DELETE FROM pganalytics_ml.jobs")  # the snapshot's own queued job: this test queues its own
-    job = db.one(
-        "SELECT job_id FROM pgml_job_enqueue('plans', '{}', max_attempts => 1, soft_limit => '1 s',"
-        " hard_limit => '1 s')"
-    )
-    worker = db.connect()
-    done = threading.Event()
 
-    def run() -> None:
-        try:
-            worker.execute("CALL pganalytics_ml.run_jobs(max_jobs => 1)")
-        except psycopg.Error:
-            pass  # terminated
-        done.set()
+    def job_terminated_at_its_hard_limit() -> None:
+        job = db.one(
+            "SELECT job_id FROM pgml_job_enqueue('plans', '{}', max_attempts => 1, soft_limit => '1 s',"
+            " hard_limit => '1 s')"
+        )
+        worker = db.connect()
+        done = threading.Event()
 
-    threading.Thread(target=run, daemon=True).start()
-    deadline = time.monotonic() + 30
-    while not done.is_set() and time.monotonic() < deadline:
-        time.sleep(0.5)
-        db.all("SELECT * FROM pganalytics_ml.rescue_jobs()")
-    assert done.wait(10)
-    assert db.one("SELECT status FROM pganalytics_ml.jobs WHERE job_id = %s", (job,)) == "failed"
+        def run() -> None:
+            try:
+                worker.execute("CALL pganalytics_ml.run_jobs(max_jobs => 1)")
+            except psycopg.Error:
+                pass  # terminated
+            done.set()
+
+        threading.Thread(target=run, daemon=True).start()
+        deadline = time.monotonic() + 30
+        while not done.is_set() and time.monotonic() < deadline:
+            time.sleep(0.5)
+            db.all("SELECT * FROM pganalytics_ml.rescue_jobs()")
+        assert done.wait(10)
+        assert db.one("SELECT status FROM pganalytics_ml.jobs WHERE job_id = %s", (job,)) == "failed"
+
+    job_terminated_at_its_hard_limit()  # its batch is suspect: planned one statement at a time next
+    assert db.one("SELECT max(unfinished_attempts) FROM pganalytics_ml.plan_capture") == 1
+    job_terminated_at_its_hard_limit()  # and it stalls alone
     counts = outcomes(db)  # the next capture skips it, and plans the rest
     assert counts["stalled"] == 1
     assert capture_of(db, "SELECT slow() FROM orders WHERE id = $1")["outcome"] == "stalled"

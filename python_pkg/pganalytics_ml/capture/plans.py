@@ -47,7 +47,8 @@ SKIP_REASONS = (
     "lock_timeout",  # a lock was not granted within LOCK_TIMEOUT
     "stalled",  # an earlier attempt never finished (its worker was terminated): not retried
 )
-MAX_UNFINISHED = 1  # after this many attempts that never finished, a statement is skipped as stalled
+MAX_UNFINISHED = 2  # after this many attempts that never finished, a statement is skipped as stalled
+JOB_BATCH = 100  # statements the job marks, plans and stores per commit
 
 
 _PREPARED: dict[tuple[int, str], Any] = {}
@@ -397,7 +398,7 @@ BATCH = 500  # statements of one role planned under one planning function (by ha
 
 _MARK_SQL = """
     INSERT INTO pganalytics_ml.plan_capture AS c (server_id, queryid, outcome, attempted_at, unfinished_attempts)
-    VALUES ($1, $2, 'started', pg_catalog.clock_timestamp(), 1)
+    SELECT $1, q, 'started', pg_catalog.clock_timestamp(), 1 FROM pg_catalog.unnest($2::bigint[]) q
     ON CONFLICT (server_id, queryid) DO UPDATE
        SET unfinished_attempts = c.unfinished_attempts + 1, attempted_at = EXCLUDED.attempted_at
 """
@@ -424,9 +425,9 @@ def capture(
 ) -> dict[str, Any]:
     """Plans the local server's statements (only those never planned when ``only_new``); returns counts.
 
-    With ``commit`` (the job worker), each attempt is marked and committed before planning starts, so
-    a statement whose planning never ends (the worker is terminated at its hard limit) is skipped as
-    stalled next time instead of stalling every run.
+    With ``commit`` (the job worker), attempts are marked and committed before planning starts, so a
+    statement whose planning never ends (the worker is terminated at its hard limit) is found: planned
+    alone next time, then skipped as stalled instead of stalling every run.
     """
     candidates = _candidates(plpy, only_new)
     paths: dict[str, str] = {}  # each role's pinned search_path, read once per capture
@@ -461,15 +462,26 @@ def capture(
                     record(candidate, result)
         return counts
 
-    mark = plpy.prepare(_MARK_SQL, ["text", "bigint"])
-    todo = [c for group in plannable.values() for c in group]
-    for i, candidate in enumerate(todo):
-        if progress and i % 200 == 0:
-            progress("planning", 100 * i / max(len(todo), 1))
-        plpy.execute(mark, [LOCAL_SERVER, candidate["queryid"]])
-        commit()  # the attempt is on record before its planning starts
-        role = candidate["rolname"]
-        record(candidate, plan_as(plpy, candidate["query"], role, path_of(role), baseline))
+    # The job: each batch's attempts are committed before its planning starts. A batch whose worker was
+    # terminated is planned again one statement at a time, so that only the one that stalls is skipped.
+    mark = plpy.prepare(_MARK_SQL, ["text", "bigint[]"])
+    batches = []
+    for role, group in plannable.items():
+        suspects = [c for c in group if c["unfinished"]]
+        batches += [(role, [c]) for c in suspects]
+        rest = [c for c in group if not c["unfinished"]]
+        batches += [(role, rest[i : i + JOB_BATCH]) for i in range(0, len(rest), JOB_BATCH)]
+    done = 0
+    for role, batch in batches:
+        if progress:
+            progress("planning", 100 * done / max(len(candidates), 1))
+        plpy.execute("SET LOCAL synchronous_commit = off")  # a mark lost in a crash only means a retry
+        plpy.execute(mark, [LOCAL_SERVER, [c["queryid"] for c in batch]])
+        commit()  # the attempts are on record before their planning starts
+        results = plan_many_as(plpy, [c["query"] for c in batch], role, path_of(role), baseline)
+        for candidate, result in zip(batch, results, strict=True):
+            record(candidate, result)
+        done += len(batch)
     commit()
     return counts
 
