@@ -268,32 +268,31 @@ def _names_temp_relation(plpy: Any, message: str) -> bool:
     return bool(len(found))
 
 
-_STATE_SQL = """
+# Temporary objects: pg_class and pg_type have no index on the namespace alone, so these counts scan them.
+_TEMP_SQL = """
     SELECT (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())
-         + (SELECT count(*) FROM pg_catalog.pg_type WHERE typnamespace = pg_catalog.pg_my_temp_schema())
-           AS temp_objects,
-           (SELECT coalesce(array_agg(name), '{}') FROM pg_catalog.pg_prepared_statements) AS prepared
+         + (SELECT count(*) FROM pg_catalog.pg_type WHERE typnamespace = pg_catalog.pg_my_temp_schema()) AS n
 """
-# pg_locks reads every lock of the server: read once per batch of plans, not per plan.
+_PREPARED_SQL = "SELECT coalesce(array_agg(name), '{}') AS prepared FROM pg_catalog.pg_prepared_statements"
+# pg_locks reads every lock of the server.
 _LOCKS_SQL = """
     SELECT coalesce(array_agg(ARRAY[classid::text, objid::text, objsubid::text]), '{}') AS locks
       FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid() AND granted
 """
 
 
-def session_state(plpy: Any, locks: bool = True) -> dict[str, Any]:
-    """What plans must leave as they found it: temporary objects, prepared statements, advisory locks."""
-    row = plpy.execute(_prepared(plpy, _STATE_SQL, []))[0]
-    held = plpy.execute(_prepared(plpy, _LOCKS_SQL, []))[0]["locks"] if locks else []
-    return {
-        "temp_objects": row["temp_objects"],
-        "prepared": set(row["prepared"] or []),
-        "locks": [tuple(x) for x in held or []],
-    }
+def session_state(plpy: Any, full: bool = True) -> dict[str, Any]:
+    """What plans must leave as they found it: prepared statements; in ``full``, also temporary objects and
+    advisory locks (read once per batch of plans, not per plan: see _explain)."""
+    prepared = plpy.execute(_prepared(plpy, _PREPARED_SQL, []))[0]["prepared"]
+    temp = plpy.execute(_prepared(plpy, _TEMP_SQL, []))[0]["n"] if full else 0
+    held = plpy.execute(_prepared(plpy, _LOCKS_SQL, []))[0]["locks"] if full else []
+    return {"temp_objects": temp, "prepared": set(prepared or []), "locks": [tuple(x) for x in held or []]}
 
 
 def _restore_session(plpy: Any, before: dict[str, Any], locks: bool = True) -> None:
-    """Removes what the planned code left that no rollback undoes: prepared statements, advisory locks."""
+    """Removes what the planned code left that no rollback undoes: prepared statements, advisory locks.
+    (It cannot leave temporary objects: it runs read only and is rolled back; checked per batch.)"""
     after = session_state(plpy, locks)
     if after["temp_objects"]:  # read only, rolled back: cannot happen, and must not go unnoticed
         raise _temp_objects_error()
