@@ -60,7 +60,7 @@ SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.plan_events', '');
 CREATE FUNCTION pganalytics_ml._mean_ms_between(p_server_id text, p_queryid bigint,
                                                 p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (mean_ms double precision, calls bigint)
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT sum(q.total_exec_time) / nullif(sum(q.calls), 0), sum(q.calls)::bigint
