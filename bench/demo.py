@@ -349,7 +349,8 @@ def plan_change(conn: Any) -> None:
     print(
         f"\nPlans (EXPLAIN as each statement's role, never executed): {counts.get('planned', 0)} planned, "
         f"skipped: {skipped or 'none'}. Without the primary key of pgbench_accounts, "
-        f"{counts.get('changed', 0)} plan changes (pganalytics_ml.plan_changes):\n"
+        f"{counts.get('changed', 0)} plan changes in that capture; the latest found, the workload's own included"
+        " (pganalytics_ml.plan_changes):\n"
     )
     if rows:
         print_table(
