@@ -101,9 +101,9 @@ def test_first_start_creates_the_extensions_and_schedules(fresh: Cluster):
     assert status["scheduler"]["pg_cron_installed"] and status["pg_stat_statements"]["installed"]
     assert status["status"] == "healthy"
 
-    again = run_init(fresh)  # harmless if run again: the same five jobs, updated in place
+    again = run_init(fresh)  # harmless if run again: the same six jobs, updated in place
     assert again.returncode == 0, again.stderr
-    assert fresh.execute("SELECT count(*) FROM cron.job", dbname=DATABASE) == [(5,)]
+    assert fresh.execute("SELECT count(*) FROM cron.job", dbname=DATABASE) == [(6,)]
 
 
 def test_a_default_database_that_is_not_the_cron_database_is_refused(fresh: Cluster):

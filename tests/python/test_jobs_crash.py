@@ -133,8 +133,8 @@ def test_a_real_pg_cron_tick_drains_a_queued_training_job(crash_cluster: Cluster
         conn.execute("SELECT cron.schedule('someone-elses-job', '0 0 1 1 *', 'SELECT 1')")
         scheduled = conn.execute("SELECT job_name FROM pgml_schedule(snapshot_seconds => 60)").fetchall()
         again = conn.execute("SELECT job_name FROM pgml_schedule(snapshot_seconds => 60)").fetchall()
-        assert scheduled == again and len(scheduled) == 5  # idempotent
-        assert conn.execute("SELECT count(*) FROM cron.job").fetchone()[0] == 6
+        assert scheduled == again and len(scheduled) == 6  # idempotent
+        assert conn.execute("SELECT count(*) FROM cron.job").fetchone()[0] == 7
     job_id = train_async(crash_cluster)
     done = wait_for(
         lambda: (j := job(crash_cluster, job_id))["status"] == "completed" and j,
