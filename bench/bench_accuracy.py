@@ -86,6 +86,41 @@ def one_run(phases: tuple, tick: float, model_type: str) -> Run:
         cluster.destroy()
 
 
+def plans_ab(phases: tuple, tick: float, model_type: str) -> list[list[object]]:
+    """Issue 14: on one run's history, the holdout of a model trained without the statements' plans (all
+    PLAN features zero, as before plan capture) and of one trained after pgml_capture_plans()."""
+    cluster = bench_cluster("accuracy-plans")
+    try:
+        workload.prepare(cluster)
+        with cluster.connect(workload.MAIN_DB) as conn:
+            conn.execute("CREATE EXTENSION pg_stat_statements")
+            conn.execute("CREATE EXTENSION pganalytics_ml CASCADE")
+            conn.execute("SET pganalytics_ml.plan_new_statements = off")
+            conn.execute("SELECT * FROM pgml_snapshot()")
+            workload.run(cluster, phases, tick, lambda *_: conn.execute("SELECT * FROM pgml_snapshot()"))
+            rows = []
+            for label in ("without plans", "with plans"):
+                if label == "with plans":
+                    planned = dict(conn.execute("SELECT outcome, statements FROM pgml_capture_plans()").fetchall())
+                    label += f" ({planned['planned']} planned)"
+                cur = conn.execute("SELECT * FROM pgml_train(1, %s)", (model_type,))
+                t = dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
+                rows.append(
+                    [
+                        label,
+                        t["model_type"],
+                        t["q_error_p50"],
+                        t["q_error_p90"],
+                        t["interval_coverage"],
+                        t["baseline_last_q_error_p90"],
+                        t["baseline_longrun_q_error_p90"],
+                    ]
+                )
+            return rows
+    finally:
+        cluster.destroy()
+
+
 def median(values) -> float:
     known = [float(v) for v in values if v is not None]
     return statistics.median(known) if known else float("nan")
@@ -97,10 +132,18 @@ def main() -> None:
     parser.add_argument("--phase-seconds", type=int, default=0, help="shorten every phase (0: as defined)")
     parser.add_argument("--model-type", default="auto")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--plans-ab", action="store_true", help="one run: holdout without and with plan features")
     args = parser.parse_args()
     phases = workload.PHASES
     if args.phase_seconds:
         phases = tuple(dataclasses.replace(p, seconds=args.phase_seconds) for p in phases)
+    if args.plans_ab:
+        print("\nPlan features (issue 14): one run's history, trained twice on the same holdout\n")
+        print_table(
+            ["training", "model chosen", "p50", "p90", "90% coverage", "baseline p90: last", "baseline p90: long-run"],
+            plans_ab(phases, args.tick, args.model_type),
+        )
+        return
     runs = [one_run(phases, args.tick, args.model_type) for _ in range(args.runs)]
 
     first = runs[0]

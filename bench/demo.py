@@ -337,6 +337,32 @@ def regressions(conn: Any) -> None:
         )
 
 
+def plan_change(conn: Any) -> None:
+    """Plans captured as each statement's own role (issue 14); a dropped index shows up as a plan change."""
+    conn.execute("SELECT * FROM pgml_capture_plans()").fetchall()  # pg_cron's queued jobs planned most already
+    conn.execute("ALTER TABLE pgbench_accounts DROP CONSTRAINT pgbench_accounts_pkey")
+    try:
+        counts = dict(conn.execute("SELECT outcome, statements FROM pgml_capture_plans()").fetchall())
+    finally:
+        conn.execute("ALTER TABLE pgbench_accounts ADD PRIMARY KEY (aid)")  # the demo cluster stays as it was
+    rows = conn.execute(
+        "SELECT regexp_replace(query, '\\s+', ' ', 'g'), old_summary, new_summary FROM pganalytics_ml.plan_changes"
+        " WHERE server_id = 'local' ORDER BY detected_at DESC, query_hash LIMIT 5"
+    ).fetchall()
+    skipped = ", ".join(f"{k} {v}" for k, v in counts.items() if v and k not in ("planned", "changed"))
+    print(
+        f"\nPlans (EXPLAIN as each statement's role, never executed): {counts.get('planned', 0)} planned, "
+        f"skipped: {skipped or 'none'}. Without the primary key of pgbench_accounts, "
+        f"{counts.get('changed', 0)} plan changes in that capture; the latest found, the workload's own included"
+        " (pganalytics_ml.plan_changes):\n"
+    )
+    if rows:
+        print_table(
+            ["statement", "old plan", "new plan"],
+            [[_short(r[0], 50), _short(r[1], 50), _short(r[2], 40)] for r in rows],
+        )
+
+
 def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
@@ -441,6 +467,7 @@ def run_demo() -> None:
             predict_and_score(conn, load, demo_started)
             load.stop()
             outcome = report(conn, job, first_tick)
+            plan_change(conn)
             phase(6, f"pictures in {PLOTS}")
             for path in plot(conn, outcome) if outcome else []:
                 print(f"    {path}")
@@ -453,7 +480,8 @@ def run_demo() -> None:
     print(f"    psql -h {cluster.socket_dir} -p {cluster.port} -U postgres {DEMO_DB}\n")
     print("    SELECT * FROM pgml_models();  SELECT * FROM pganalytics_ml.prediction_accuracy;")
     print("    SELECT * FROM pgml_jobs();    SELECT pgml_status();")
-    print("    SELECT * FROM pgml_detect_patterns(10, 'synthetic-10d');\n")
+    print("    SELECT * FROM pgml_detect_patterns(10, 'synthetic-10d');")
+    print("    SELECT * FROM pganalytics_ml.plan_changes;\n")
     print("and remove it with: make demo-stop")
 
 

@@ -51,16 +51,34 @@ COMMENT ON FUNCTION pganalytics_ml._push_row(integer, jsonb) IS
     'Checks one row of a collector payload (stats.rows[index]) and returns it as stat_counters';
 REVOKE ALL ON FUNCTION pganalytics_ml._push_row(integer, jsonb) FROM PUBLIC;
 
-CREATE FUNCTION pganalytics_ml._after_push(server_id text, captured_at timestamptz)
+CREATE FUNCTION pganalytics_ml._check_pushed_plans(items jsonb, captured_at timestamptz)
+RETURNS integer
+LANGUAGE plpython3u
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' SET extra_float_digits = 1
+SET lc_numeric = 'C'
+AS $$
+GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
+from pganalytics_ml.capture import counters
+return counters.check_pushed_plans(plpy, items, captured_at)
+$$;
+COMMENT ON FUNCTION pganalytics_ml._check_pushed_plans(jsonb, timestamptz) IS
+    'Checks the plans and relation sizes some rows of a collector payload carry; returns how many';
+REVOKE ALL ON FUNCTION pganalytics_ml._check_pushed_plans(jsonb, timestamptz) FROM PUBLIC;
+
+CREATE FUNCTION pganalytics_ml._after_push(server_id text, captured_at timestamptz, items jsonb)
 RETURNS void
 LANGUAGE plpython3u
 VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' SET extra_float_digits = 1
+SET lc_numeric = 'C'
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
 from pganalytics_ml.capture import counters
-return counters.after_push(plpy, server_id, captured_at)
+return counters.after_push(plpy, server_id, captured_at, items)
 $$;
-COMMENT ON FUNCTION pganalytics_ml._after_push(text, timestamptz) IS
-    'Parses the statements a push brought, then scores and forecasts as after every capture';
-REVOKE ALL ON FUNCTION pganalytics_ml._after_push(text, timestamptz) FROM PUBLIC;
+COMMENT ON FUNCTION pganalytics_ml._after_push(text, timestamptz, jsonb) IS
+    'Parses the statements a push brought and stores its plans, then scores and forecasts as after every capture';
+REVOKE ALL ON FUNCTION pganalytics_ml._after_push(text, timestamptz, jsonb) FROM PUBLIC;

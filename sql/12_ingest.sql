@@ -59,6 +59,7 @@ DECLARE
     v_times record;
     v_rows  pganalytics_ml.stat_counters[];
     v_done  record;
+    v_plans jsonb;
     v_state text; v_message text; v_detail text; v_hint text;
 BEGIN
     SELECT * INTO v_times FROM pganalytics_ml._check_push(
@@ -70,8 +71,19 @@ BEGIN
     SELECT pg_catalog.array_agg(pganalytics_ml._push_row((e.ord - 1)::integer, e.value) ORDER BY e.ord)
       INTO v_rows
       FROM pg_catalog.jsonb_array_elements(v_json) WITH ORDINALITY e(value, ord);
+    -- The optional plans and relation sizes of some rows (issue 14), checked before anything is written.
+    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'index', e.ord - 1, 'queryid', e.value OPERATOR(pg_catalog.->) 'queryid',
+               'plan', e.value OPERATOR(pg_catalog.->) 'plan', 'relations', e.value OPERATOR(pg_catalog.->) 'relations')
+             ORDER BY e.ord)
+      INTO v_plans
+      FROM pg_catalog.jsonb_array_elements(v_json) WITH ORDINALITY e(value, ord)
+     WHERE e.value OPERATOR(pg_catalog.?) 'plan' OR e.value OPERATOR(pg_catalog.?) 'relations';
     v_json := NULL;
     PERFORM pganalytics_ml._check_push_rows(v_rows);
+    IF v_plans IS NOT NULL THEN
+        PERFORM pganalytics_ml._check_pushed_plans(v_plans, v_times.captured_at);
+    END IF;
     SELECT * INTO v_done FROM pganalytics_ml._capture(server_id, v_times.captured_at, v_rows, v_times.stats_reset);
     IF NOT FOUND THEN  -- a collector's retry of a capture already recorded: counted once
         RAISE NOTICE 'the capture of server % at % was already ingested; it is not counted again',
@@ -79,7 +91,7 @@ BEGIN
             pg_catalog.to_char(v_times.captured_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"');
         RETURN 0;
     END IF;
-    PERFORM pganalytics_ml._after_push(server_id, v_done.captured_at);
+    PERFORM pganalytics_ml._after_push(server_id, v_done.captured_at, v_plans);
     RETURN pg_catalog.cardinality(v_rows);
 EXCEPTION WHEN OTHERS THEN
     -- As the wrappers of sql/60_entry_points.sql: an error meant for the caller, without its traceback.

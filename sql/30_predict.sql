@@ -296,14 +296,22 @@ SELECT f.server_id,
        pg_catalog.float8mi(f.checked_observed_ms, f.checked_upper_ms) AS excess_ms,
        pg_catalog.float8div(f.checked_observed_ms, f.checked_upper_ms) AS times_upper_bound,
        f.above_upper_since AS since,
-       f.checked_interval_end AS observed_at
+       f.checked_interval_end AS observed_at,
+       -- issue 14: the plan change it started right after (found within the hour before it, or later
+       -- but from a plan last seen before it was observed), NULL when none
+       (SELECT pg_catalog.max(e.detected_at) FROM pganalytics_ml.plan_events e
+         WHERE e.server_id OPERATOR(pg_catalog.=) f.server_id AND e.queryid OPERATOR(pg_catalog.=) f.queryid
+           AND e.previous_seen_at OPERATOR(pg_catalog.<=) f.checked_interval_end
+           AND e.detected_at OPERATOR(pg_catalog.>=)
+               (f.above_upper_since OPERATOR(pg_catalog.-) CAST('1 hour' AS pg_catalog.interval))) AS plan_changed_at
   FROM pganalytics_ml.forecasts f
   JOIN pganalytics_ml.statements s
     ON s.server_id OPERATOR(pg_catalog.=) f.server_id AND s.queryid OPERATOR(pg_catalog.=) f.queryid
  WHERE f.above_upper_since IS NOT NULL;
 COMMENT ON VIEW pganalytics_ml.regressions IS
-    'Statements whose latest observed mean lies above the upper bound predicted for it, by how much, since when; '
-    'a statement leaves it when it runs within its bound again or has not run in the last three captures';
+    'Statements whose latest observed mean lies above the upper bound predicted for it, by how much, since when, '
+    'and the plan change it followed (plan_changed_at); a statement leaves it when it runs within its bound again '
+    'or has not run in the last three captures';
 
 GRANT SELECT ON pganalytics_ml.prediction_accuracy, pganalytics_ml.regressions, pganalytics_ml.forecasts,
                 pganalytics_ml.predictions TO pgml_reader;

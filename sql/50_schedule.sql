@@ -159,7 +159,11 @@ BEGIN
         -- Workload patterns of every server captured in the last week, refreshed hourly (pganalytics_ml.patterns).
         ARRAY['pganalytics_ml:patterns', '15 * * * *',
               format('SELECT job_id FROM %I.pgml_job_enqueue(''patterns'', ''{"lookback_days": 7}'')', '@extschema@'),
-              NULL]];
+              NULL],
+        -- Every statement planned again hourly (issue 14): finds plan changes; new ones are queued by snapshots.
+        ARRAY['pganalytics_ml:plans', '17 * * * *',
+              format('SELECT job_id FROM %I.pgml_job_enqueue(''plans'', ''{}'', soft_limit => ''4 min'', '
+                     'hard_limit => ''5 min'')', '@extschema@'), NULL]];
     FOREACH v_job SLICE 1 IN ARRAY v_jobs LOOP
         -- Five cron fields (pg_cron ignores what follows them) or a macro; then pg_cron's parser decides.
         v_valid := v_job[2] ~ '^\s*(@[a-z]+|([0-9A-Za-z*,/-]+\s+){4}[0-9A-Za-z*,/-]+)\s*$';
@@ -189,7 +193,7 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_schedule(integer, text, integer, text, text, interval, integer, interval, interval) IS
     'Registers (or updates) the pg_cron jobs: snapshots, queue draining, watchdog, daily retraining, clean-up, '
-    'hourly workload patterns; '
+    'hourly workload patterns and plan capture; '
     'arguments left out keep the settings of the previous call (pganalytics_ml.schedule_config)';
 REVOKE ALL ON FUNCTION @extschema@.pgml_schedule(integer, text, integer, text, text, interval, integer, interval, interval)
     FROM PUBLIC;

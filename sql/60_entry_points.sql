@@ -167,7 +167,7 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) IS
-    'Queues a job of any kind (train, snapshot, validate, cleanup, sleep, patterns) with optional limits and start time';
+    'Queues a job of any kind (train, snapshot, validate, cleanup, sleep, patterns, plans) with optional limits and start time';
 REVOKE ALL ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) TO pgml_admin;
 

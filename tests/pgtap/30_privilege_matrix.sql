@@ -27,6 +27,8 @@ INSERT INTO expected_functions VALUES
     ('pgml_job_cancel(text)',                                'pgml_admin',   true),
     ('pgml_schedule(integer,text,integer,text,text,interval,integer,interval,interval)', 'pgml_admin', true),
     ('pgml_unschedule()',                                    'pgml_admin',   true),
+    -- Runs EXPLAIN of other roles' statements, each as that role (capture/plans.py): admin only.
+    ('pgml_capture_plans(boolean)',                          'pgml_admin',   true),
     ('pganalytics_ml.rescue_jobs()',                         'pgml_admin',   true),
     -- Loads the Python package; reads pg_file_settings, hence a definer. The roles may call it so that a
     -- role someone granted a worker procedure gets that procedure's own refusal (it must be a superuser).
@@ -42,7 +44,8 @@ INSERT INTO expected_functions VALUES
     ('pganalytics_ml._check_push(text,jsonb,text,integer,integer)', NULL,    false),
     ('pganalytics_ml._push_row(integer,jsonb)',              NULL,           false),
     ('pganalytics_ml._check_push_rows(pganalytics_ml.stat_counters[])', NULL, false),
-    ('pganalytics_ml._after_push(text,timestamptz)',         NULL,           false),
+    ('pganalytics_ml._after_push(text,timestamptz,jsonb)',   NULL,           false),
+    ('pganalytics_ml._check_pushed_plans(jsonb,timestamptz)', NULL,          false),
     ('pganalytics_ml._check_train_arguments(integer,text,text)', NULL,       false),
     ('pganalytics_ml._no_forecast(text,bigint)',             NULL,           false),
     ('pganalytics_ml._after_capture(text,timestamptz)',      NULL,           false),
@@ -71,7 +74,10 @@ INSERT INTO expected_functions VALUES
     ('pganalytics_ml._cleanup_models(integer)',              NULL,           false),
     ('pganalytics_ml._train_async(integer,text,text)',       NULL,           false),
     ('pganalytics_ml._job_enqueue(text,jsonb,integer,interval,interval,timestamptz)', NULL, false),
-    ('pganalytics_ml._pattern_series(text,integer,integer)', NULL,          false);
+    ('pganalytics_ml._pattern_series(text,integer,integer)', NULL,          false),
+    ('pganalytics_ml._store_plan(text,bigint,text,text,jsonb,text,timestamptz)', NULL, false),
+    -- Called by the plan_changes view, so as whoever reads it: reads query_stats, which readers may read.
+    ('pganalytics_ml._mean_ms_between(text,bigint,timestamptz,timestamptz)', 'pgml_reader', false);
 
 -- readable_by: the lowest role granted SELECT; nobody but the owner may write anything.
 CREATE TEMP TABLE expected_relations (relation text PRIMARY KEY, readable_by name);
@@ -86,6 +92,10 @@ INSERT INTO expected_relations VALUES
     ('pganalytics_ml.schedule_config',              'pgml_reader'),
     ('pganalytics_ml.patterns',                     'pgml_reader'),
     ('pganalytics_ml.seasonal_profiles',            'pgml_reader'),
+    ('pganalytics_ml.plans',                        'pgml_reader'),
+    ('pganalytics_ml.plan_capture',                 'pgml_reader'),
+    ('pganalytics_ml.plan_events',                  'pgml_reader'),
+    ('pganalytics_ml.plan_changes',                 'pgml_reader'),
     ('pganalytics_ml.counter_baseline',             NULL),
     ('pganalytics_ml.query_stats_default',          NULL),  -- partitions: read through the parent
     ('pganalytics_ml.predictions_default',          NULL),

@@ -27,8 +27,11 @@ class History:
         self.totals: dict[int, list[float]] = {}
         self.captures = 0
 
-    def capture(self, means: dict[int, float], calls: int = 100) -> datetime:
-        """One interval in which each statement ran ``calls`` times with the given mean (ms)."""
+    def capture(
+        self, means: dict[int, float], calls: int = 100, extra: dict[int, dict[str, Any]] | None = None
+    ) -> datetime:
+        """One interval in which each statement ran ``calls`` times with the given mean (ms); ``extra``
+        adds fields to a statement's row (e.g. its plan)."""
         rows = []
         for queryid, mean in means.items():
             total = self.totals.setdefault(queryid, [0, 0.0])
@@ -41,6 +44,7 @@ class History:
                     "total_exec_time": total[1],
                     "rows": total[0],
                     "query": f"SELECT * FROM table_{abs(queryid)} WHERE id = $1",
+                    **(extra or {}).get(queryid, {}),
                 }
             )
         for queryid, total in self.totals.items():

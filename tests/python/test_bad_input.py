@@ -94,6 +94,9 @@ CASES: list[tuple[str, str | None, str]] = [
     ),
     # pgml_snapshot(), pgml_status(): no arguments to get wrong
     ("SELECT * FROM pgml_snapshot('now')", "42883", "does not exist"),
+    # pgml_capture_plans (more in test_plans.py: pushed plans, a session with temporary objects)
+    ("SELECT * FROM pgml_capture_plans(NULL)", "22023", "only_new must be true or false"),
+    ("SELECT * FROM pgml_capture_plans('sometimes')", "22P02", "invalid input syntax for type boolean"),
     ("SELECT pgml_status(1)", "42883", "does not exist"),
     # pgml_train(lookback_days, model_type, server_id)
     ("SELECT * FROM pgml_train(NULL)", "22004", "lookback_days must not be NULL"),

@@ -31,6 +31,7 @@ JOBS = {
     "pganalytics_ml:retrain",
     "pganalytics_ml:cleanup",
     "pganalytics_ml:patterns",
+    "pganalytics_ml:plans",
 }
 
 

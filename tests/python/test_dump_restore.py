@@ -144,7 +144,7 @@ def test_a_restored_database_schedules_what_the_original_did(cron_pg: Cluster):
         registered = conn.execute(f"SELECT * FROM pgml_schedule({names})", tuple(SCHEDULE.values())).fetchall()
         config = conn.execute("SELECT * FROM pganalytics_ml.schedule_config").fetchall()
         jobs = [j for j in conn.execute(CRON_JOBS).fetchall() if j[0].startswith("pganalytics_ml:")]
-    assert len(registered) == len(jobs) == 6 and len(config) == 1
+    assert len(registered) == len(jobs) == 7 and len(config) == 1
     assert (
         "pgml_train_async(30, 'linear_regression')" in dict((r[0], r[2]) for r in registered)["pganalytics_ml:retrain"]
     )

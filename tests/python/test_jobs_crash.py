@@ -133,8 +133,8 @@ def test_a_real_pg_cron_tick_drains_a_queued_training_job(crash_cluster: Cluster
         conn.execute("SELECT cron.schedule('someone-elses-job', '0 0 1 1 *', 'SELECT 1')")
         scheduled = conn.execute("SELECT job_name FROM pgml_schedule(snapshot_seconds => 60)").fetchall()
         again = conn.execute("SELECT job_name FROM pgml_schedule(snapshot_seconds => 60)").fetchall()
-        assert scheduled == again and len(scheduled) == 6  # idempotent
-        assert conn.execute("SELECT count(*) FROM cron.job").fetchone()[0] == 7
+        assert scheduled == again and len(scheduled) == 7  # idempotent
+        assert conn.execute("SELECT count(*) FROM cron.job").fetchone()[0] == 8
     job_id = train_async(crash_cluster)
     done = wait_for(
         lambda: (j := job(crash_cluster, job_id))["status"] == "completed" and j,
@@ -153,6 +153,7 @@ def test_a_real_pg_cron_tick_drains_a_queued_training_job(crash_cluster: Cluster
             "pganalytics_ml:retrain",
             "pganalytics_ml:cleanup",
             "pganalytics_ml:patterns",
+            "pganalytics_ml:plans",
         }
         removed = {r[0] for r in conn.execute("SELECT * FROM pgml_unschedule()").fetchall()}
         assert removed == names

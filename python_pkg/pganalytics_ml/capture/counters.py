@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pganalytics_ml import jsontext
+from pganalytics_ml.capture import plans
 from pganalytics_ml.capture.statements import FEATURE_NAMES, PartlyWithheld, parse_statement, redact_and_count
 from pganalytics_ml.errors import PgmlError, invalid, null_argument, shown, sql_entry
 from pganalytics_ml.servers import LOCAL_SERVER, SERVER_ID_PATTERN
@@ -102,6 +103,7 @@ def snapshot(plpy: Any) -> list[dict[str, Any]]:
     """pgml_snapshot(): capture the local pg_stat_statements, then parse the statements it found."""
     result = plpy.execute("SELECT * FROM pganalytics_ml._capture_local()")
     parse_pending(plpy, LOCAL_SERVER)
+    plans.queue_new(plpy)  # statements never planned: the job worker plans them (issue 14)
     _after_capture(plpy, LOCAL_SERVER, result[0]["captured_at"])
     return list(result)
 
@@ -141,10 +143,23 @@ def push_row(plpy: Any, index: int, row: str) -> dict[str, Any]:
 
 
 @sql_entry
-def after_push(plpy: Any, server_id: str, captured_at: str) -> None:
-    """pgml_ingest_stats, last step: the new statements parsed, then what follows every capture."""
+def check_pushed_plans(plpy: Any, items: str | None, captured_at: str | None) -> int:
+    """pgml_ingest_stats, before anything is written: the plans some rows carry (issue 14), checked."""
+    return len(plans.pushed_items(items, _epoch(captured_at)))
+
+
+@sql_entry
+def after_push(plpy: Any, server_id: str, captured_at: str, items: str | None = None) -> None:
+    """pgml_ingest_stats, last step: the new statements parsed, their pushed plans stored, then what
+    follows every capture."""
     parse_pending(plpy, server_id)
+    plans.store_pushed(plpy, server_id, captured_at, plans.pushed_items(items, _epoch(captured_at)))
     _after_capture(plpy, server_id, captured_at)
+
+
+def _epoch(timestamp: str | None) -> float:
+    """Epoch seconds of a timestamptz as PL/Python hands it over (ISO: the functions pin DateStyle)."""
+    return datetime.fromisoformat(timestamp).timestamp() if timestamp else datetime.now(UTC).timestamp()
 
 
 def _after_capture(plpy: Any, server_id: str, captured_at: str) -> None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pganalytics_ml.capture.plan_features import PLAN_FEATURES
+
 WINDOW = 8  # past intervals a feature row looks at
 MIN_HISTORY = 3  # past intervals a statement needs before a model predicts it
 EWMA_ALPHA = 0.5
@@ -57,7 +59,9 @@ HISTORY = (
     "within_interval_cv",
     "history_length",
 )
-FEATURE_NAMES = HISTORY + STRUCTURE + LOAD
+# The statement's latest captured plan and the sizes of what it reads (issue 14); zeros when it has none.
+PLAN = PLAN_FEATURES
+FEATURE_NAMES = HISTORY + STRUCTURE + LOAD + PLAN
 _C = {name: i for i, name in enumerate(CHANNELS)}
 
 
@@ -68,6 +72,7 @@ class Windows:
     values: np.ndarray  # (n, WINDOW, len(CHANNELS)); NaN where the statement has no interval that far back
     structure: np.ndarray  # (n, len(STRUCTURE))
     load: np.ndarray  # (n, len(LOAD))
+    plan: np.ndarray | None = None  # (n, len(PLAN)); None: no plan known for any row (all zeros)
 
 
 @dataclass
@@ -151,11 +156,20 @@ def feature_matrix(windows: Windows) -> Features:
         "history_length": history.astype(float),
     }
     history_part = np.column_stack([columns[name] for name in HISTORY])
-    matrix = np.hstack([history_part, windows.structure, windows.load])
+    plan = windows.plan if windows.plan is not None else np.zeros((len(history_part), len(PLAN)))
+    matrix = np.hstack([history_part, windows.structure, windows.load, plan])
     matrix = np.nan_to_num(matrix, nan=0.0, posinf=0.0, neginf=0.0)
     # Spread of the recent means plus the sampling noise of the last mean (cv / sqrt(calls)).
     scale = np.sqrt(spread**2 + (cv / np.sqrt(np.maximum(calls, 1))) ** 2) + 0.02
     return Features(matrix=matrix, anchor=ewma, scale=scale, history=history)
+
+
+def model_width(model_feature_names: list[str]) -> int | None:
+    """How many leading columns of the feature matrix a model takes: all of them, or those it was trained on
+    when its features are a prefix of today's (a model from before a feature group was appended); None when
+    it was trained on other features."""
+    names = list(model_feature_names)
+    return len(names) if list(FEATURE_NAMES[: len(names)]) == names and names else None
 
 
 def structure_row(statement: dict) -> list[float]:

@@ -51,7 +51,7 @@ def _usable_model(plpy: Any, server_id: str) -> models.LoadedModel | None:
     except PgmlError as err:
         plpy.warning(f"{err.message}; forecasts of server {server_id!r} fall back to the baseline", hint=err.hint)
         return None
-    if model.feature_names != list(features.FEATURE_NAMES):
+    if features.model_width(model.feature_names) is None:
         plpy.warning(
             f"model {model_id} was trained on other features; forecasts fall back to the baseline",
             hint="Retrain with SELECT * FROM pgml_train().",
@@ -88,7 +88,8 @@ def compute(plpy: Any, server_id: str, queryids: list[int] | None = None) -> For
         from_model = feats.history >= features.MIN_HISTORY
         if from_model.any():
             rows = np.flatnonzero(from_model)
-            predicted_log[rows] = feats.anchor[rows] + model.estimator.predict(feats.matrix[rows])
+            width = features.model_width(model.feature_names)
+            predicted_log[rows] = feats.anchor[rows] + model.estimator.predict(feats.matrix[rows, :width])
             half_width[rows] = model.calibration["q"] * feats.scale[rows]
             confidence[rows] = evaluation.confidence(feats.scale[rows], model.calibration["scores"])
     return Forecast(

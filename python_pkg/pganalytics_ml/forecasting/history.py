@@ -17,6 +17,7 @@ from pganalytics_ml.forecasting.features import (
     load_row,
     structure_row,
 )
+from pganalytics_ml.forecasting.plans import plan_rows
 
 # query_stats columns behind each channel, in CHANNELS order.
 CHANNEL_SQL = (
@@ -144,7 +145,11 @@ def training_set(plpy: Any, server_id: str, window_start: str, window_end: str) 
     """Every (statement, interval) of the window with at least MIN_HISTORY earlier intervals, as samples."""
     plan = plpy.prepare(_INTERVALS_SQL, ["text", "timestamptz", "timestamptz"])
     intervals = Intervals.from_row(plpy.execute(plan, [server_id, window_start, window_end])[0])
-    return build_training_set(intervals, _structures(plpy, server_id), _load(plpy, server_id, window_start, window_end))
+    found = build_training_set(
+        intervals, _structures(plpy, server_id), _load(plpy, server_id, window_start, window_end)
+    )
+    found.windows.plan = plan_rows(plpy, server_id, found.queryid)  # issue 14: the PLAN features
+    return found
 
 
 def build_training_set(intervals: Intervals, structures: dict[int, list[float]], load: ServerLoad) -> TrainingSet:
@@ -247,6 +252,7 @@ def latest_windows(plpy: Any, server_id: str, queryids: list[int] | None) -> Lat
         qids.append(int(rows.queryid[idx[0]]))
         based_on.append(rows.end[idx[-1]])
     n = len(qids)
+    latest_plans = plan_rows(plpy, server_id, np.array(qids, dtype=np.int64))  # issue 14: the PLAN features
     return LatestWindows(
         queryid=np.array(qids, dtype=np.int64),
         based_on=np.array(based_on),
@@ -254,5 +260,6 @@ def latest_windows(plpy: Any, server_id: str, queryids: list[int] | None) -> Lat
             np.stack(windows),
             np.array([structures.get(q, [0.0] * len(STRUCTURE)) for q in qids]),
             np.tile(load, (n, 1)),
+            latest_plans,
         ),
     )

@@ -293,9 +293,10 @@ def _active_p90(
         active = models.load(plpy, active_id)
     except PgmlError:
         return None  # an active model that no longer loads is replaced
-    if active.feature_names != list(features.FEATURE_NAMES):
+    width = features.model_width(active.feature_names)
+    if width is None:
         return None
-    return evaluation.q_errors(np.exp(anchor + active.estimator.predict(x)), actual)["p90"]
+    return evaluation.q_errors(np.exp(anchor + active.estimator.predict(x[:, :width])), actual)["p90"]
 
 
 def _json_params(estimator: Any) -> dict[str, Any]:

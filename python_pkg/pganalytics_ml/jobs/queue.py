@@ -24,7 +24,7 @@ from pganalytics_ml.errors import (
     sql_entry,
 )
 
-KINDS = ("train", "snapshot", "validate", "cleanup", "sleep", "patterns")
+KINDS = ("train", "snapshot", "validate", "cleanup", "sleep", "patterns", "plans")
 CLEANUP_DEFAULTS = {
     "job_ttl": "7 days",
     "keep_models": 5,
@@ -266,6 +266,13 @@ def _patterns(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, f
     return detection.refresh(plpy, arguments, checkpoint)
 
 
+def _plans(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, float], None]) -> dict[str, Any]:
+    """Plan capture (capture/plans.py): each attempt committed before it starts, so one that stalls is skipped."""
+    from pganalytics_ml.capture import plans
+
+    return plans.capture(plpy, only_new=bool(arguments.get("only_new", False)), commit=plpy.commit, progress=checkpoint)
+
+
 def _sleep(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, float], None]) -> dict[str, Any]:
     """A diagnostic job: sleeps in SQL, checking in every step unless told not to (to test hard limits)."""
     seconds = float(arguments.get("seconds", 1))
@@ -291,6 +298,7 @@ RUNNERS: dict[str, Callable[[Any, dict[str, Any], Callable[[str, float], None]],
     "cleanup": _cleanup,
     "sleep": _sleep,
     "patterns": _patterns,
+    "plans": _plans,
 }
 
 
@@ -337,6 +345,8 @@ def check_job_arguments(kind: str | None, arguments: dict[str, Any]) -> dict[str
         return detection.check_job_arguments(arguments)
     if kind in ("snapshot", "validate") and arguments:
         raise invalid(f"a {kind} job takes no arguments", hint="Pass '{}' or leave arguments out.")
+    if kind == "plans" and (set(arguments) - {"only_new"} or not isinstance(arguments.get("only_new", False), bool)):
+        raise invalid("a plans job takes only only_new (true or false)", hint='For example {"only_new": true}.')
     if kind == "sleep":
         unknown = set(arguments) - set(SLEEP_ARGUMENTS)
         if unknown:
