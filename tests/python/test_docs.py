@@ -259,4 +259,17 @@ def test_every_documented_sqlstate_is_a_valid_code():
     text = REFERENCE.read_text()
     codes = set(re.findall(r"^\| ([0-9A-Z]{5}) \|", text, re.M))
     assert codes, "the reference lists errors by SQLSTATE"
-    assert codes <= {"22004", "22023", "22P02", "P0002", "42501", "55000", "25006", "58P01", "XX001", "2D000", "57014", "53200"}
+    assert codes <= {
+        "22004",
+        "22023",
+        "22P02",
+        "P0002",
+        "42501",
+        "55000",
+        "25006",
+        "58P01",
+        "XX001",
+        "2D000",
+        "57014",
+        "53200",
+    }
