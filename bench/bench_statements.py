@@ -139,6 +139,12 @@ def main() -> None:
         print(
             f"\nSnapshot cost per statement at {large[1]:,} against {small[1]:,}: x{ratio:.2f} (<= 1: linear or better)"
         )
+        print(
+            f"\n  {'meets' if ratio <= 1.1 else 'MISSES'}: snapshot cost grows no worse than linearly from "
+            f"{small[1]:,} to {large[1]:,} statements (x{ratio:.2f} per statement)"
+        )
+    for r in snapshots[:1]:
+        print(f"  {'meets' if r[3] <= 1000 else 'MISSES'}: snapshot at {r[1]:,} statements <= 1 s ({r[3]:.0f} ms)")
 
 
 if __name__ == "__main__":

@@ -254,6 +254,36 @@ def main() -> None:
             "the sample limits to 0 (none) and the memory limit to 64GB\n"
         )
         print_table(BOUNDED_HEADERS, bounded_rows)
+        print()
+        for line in verdicts(bounded_rows):
+            print(f"  {line}")
+
+
+def verdicts(rows: list[list[Any]]) -> list[str]:
+    """One line per target of issue 13, from the bounded-training table."""
+    out = []
+    trained = [r for r in rows if r[1] in (*MODEL_TYPES, "auto")]
+    for name, model_type, mode, _, wall, cpu, peak, *_ in trained:
+        if mode.startswith("bounded") and model_type != "auto":
+            ok = peak <= 1024 and wall <= 120
+            out.append(
+                f"{'meets' if ok else 'MISSES'}: {model_type} on {name} intervals within 1 GB and 2 min "
+                f"(peak {peak:,.0f} MiB, {wall:.0f} s wall, {cpu:.0f} s backend CPU)"
+            )
+        if name == "100k" and model_type == "random_forest" and mode.startswith("bounded"):
+            out.append(
+                f"{'meets' if wall <= 30 else 'MISSES'}: the default model type (random_forest) within 30 s at "
+                f"100k samples ({wall:.0f} s wall, {cpu:.0f} s backend CPU)"
+            )
+    full = {(r[0], r[1]): r for r in trained if r[2] == "whole history"}
+    for (name, model_type), whole in full.items():
+        sample = next(r for r in trained if r[0] == name and r[1] == model_type and r[2].startswith("bounded"))
+        change = sample[8] / whole[8] - 1
+        out.append(
+            f"{'meets' if change <= 0.02 else 'MISSES'}: {model_type} on {name} intervals, holdout p90 q-error with "
+            f"the sample within 2% of the whole history's ({sample[8]:.4f} against {whole[8]:.4f}, {change:+.1%})"
+        )
+    return out
 
 
 def report_sizes(results: dict, sizes: tuple[int, ...], args: Any, history_seconds: float, imports: dict) -> None:
