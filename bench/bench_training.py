@@ -5,6 +5,13 @@ VmHWM (/proc/self/status read through pg_read_file). The baseline, measured the 
 run, loads the same history and builds the same features without fitting anything (the part of
 training every model type shares). A sample is one statement-interval with 3 earlier intervals:
 history of 100, 1,000 and 10,000 statements over 104 captures (bench/synthetic_history.py).
+
+Then (issue 13) pgml_train for every model type on histories of 100k, 1M and 10M intervals (1,000
+statements over 103 and 1,030 intervals, 2,000 over 5,150), as installed (the bounded sample) and on
+the whole history where it fits: wall time, the backend's CPU time (/proc/self/stat: what the figure
+would be on an idle machine), peak memory, samples used of those available, holdout q-errors.
+Targets: <= 1 GB and <= 2 min for every model type at every size; random_forest <= 30 s at 100k
+samples; the sample's holdout p90 q-error within 2% of the whole history's.
 """
 
 from __future__ import annotations
