@@ -37,7 +37,7 @@ _LATEST_SQL = f"""
     SELECT array_agg(s.queryid) AS queryid, array_agg(h.start_epoch) AS start_epoch,
            array_agg(h.end_epoch) AS end_epoch,
            {", ".join(f"array_agg(h.c{i}) AS c{i}" for i in range(len(CHANNELS)))}
-      FROM pganalytics_ml.statements s
+      FROM pganalytics_ml.statements s {{only}}
      CROSS JOIN LATERAL (
            SELECT extract(epoch FROM q.interval_start)::float8 AS start_epoch,
                   extract(epoch FROM q.interval_end)::float8 AS end_epoch,
@@ -46,7 +46,7 @@ _LATEST_SQL = f"""
             WHERE q.server_id = s.server_id AND q.queryid = s.queryid
             ORDER BY q.interval_end DESC
             LIMIT {WINDOW}) h
-     WHERE s.server_id = $1 AND ($2::bigint[] IS NULL OR s.queryid = ANY ($2::bigint[]))
+     WHERE s.server_id = $1
 """
 REPRESENT_PER_STATEMENT = 2  # latest intervals of a statement no chosen capture has, so that every one is learned
 _LOAD_SQL = """
@@ -60,9 +60,17 @@ _LOAD_SQL = """
              GROUP BY interval_start, interval_end) per_interval
 """
 _STRUCTURE_SQL = f"""
-    SELECT queryid, statement_kind, parse_ok, {", ".join(n for n in STRUCTURE if n.startswith(("n_", "has_")))}
-      FROM pganalytics_ml.statements WHERE server_id = $1 AND ($2::bigint[] IS NULL OR queryid = ANY ($2::bigint[]))
+    SELECT s.queryid, s.statement_kind, s.parse_ok,
+           {", ".join(f"s.{n}" for n in STRUCTURE if n.startswith(("n_", "has_")))}
+      FROM pganalytics_ml.statements s {{only}} WHERE s.server_id = $1
 """
+# Restricts the statements to a list by a join (a filter "= ANY (list)" would be checked against every
+# statement of the server, for every chunk of a refresh: quadratic in the statements tracked).
+_ONLY = "JOIN (SELECT DISTINCT unnest($2::bigint[]) AS queryid) only_these ON only_these.queryid = s.queryid"
+
+
+def _only(sql: str, queryids: list[int] | None) -> str:
+    return sql.format(only="" if queryids is None else _ONLY)
 
 
 @dataclass
@@ -142,7 +150,7 @@ class ServerLoad:
 
 
 def _structures(plpy: Any, server_id: str, queryids: list[int] | None = None) -> dict[int, list[float]]:
-    plan = plpy.prepare(_STRUCTURE_SQL, ["text", "bigint[]"])
+    plan = plpy.prepare(_only(_STRUCTURE_SQL, queryids), ["text", "bigint[]"])
     return {row["queryid"]: structure_row(row) for row in plpy.execute(plan, [server_id, queryids])}
 
 
@@ -444,7 +452,7 @@ class LatestWindows:
 
 
 def latest_windows(plpy: Any, server_id: str, queryids: list[int] | None) -> LatestWindows:
-    plan = plpy.prepare(_LATEST_SQL, ["text", "bigint[]"])
+    plan = plpy.prepare(_only(_LATEST_SQL, queryids), ["text", "bigint[]"])
     rows = Intervals.from_row(plpy.execute(plan, [server_id, queryids])[0])
     last = plpy.execute(
         plpy.prepare(
