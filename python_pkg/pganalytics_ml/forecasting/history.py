@@ -451,6 +451,19 @@ class LatestWindows:
     windows: Windows
 
 
+_LATEST_LOAD: dict[tuple[str, str], list[float]] = {}
+
+
+def _latest_load(plpy: Any, server_id: str, last: dict[str, Any]) -> list[float]:
+    """The server's load over its latest interval: computed once per capture, not once per chunk of a refresh
+    (each computation sums every statement's latest interval)."""
+    key = (server_id, last["at"])
+    if key not in _LATEST_LOAD:
+        _LATEST_LOAD.clear()
+        _LATEST_LOAD[key] = _load(plpy, server_id, last["just_before"], last["at"]).before(last["epoch"])
+    return _LATEST_LOAD[key]
+
+
 def latest_windows(plpy: Any, server_id: str, queryids: list[int] | None) -> LatestWindows:
     plan = plpy.prepare(_only(_LATEST_SQL, queryids), ["text", "bigint[]"])
     rows = Intervals.from_row(plpy.execute(plan, [server_id, queryids])[0])
@@ -471,7 +484,7 @@ def latest_windows(plpy: Any, server_id: str, queryids: list[int] | None) -> Lat
             np.zeros(0),
             Windows(np.zeros((0, WINDOW, len(CHANNELS))), np.zeros((0, len(STRUCTURE))), np.zeros((0, len(LOAD)))),
         )
-    load = _load(plpy, server_id, last["just_before"], last["at"]).before(last["epoch"])
+    load = _latest_load(plpy, server_id, last)
     qids, based_on, windows = [], [], []
     boundaries = np.flatnonzero(np.diff(rows.queryid)) + 1
     for idx in np.split(np.arange(len(rows.queryid)), boundaries):
