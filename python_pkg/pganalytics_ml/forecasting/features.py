@@ -15,7 +15,6 @@ WINDOW = 8  # past intervals a feature row looks at
 MIN_HISTORY = 3  # past intervals a statement needs before a model predicts it
 EWMA_ALPHA = 0.5
 MIN_MS = 1e-6
-MAX_CV = 100.0  # within-interval coefficient of variation beyond which the spread says nothing more
 
 # Per-interval counters in a window, newest last.
 CHANNELS = ("calls", "total_time", "seconds", "rows", "shared_hit", "shared_read", "temp", "plan_time", "stddev")
@@ -129,8 +128,7 @@ def feature_matrix(windows: Windows) -> Features:
     rate_mean = np.where(valid, rate, 0).sum(axis=1) / count
     hit, read = _last(v[..., _C["shared_hit"]]), _last(v[..., _C["shared_read"]])
     mean_ms = np.maximum(_last(v[..., _C["total_time"]]) / calls, MIN_MS)
-    # Clipped: a mean rounded to nothing beside a spread would make it huge, and a linear model extrapolate.
-    cv = np.clip(np.nan_to_num(_last(v[..., _C["stddev"]]) / mean_ms, nan=0.0, posinf=0.0), 0.0, MAX_CV)
+    cv = np.nan_to_num(_last(v[..., _C["stddev"]]) / mean_ms, nan=0.0, posinf=0.0)
 
     columns = {
         "last_log_mean": _last(lm),
