@@ -5,6 +5,13 @@ VmHWM (/proc/self/status read through pg_read_file). The baseline, measured the 
 run, loads the same history and builds the same features without fitting anything (the part of
 training every model type shares). A sample is one statement-interval with 3 earlier intervals:
 history of 100, 1,000 and 10,000 statements over 104 captures (bench/synthetic_history.py).
+
+Then (issue 13) pgml_train for every model type on histories of 100k, 1M and 10M intervals (1,000
+statements over 103 and 1,030 intervals, 2,000 over 5,150), as installed (the bounded sample) and on
+the whole history where it fits: wall time, the backend's CPU time (/proc/self/stat: what the figure
+would be on an idle machine), peak memory, samples used of those available, holdout q-errors.
+Targets: <= 1 GB and <= 2 min for every model type at every size; random_forest <= 30 s at 100k
+samples; the sample's holdout p90 q-error within 2% of the whole history's.
 """
 
 from __future__ import annotations
@@ -84,6 +91,117 @@ def repeat(cluster: Cluster, sql: str, params: Any, runs: int, cell_budget: floa
     return samples
 
 
+# Histories of the bounded-training part (issue 13): statements x intervals, as copies of the template
+# (statement copies x back-to-back stretches of its 103 intervals).
+HISTORIES = {"100k": (10, 1), "1M": (10, 10), "10M": (20, 50)}
+FULL_SETTINGS = (
+    "SET pganalytics_ml.training_max_samples = 0; SET pganalytics_ml.training_max_samples_per_statement = 0; "
+    "SET pganalytics_ml.training_memory_limit = '64GB'"
+)
+FULL_FITS = ("100k", "1M")  # the whole 10M history would need ~27 GB: more than this machine has
+TRAIN_SQL = "SELECT * FROM pgml_train(3650, %s, %s)"
+LOAD_SQL = """
+DO $$
+GD.get('pganalytics_ml') or plpy.execute('SELECT pganalytics_ml._load_python()')
+from pganalytics_ml.forecasting import history, training
+start, end = training._window(plpy, {server!r}, 3650)
+data = history.training_set(plpy, {server!r}, start.isoformat(), end.isoformat())
+history.chunked_features(data.windows)
+$$ LANGUAGE plpython3u
+"""
+
+
+def cpu_seconds(conn: Any) -> float:
+    fields = conn.execute("SELECT pg_read_file('/proc/self/stat')").fetchone()[0].rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks of 1/100 s
+
+
+def measure_bounded(cluster: Cluster, sql: str, params: Any, settings: str | None) -> dict[str, Any]:
+    """Wall and CPU seconds, peak MiB and first row of ``sql`` in a new backend, after ``settings``."""
+    with cluster.connect(DB) as conn:
+        for statement in (settings or "").split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        cpu = cpu_seconds(conn)
+        start = time.perf_counter()
+        cur = conn.execute(sql, params)
+        seconds = time.perf_counter() - start
+        row = dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True)) if cur.description else {}
+        return {"seconds": seconds, "cpu": cpu_seconds(conn) - cpu, "peak_mib": peak_mib(conn), "row": row}
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def bounded(cluster: Cluster, names: list[str], model_types: list[str], full: bool, auto: bool) -> list[list[Any]]:
+    """pgml_train on each history: default settings (bounded), and the whole history where it fits."""
+    rows = []
+    with cluster.connect(DB) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pganalytics_ml CASCADE")
+        if not conn.execute("SELECT 1 FROM pganalytics_ml.snapshots WHERE server_id = 'bounded-template'").fetchone():
+            synthetic.ingest_template(conn, "bounded-template", TEMPLATE_STATEMENTS, CAPTURES)
+        for name in names:
+            copies, stretches = HISTORIES[name]
+            started = time.monotonic()
+            built = synthetic.clone_history(conn, "bounded-template", f"history-{name}", copies, stretches)
+            print(f"  history {name}: {built:,} intervals in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    for name in names:
+        server = f"history-{name}"
+        modes = [("bounded (defaults)", None)] + (
+            [("whole history", FULL_SETTINGS)] if full and name in FULL_FITS else []
+        )
+        for mode, settings in modes:
+            r = measure_bounded(cluster, LOAD_SQL.format(server=server), None, settings)
+            rows.append(
+                [
+                    name,
+                    "load + features, no fit",
+                    mode,
+                    "-",
+                    r["seconds"],
+                    r["cpu"],
+                    r["peak_mib"],
+                    "-",
+                    "-",
+                    load_average(),
+                ]
+            )
+            for model_type in model_types + (["auto"] if auto and name == names[-1] and settings is None else []):
+                r = measure_bounded(cluster, TRAIN_SQL, (model_type, server), settings)
+                t = r["row"]
+                rows.append(
+                    [
+                        name,
+                        model_type,
+                        mode,
+                        f"{t['samples_used']:,} / {t['samples_available']:,}",
+                        r["seconds"],
+                        r["cpu"],
+                        r["peak_mib"],
+                        t["q_error_p50"],
+                        t["q_error_p90"],
+                        load_average(),
+                    ]
+                )
+                print(f"  {name} {model_type} {mode}: {r['seconds']:.0f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+BOUNDED_HEADERS = [
+    "history (intervals)",
+    "model type",
+    "settings",
+    "samples used / available",
+    "wall s",
+    "backend CPU s",
+    "peak MiB (VmHWM)",
+    "holdout q p50",
+    "holdout q p90",
+    "load average (1/5/15 min)",
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (fewer where one run is long)")
@@ -92,36 +210,90 @@ def main() -> None:
     parser.add_argument(
         "--budget", type=float, default=240, help="skip a model type at a size projected to take longer (s)"
     )
+    parser.add_argument("--histories", default=",".join(HISTORIES), help="bounded-training histories (issue 13)")
+    parser.add_argument("--no-full", action="store_true", help="skip training on the whole history")
+    parser.add_argument("--no-auto", action="store_true", help="skip model type auto on the largest history")
+    parser.add_argument("--skip-sizes", action="store_true", help="only the bounded-training part")
     parser.add_argument("--plot", type=Path, default=PLOTS / "training.png")
     args = parser.parse_args()
     sizes = tuple(int(s) for s in args.sizes.split(","))
     cluster = bench_cluster("training")
     results: dict[tuple[str, int], dict[str, Any]] = {}
     started = time.monotonic()
+    bounded_rows: list[list[Any]] = []
     try:
         cluster.create_database(DB)
-        servers = build_history(cluster, sizes)
-        history_seconds = time.monotonic() - started
-        imports = summarize([measure(cluster, IMPORT_SQL) for _ in range(args.runs)])
-        for size in sizes:
-            server = servers[size]
-            baseline_sql = BASELINE_SQL.format(server=server)
-            results[(BASELINE, size)] = summarize(repeat(cluster, baseline_sql, None, args.runs, args.cell_budget))
-            for model_type in MODEL_TYPES:
-                estimate = projected_seconds(results, model_type, size, sizes)
-                if estimate is not None and estimate > args.budget:
-                    results[(model_type, size)] = {"skipped": estimate}
-                    continue
-                train_sql = "SELECT * FROM pgml_train(1, %s, %s)"
-                samples = repeat(cluster, train_sql, (model_type, server), args.runs, args.cell_budget)
-                trained = samples[-1][2]
-                results[(model_type, size)] = summarize(samples) | {
-                    "samples": trained["training_samples"] + trained["holdout_samples"]
-                }
-            print(f"  {size:,} samples done after {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+        if not args.skip_sizes:
+            servers = build_history(cluster, sizes)
+            history_seconds = time.monotonic() - started
+            imports = summarize([measure(cluster, IMPORT_SQL) for _ in range(args.runs)])
+            for size in sizes:
+                server = servers[size]
+                baseline_sql = BASELINE_SQL.format(server=server)
+                results[(BASELINE, size)] = summarize(repeat(cluster, baseline_sql, None, args.runs, args.cell_budget))
+                for model_type in MODEL_TYPES:
+                    estimate = projected_seconds(results, model_type, size, sizes)
+                    if estimate is not None and estimate > args.budget:
+                        results[(model_type, size)] = {"skipped": estimate}
+                        continue
+                    train_sql = "SELECT * FROM pgml_train(1, %s, %s)"
+                    samples = repeat(cluster, train_sql, (model_type, server), args.runs, args.cell_budget)
+                    trained = samples[-1][2]
+                    results[(model_type, size)] = summarize(samples) | {
+                        "samples": trained["training_samples"] + trained["holdout_samples"]
+                    }
+                print(f"  {size:,} samples done after {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+        if args.histories:
+            bounded_rows = bounded(
+                cluster, args.histories.split(","), list(MODEL_TYPES), not args.no_full, not args.no_auto
+            )
     finally:
         cluster.destroy()
 
+    if not args.skip_sizes:
+        report_sizes(results, sizes, args, history_seconds, imports)
+    if bounded_rows:
+        print(
+            "\npgml_train on long histories (issue 13), each call in a new backend, one run each; "
+            "a history is 1,000 or 2,000 statements over 103 to 5,150 intervals of 5 minutes; "
+            "'bounded (defaults)' is pgml_train as installed (training_max_samples 200,000, "
+            "training_max_samples_per_statement 1,000, training_memory_limit 1GB); 'whole history' sets "
+            "the sample limits to 0 (none) and the memory limit to 64GB\n"
+        )
+        print_table(BOUNDED_HEADERS, bounded_rows)
+        print()
+        for line in verdicts(bounded_rows):
+            print(f"  {line}")
+
+
+def verdicts(rows: list[list[Any]]) -> list[str]:
+    """One line per target of issue 13, from the bounded-training table."""
+    out = []
+    trained = [r for r in rows if r[1] in (*MODEL_TYPES, "auto")]
+    for name, model_type, mode, _, wall, cpu, peak, *_ in trained:
+        if mode.startswith("bounded") and model_type != "auto":
+            ok = peak <= 1024 and wall <= 120
+            out.append(
+                f"{'meets' if ok else 'MISSES'}: {model_type} on {name} intervals within 1 GB and 2 min "
+                f"(peak {peak:,.0f} MiB, {wall:.0f} s wall, {cpu:.0f} s backend CPU)"
+            )
+        if name == "100k" and model_type == "random_forest" and mode.startswith("bounded"):
+            out.append(
+                f"{'meets' if wall <= 30 else 'MISSES'}: the default model type (random_forest) within 30 s at "
+                f"100k samples ({wall:.0f} s wall, {cpu:.0f} s backend CPU)"
+            )
+    full = {(r[0], r[1]): r for r in trained if r[2] == "whole history"}
+    for (name, model_type), whole in full.items():
+        sample = next(r for r in trained if r[0] == name and r[1] == model_type and r[2].startswith("bounded"))
+        change = sample[8] / whole[8] - 1
+        out.append(
+            f"{'meets' if change <= 0.02 else 'MISSES'}: {model_type} on {name} intervals, holdout p90 q-error with "
+            f"the sample within 2% of the whole history's ({sample[8]:.4f} against {whole[8]:.4f}, {change:+.1%})"
+        )
+    return out
+
+
+def report_sizes(results: dict, sizes: tuple[int, ...], args: Any, history_seconds: float, imports: dict) -> None:
     print(
         f"\npgml_train per model type, each call in a new backend (median of up to {args.runs} runs; fewer where "
         f"one run is long); history of {len(sizes)} servers built in {history_seconds:.0f} s\n"

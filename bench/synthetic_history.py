@@ -117,6 +117,63 @@ SELECT %(target)s, captured_at, interval_start, statements * %(copies)s, new_sta
 """
 
 
+_STAT_COLUMNS = (
+    "server_id, queryid, interval_start, interval_end, database, calls, total_exec_time, mean_exec_time, "
+    "stddev_exec_time, rows, shared_blks_hit, shared_blks_read, shared_blks_dirtied, shared_blks_written, "
+    "local_blks_hit, local_blks_read, local_blks_dirtied, local_blks_written, temp_blks_read, temp_blks_written, "
+    "blk_read_time, blk_write_time, wal_records, wal_fpi, wal_bytes, plans, total_plan_time, mean_plan_time"
+)
+# One earlier stretch of time (shifted back by %(shift)s) of every statement copy; a copy's level
+# (x0.5-2, from a hash of its queryid) is the same in every stretch, the noise per interval fresh.
+_COPY_STATS_AT = f"""
+WITH factors AS (SELECT c, s.queryid,
+                        exp(((abs(hashint8extended(s.queryid + c * %(stride)s::bigint, 7)) %% 1000000) / 1e6 - 0.5)
+                            * 1.4) AS level
+                   FROM generate_series(0, %(copies)s - 1) c, pganalytics_ml.statements s
+                  WHERE s.server_id = %(source)s)
+INSERT INTO pganalytics_ml.query_stats ({_STAT_COLUMNS})
+SELECT %(target)s, q.queryid + f.c * %(stride)s::bigint, q.interval_start - %(shift)s::interval,
+       q.interval_end - %(shift)s::interval, q.database, q.calls, q.total_exec_time * n.factor,
+       q.mean_exec_time * n.factor, q.stddev_exec_time * n.factor, q.rows, q.shared_blks_hit, q.shared_blks_read,
+       q.shared_blks_dirtied, q.shared_blks_written, q.local_blks_hit, q.local_blks_read, q.local_blks_dirtied,
+       q.local_blks_written, q.temp_blks_read, q.temp_blks_written, q.blk_read_time, q.blk_write_time,
+       q.wal_records, q.wal_fpi, q.wal_bytes, q.plans, q.total_plan_time, q.mean_plan_time
+  FROM pganalytics_ml.query_stats q
+  JOIN factors f USING (queryid)
+ CROSS JOIN LATERAL (SELECT f.level * exp((random() - 0.5) * 0.3) AS factor) n
+ WHERE q.server_id = %(source)s
+"""
+_COPY_SNAPSHOTS_AT = """
+INSERT INTO pganalytics_ml.snapshots (server_id, captured_at, interval_start, statements, new_statements,
+                                      active_statements)
+SELECT %(target)s, captured_at - %(shift)s::interval, interval_start - %(shift)s::interval,
+       statements * %(copies)s, new_statements * %(copies)s, active_statements * %(copies)s
+  FROM pganalytics_ml.snapshots WHERE server_id = %(source)s
+"""
+
+
+def clone_history(conn: Any, source: str, target: str, copies: int, stretches: int, progress: Any = None) -> int:
+    """``copies`` perturbed copies of ``source``'s statements over ``stretches`` back-to-back copies of its
+    time span, as server ``target``: statements x copies, intervals x copies x stretches. Returns intervals."""
+    span = conn.execute(
+        "SELECT max(captured_at) - min(captured_at) + interval '5 minutes' FROM pganalytics_ml.snapshots"
+        " WHERE server_id = %s",
+        (source,),
+    ).fetchone()[0]
+    params = {"source": source, "target": target, "copies": copies, "stride": COPY_STRIDE}
+    with conn.transaction():
+        conn.execute(_COPY_STATEMENTS, params)
+    for k in range(stretches):
+        with conn.transaction():
+            conn.execute(_COPY_SNAPSHOTS_AT, params | {"shift": span * k})
+            conn.execute(_COPY_STATS_AT, params | {"shift": span * k})
+        if progress:
+            progress(k + 1, stretches)
+    conn.execute("ANALYZE pganalytics_ml.query_stats")
+    conn.execute("ANALYZE pganalytics_ml.snapshots")
+    return conn.execute("SELECT count(*) FROM pganalytics_ml.query_stats WHERE server_id = %s", (target,)).fetchone()[0]
+
+
 def clone_server(conn: Any, source: str, target: str, copies: int) -> None:
     """``copies`` perturbed copies of ``source``'s history as server ``target`` (statements x copies)."""
     params = {"source": source, "target": target, "copies": copies, "stride": COPY_STRIDE}

@@ -151,6 +151,10 @@ CREATE TYPE pganalytics_ml.training_result AS (
     interval_coverage            double precision,
     active_model_q_error_p90     double precision,
     activated                    boolean,
-    feature_importance           jsonb
+    feature_importance           jsonb,
+    samples_available            bigint,
+    samples_used                 integer,
+    sampled                      boolean,
+    estimated_memory_mb          double precision
 );
 COMMENT ON TYPE pganalytics_ml.training_result IS 'One trained model as pgml_train returns it';

@@ -17,6 +17,7 @@ from pganalytics_ml.forecasting import evaluation, features, history, models
 BASELINE_Z = 1.645  # a two-sided 90% normal interval in log space
 BASELINE_MIN_SCALE = 0.1
 BASELINE_FEW_INTERVALS_SCALE = 0.5
+REFRESH_CHUNK = 2_000  # statements whose forecasts are computed and written at once
 
 _UPSERT = """
     INSERT INTO pganalytics_ml.forecasts AS f (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
@@ -104,7 +105,25 @@ def compute(plpy: Any, server_id: str, queryids: list[int] | None = None) -> For
 
 
 def refresh(plpy: Any, server_id: str, queryids: list[int] | None = None) -> int:
-    """Recomputes and stores the forecasts of ``queryids`` (all statements when None); returns how many."""
+    """Recomputes and stores the forecasts of ``queryids`` (all statements when None); returns how many.
+
+    REFRESH_CHUNK statements at a time: memory stays bounded however many statements are tracked.
+    """
+    if queryids is None:
+        ids = plpy.execute(
+            plpy.prepare(
+                "SELECT coalesce(array_agg(queryid ORDER BY queryid), '{}') AS ids FROM pganalytics_ml.statements"
+                " WHERE server_id = $1",
+                ["text"],
+            ),
+            [server_id],
+        )[0]["ids"]
+    else:
+        ids = list(queryids)
+    return sum(_refresh_chunk(plpy, server_id, ids[i : i + REFRESH_CHUNK]) for i in range(0, len(ids), REFRESH_CHUNK))
+
+
+def _refresh_chunk(plpy: Any, server_id: str, queryids: list[int]) -> int:
     forecast = compute(plpy, server_id, queryids)
     if not len(forecast.queryid):
         return 0

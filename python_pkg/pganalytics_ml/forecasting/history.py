@@ -7,13 +7,16 @@ from typing import Any
 
 import numpy as np
 
+from pganalytics_ml.forecasting import sampling
 from pganalytics_ml.forecasting.features import (
     CHANNELS,
     LOAD,
     MIN_HISTORY,
     STRUCTURE,
     WINDOW,
+    Features,
     Windows,
+    feature_matrix,
     load_row,
     structure_row,
 )
@@ -31,37 +34,25 @@ CHANNEL_SQL = (
     "q.mean_plan_time",
     "q.stddev_exec_time",
 )
-_INTERVALS_SQL = f"""
-    SELECT array_agg(queryid) AS queryid, array_agg(start_epoch) AS start_epoch, array_agg(end_epoch) AS end_epoch,
-           {", ".join(f"array_agg(c{i}) AS c{i}" for i in range(len(CHANNELS)))}
-      FROM (SELECT q.queryid, extract(epoch FROM q.interval_start)::float8 AS start_epoch,
-                   extract(epoch FROM q.interval_end)::float8 AS end_epoch,
-                   {", ".join(f"{sql} AS c{i}" for i, sql in enumerate(CHANNEL_SQL))}
-              FROM pganalytics_ml.query_stats q
-             WHERE q.server_id = $1 AND q.interval_end > $2 AND q.interval_end <= $3
-             ORDER BY q.queryid, q.interval_end) ordered
-"""
 _LATEST_SQL = f"""
     SELECT array_agg(s.queryid) AS queryid, array_agg(h.start_epoch) AS start_epoch,
            array_agg(h.end_epoch) AS end_epoch,
            {", ".join(f"array_agg(h.c{i}) AS c{i}" for i in range(len(CHANNELS)))}
-      FROM pganalytics_ml.statements s
+      FROM pganalytics_ml.statements s {{only}}
      CROSS JOIN LATERAL (
            SELECT extract(epoch FROM q.interval_start)::float8 AS start_epoch,
                   extract(epoch FROM q.interval_end)::float8 AS end_epoch,
                   {", ".join(f"{sql} AS c{i}" for i, sql in enumerate(CHANNEL_SQL))}
              FROM pganalytics_ml.query_stats q
-            WHERE q.server_id = s.server_id AND q.queryid = s.queryid __RECENT__
+            WHERE q.server_id = s.server_id AND q.queryid = s.queryid {{recent}}
             ORDER BY q.interval_end DESC
             LIMIT {WINDOW}) h
-     WHERE s.server_id = $1 AND ($2::bigint[] IS NULL OR s.queryid = ANY ($2::bigint[]))
-       AND s.queryid <> ALL ($3::bigint[])
+     WHERE s.server_id = $1 AND s.queryid <> ALL ($3::bigint[])
 """
 # query_stats is partitioned by day: a statement's latest intervals are first looked for in the last day
 # (a few partitions), and only statements without a full window there are looked for in every partition.
-RECENT = "1 day"
-_RECENT_SQL = _LATEST_SQL.replace("__RECENT__", f"AND q.interval_end > $4::timestamptz - interval '{RECENT}'")
-_LATEST_SQL = _LATEST_SQL.replace("__RECENT__", "")
+RECENT = "AND q.interval_end > $4::timestamptz - interval '1 day'"
+REPRESENT_PER_STATEMENT = 2  # latest intervals of a statement no chosen capture has, so that every one is learned
 _LOAD_SQL = """
     SELECT array_agg(extract(epoch FROM interval_end)::float8) AS end_epoch,
            array_agg(extract(epoch FROM interval_end - interval_start)::float8) AS seconds,
@@ -73,9 +64,17 @@ _LOAD_SQL = """
              GROUP BY interval_start, interval_end) per_interval
 """
 _STRUCTURE_SQL = f"""
-    SELECT queryid, statement_kind, parse_ok, {", ".join(n for n in STRUCTURE if n.startswith(("n_", "has_")))}
-      FROM pganalytics_ml.statements WHERE server_id = $1 AND ($2::bigint[] IS NULL OR queryid = ANY ($2::bigint[]))
+    SELECT s.queryid, s.statement_kind, s.parse_ok,
+           {", ".join(f"s.{n}" for n in STRUCTURE if n.startswith(("n_", "has_")))}
+      FROM pganalytics_ml.statements s {{only}} WHERE s.server_id = $1
 """
+# Restricts the statements to a list by a join (a filter "= ANY (list)" would be checked against every
+# statement of the server, for every chunk of a refresh: quadratic in the statements tracked).
+_ONLY = "JOIN (SELECT DISTINCT unnest($2::bigint[]) AS queryid) only_these ON only_these.queryid = s.queryid"
+
+
+def _only(sql: str, queryids: list[int] | None, recent: str = "") -> str:
+    return sql.format(only="" if queryids is None else _ONLY, recent=recent)
 
 
 @dataclass
@@ -107,8 +106,32 @@ class TrainingSet:
     target: np.ndarray  # log mean of the target interval
     target_end: np.ndarray  # epoch of the target interval's end (for the time-ordered holdout)
     queryid: np.ndarray
-    longrun: np.ndarray  # calls-weighted mean (ms) of all the statement's earlier intervals: a baseline
+    longrun: np.ndarray  # calls-weighted mean (ms) of the statement's earlier intervals read: a baseline
     statements: int
+    holdout: np.ndarray | None = None  # the holdout rows when the window was sampled (else cut by the caller)
+    plan: sampling.Plan | None = None
+
+
+FEATURE_CHUNK = 50_000  # rows per feature_matrix call: its temporaries stay small whatever the sample
+
+
+def chunked_features(windows: Windows) -> Features:
+    """``feature_matrix`` of many windows, computed FEATURE_CHUNK rows at a time."""
+    n = len(windows.values)
+    if n <= FEATURE_CHUNK:
+        return feature_matrix(windows)
+    parts = [
+        feature_matrix(
+            Windows(
+                windows.values[i : i + FEATURE_CHUNK],
+                windows.structure[i : i + FEATURE_CHUNK],
+                windows.load[i : i + FEATURE_CHUNK],
+                None if windows.plan is None else windows.plan[i : i + FEATURE_CHUNK],
+            )
+        )
+        for i in range(0, n, FEATURE_CHUNK)
+    ]
+    return Features(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("matrix", "anchor", "scale", "history")))
 
 
 class ServerLoad:
@@ -132,7 +155,7 @@ class ServerLoad:
 
 
 def _structures(plpy: Any, server_id: str, queryids: list[int] | None = None) -> dict[int, list[float]]:
-    plan = plpy.prepare(_STRUCTURE_SQL, ["text", "bigint[]"])
+    plan = plpy.prepare(_only(_STRUCTURE_SQL, queryids), ["text", "bigint[]"])
     return {row["queryid"]: structure_row(row) for row in plpy.execute(plan, [server_id, queryids])}
 
 
@@ -141,56 +164,286 @@ def _load(plpy: Any, server_id: str, start: str, end: str) -> ServerLoad:
     return ServerLoad(plpy.execute(plan, [server_id, start, end])[0])
 
 
-def training_set(plpy: Any, server_id: str, window_start: str, window_end: str) -> TrainingSet:
-    """Every (statement, interval) of the window with at least MIN_HISTORY earlier intervals, as samples."""
-    plan = plpy.prepare(_INTERVALS_SQL, ["text", "timestamptz", "timestamptz"])
-    intervals = Intervals.from_row(plpy.execute(plan, [server_id, window_start, window_end])[0])
-    found = build_training_set(
-        intervals, _structures(plpy, server_id), _load(plpy, server_id, window_start, window_end)
+# Training reads history in chunks, as packed binary columns (one bytes object per column, not one
+# Python object per value): for each target interval its own row (lag 0) and its WINDOW predecessors
+# in the training window, found through the primary key.
+_US = "'epoch'::timestamptz + ({} * interval '1 microsecond')"
+_PACKED = ", ".join(
+    [
+        "string_agg(int4send(t.k::integer), ''::bytea) AS k",
+        "string_agg(int4send(w.lag::integer), ''::bytea) AS lag",
+        "string_agg(int8send(t.queryid), ''::bytea) AS queryid",
+        "string_agg(int8send((extract(epoch FROM w.interval_end) * 1000000)::bigint), ''::bytea) AS end_us",
+        "string_agg(int8send((extract(epoch FROM w.interval_start) * 1000000)::bigint), ''::bytea) AS start_us",
+        *(f"string_agg(float8send(coalesce(w.c{i}, 'NaN')), ''::bytea) AS c{i}" for i in range(len(CHANNELS))),
+    ]
+)
+_WINDOW_ROWS = f"""
+ CROSS JOIN LATERAL (
+       SELECT p.*, (row_number() OVER (ORDER BY p.interval_end DESC) - 1) AS lag
+         FROM (SELECT q.interval_start, q.interval_end,
+                      {", ".join(f"{sql} AS c{i}" for i, sql in enumerate(CHANNEL_SQL))}
+                 FROM pganalytics_ml.query_stats q
+                WHERE q.server_id = $1 AND q.queryid = t.queryid AND q.interval_end <= t.interval_end
+                  AND q.interval_end > {_US.format("$3::bigint")}
+                ORDER BY q.interval_end DESC
+                LIMIT {WINDOW + 1}) p) w
+"""
+_PACKED_CHANNELS = ", ".join(
+    f"string_agg(float8send(coalesce({sql}, 'NaN')), ''::bytea) AS c{i}" for i, sql in enumerate(CHANNEL_SQL)
+)
+# Every interval of the given captures (a chunk's targets and the captures before them), packed.
+_RANGE_SQL = f"""
+    SELECT string_agg(int8send(q.queryid), ''::bytea) AS queryid,
+           string_agg(int8send((extract(epoch FROM q.interval_end) * 1000000)::bigint), ''::bytea) AS end_us,
+           string_agg(int8send((extract(epoch FROM q.interval_start) * 1000000)::bigint), ''::bytea) AS start_us,
+           {_PACKED_CHANNELS}
+      FROM pganalytics_ml.query_stats q
+     WHERE q.server_id = $1
+       AND q.interval_end = ANY (ARRAY(SELECT {_US.format("u")} FROM unnest($2::bigint[]) u))
+"""
+# Given targets (statement, end), each with its WINDOW predecessors: for the statements that skipped
+# captures, whose predecessors lie before the captures read.
+_EXACT_SQL = f"""
+    SELECT {_PACKED}
+      FROM (SELECT t.queryid, {_US.format("t.end_us")} AS interval_end, t.k - 1 AS k
+              FROM unnest($2::bigint[], $4::bigint[]) WITH ORDINALITY AS t(queryid, end_us, k)) t
+    {_WINDOW_ROWS}
+"""
+# Targets: the latest intervals before the holdout of the statements no chosen capture represents.
+_REPRESENT_SQL = f"""
+    SELECT {_PACKED}
+      FROM (SELECT x.*, row_number() OVER (ORDER BY x.interval_end, x.queryid) - 1 AS k
+              FROM (SELECT s.queryid, l.interval_end
+              FROM pganalytics_ml.statements s
+              LEFT JOIN unnest($2::bigint[]) r(queryid) ON r.queryid = s.queryid
+             CROSS JOIN LATERAL (
+                   SELECT q.interval_end FROM pganalytics_ml.query_stats q
+                    WHERE q.server_id = s.server_id AND q.queryid = s.queryid
+                      AND q.interval_end > {_US.format("$3::bigint")} AND q.interval_end < {_US.format("$4::bigint")}
+                    ORDER BY q.interval_end DESC
+                    LIMIT {REPRESENT_PER_STATEMENT}) l
+             WHERE s.server_id = $1 AND s.last_active_at > {_US.format("$3::bigint")} AND r.queryid IS NULL
+             ORDER BY s.queryid, l.interval_end
+             LIMIT $5) x) t
+    {_WINDOW_ROWS}
+"""
+_LOAD_AT_SQL = f"""
+    SELECT string_agg(int8send((extract(epoch FROM interval_end) * 1000000)::bigint), ''::bytea) AS end_us,
+           string_agg(float8send(extract(epoch FROM interval_end - interval_start)::float8), ''::bytea) AS seconds,
+           string_agg(float8send(calls), ''::bytea) AS calls, string_agg(float8send(reads), ''::bytea) AS reads,
+           string_agg(float8send(busy), ''::bytea) AS busy
+      FROM (SELECT interval_start, interval_end, sum(calls)::float8 AS calls,
+                   sum(shared_blks_read)::float8 AS reads, sum(total_exec_time) AS busy
+              FROM pganalytics_ml.query_stats
+             WHERE server_id = $1
+               AND interval_end = ANY (ARRAY(SELECT {_US.format("u")} FROM unnest($2::bigint[]) u))
+             GROUP BY interval_start, interval_end) per_interval
+"""
+
+
+def _packed(row: dict[str, Any], name: str, dtype: str) -> np.ndarray:
+    return np.frombuffer(row[name] or b"", dtype=dtype).astype(dtype.lstrip(">"))
+
+
+@dataclass
+class _Chunk:
+    """Targets of one chunk: each with its window, all as arrays."""
+
+    queryid: np.ndarray
+    start_us: np.ndarray
+    end_us: np.ndarray
+    target: np.ndarray  # (n, len(CHANNELS)): the target interval's own counters
+    window: np.ndarray  # (n, WINDOW, len(CHANNELS))
+    # Every interval read (with repeats), for the long-run baseline: statement, end, calls, total time.
+    seen_queryid: np.ndarray
+    seen_end_us: np.ndarray
+    seen_time: np.ndarray  # (m, 2)
+
+
+def _read_chunk(row: dict[str, Any]) -> _Chunk:
+    """A chunk read with _EXACT_SQL or _REPRESENT_SQL: rows numbered by target (k) and lag."""
+    k, lag = _packed(row, "k", ">i4"), _packed(row, "lag", ">i4")
+    channels = np.column_stack([_packed(row, f"c{i}", ">f8") for i in range(len(CHANNELS))])
+    queryid, end_us = _packed(row, "queryid", ">i8"), _packed(row, "end_us", ">i8")
+    start_us = _packed(row, "start_us", ">i8")
+    stacked = np.full((int(k.max()) + 1 if len(k) else 0, WINDOW + 1, len(CHANNELS)), np.nan)
+    stacked[k, WINDOW - lag] = channels
+    own = np.flatnonzero(lag == 0)
+    own = own[np.argsort(k[own])]
+    rows = k[own]
+    return _Chunk(
+        queryid[own],
+        start_us[own],
+        end_us[own],
+        stacked[rows, WINDOW],
+        stacked[rows, :WINDOW],
+        queryid,
+        end_us,
+        channels[:, :2].copy(),
     )
-    found.windows.plan = plan_rows(plpy, server_id, found.queryid)  # issue 14: the PLAN features
-    return found
 
 
-def build_training_set(intervals: Intervals, structures: dict[int, list[float]], load: ServerLoad) -> TrainingSet:
-    windows, structure, loads, target, target_end, qids, longrun = [], [], [], [], [], [], []
-    n_statements = 0
-    boundaries = np.flatnonzero(np.diff(intervals.queryid)) + 1
-    for idx in np.split(np.arange(len(intervals.queryid)), boundaries):
-        if len(idx) <= MIN_HISTORY:
-            continue
-        n_statements += 1
-        values = intervals.values[idx]
-        padded = np.vstack([np.full((WINDOW, len(CHANNELS)), np.nan), values])
-        positions = np.arange(MIN_HISTORY, len(idx))
-        # The window of target p is its WINDOW predecessors: rows p .. p+WINDOW-1 of the padded array.
-        windows.append(np.stack([padded[p : p + WINDOW] for p in positions]))
-        qid = int(intervals.queryid[idx[0]])
-        structure.append(np.tile(structures.get(qid, [0.0] * len(STRUCTURE)), (len(positions), 1)))
-        loads.append(np.array([load.before(intervals.start[idx[p]]) for p in positions]))
-        calls, total = values[:, 0], values[:, 1]
-        target.append(np.log(np.maximum(total[positions] / calls[positions], 1e-6)))
-        target_end.append(intervals.end[idx[positions]])
-        qids.append(np.full(len(positions), qid))
-        cum_calls, cum_total = np.cumsum(calls), np.cumsum(total)
-        longrun.append(cum_total[positions - 1] / cum_calls[positions - 1])
-    if not windows:
-        empty = np.zeros(0)
-        return TrainingSet(
-            Windows(np.zeros((0, WINDOW, len(CHANNELS))), np.zeros((0, len(STRUCTURE))), np.zeros((0, len(LOAD)))),
-            empty,
-            empty,
-            np.zeros(0, dtype=np.int64),
-            empty,
-            0,
+def _read_range(
+    plpy: Any, server_id: str, chosen: sampling.Plan, targets: np.ndarray, window_start_us: int
+) -> tuple[_Chunk, list[_Chunk]]:
+    """The targets at captures ``chosen.end_us[targets]``, read with the WINDOW captures before each.
+
+    A target whose statement skipped some of those captures may have predecessors further back: those
+    few are read again, exactly, through the primary key.
+    """
+    window_us = chosen.window_us
+    at = np.searchsorted(window_us, chosen.end_us[targets])
+    needed = np.unique((at[:, None] - np.arange(WINDOW + 1)).ravel())
+    needed = needed[needed >= 0]
+    # Runs of consecutive captures read: a predecessor counts only inside the target's run.
+    run = np.cumsum(np.r_[1, np.diff(needed) != 1])
+    run_first = needed[np.r_[0, np.flatnonzero(np.diff(run)) + 1]]
+    query = plpy.prepare(_RANGE_SQL, ["text", "bigint[]"])
+    row = plpy.execute(query, [server_id, window_us[needed].tolist()])[0]
+    queryid, end_us, start_us = (_packed(row, c, ">i8") for c in ("queryid", "end_us", "start_us"))
+    channels = np.column_stack([_packed(row, f"c{i}", ">f8") for i in range(len(CHANNELS))])
+    del row
+    order = np.lexsort((end_us, queryid))
+    queryid, end_us, start_us, channels = queryid[order], end_us[order], start_us[order], channels[order]
+    row_run = run[np.searchsorted(needed, np.searchsorted(window_us, end_us))]
+    own = np.flatnonzero(np.isin(end_us, chosen.end_us[targets]))
+    back = own[:, None] - np.arange(WINDOW, 0, -1)  # oldest first
+    safe = np.maximum(back, 0)
+    found = (back >= 0) & (queryid[safe] == queryid[own, None]) & (row_run[safe] == row_run[own, None])
+    complete = found.all(axis=1) | (run_first[row_run[own] - 1] == 0)
+    window = np.where(found[..., None], channels[safe], np.nan)
+    good = np.flatnonzero(complete)
+    chunk = _Chunk(
+        queryid[own[good]],
+        start_us[own[good]],
+        end_us[own[good]],
+        channels[own[good]],
+        window[good],
+        queryid,
+        end_us,
+        channels[:, :2].copy(),
+    )
+    again = []
+    redo = own[~complete]
+    for i in range(0, len(redo), sampling.CHUNK_TARGETS):
+        part = redo[i : i + sampling.CHUNK_TARGETS]
+        exact = plpy.prepare(_EXACT_SQL, ["text", "bigint[]", "bigint", "bigint[]"])
+        again.append(
+            _read_chunk(
+                plpy.execute(exact, [server_id, queryid[part].tolist(), window_start_us, end_us[part].tolist()])[0]
+            )
         )
+    return chunk, again
+
+
+def _loads_at(plpy: Any, server_id: str, ends_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The server's totals over the intervals ending at ``ends_us``: sorted ends and their (calls, reads, busy, s)."""
+    query = plpy.prepare(_LOAD_AT_SQL, ["text", "bigint[]"])
+    row = plpy.execute(query, [server_id, np.unique(ends_us).tolist()])[0]
+    ends = _packed(row, "end_us", ">i8")
+    totals = np.column_stack([_packed(row, c, ">f8") for c in ("calls", "reads", "busy", "seconds")])
+    order = np.argsort(ends)
+    return ends[order], totals[order].reshape(-1, 4)
+
+
+def _load_features(start_us: np.ndarray, ends: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    """LOAD features of targets starting at ``start_us``: the server's interval that ended then, or the
+    latest read before it (a target only the representation step added); zeros when there is none."""
+    epoch = start_us / 1e6
+    hour = (epoch % 86400) / 3600
+    out = np.zeros((len(start_us), len(LOAD)))
+    out[:, 3], out[:, 4] = np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24)
+    if len(ends):
+        at = np.searchsorted(ends, start_us, side="right") - 1
+        found = at >= 0
+        calls, reads, busy, seconds = (totals[at[found], i] for i in range(4))
+        seconds = np.maximum(seconds, 1e-3)
+        out[found, 0] = np.log1p(calls / seconds)
+        out[found, 1] = np.log1p(reads / seconds)
+        out[found, 2] = np.log1p(busy / seconds)
+    return out
+
+
+def _longrun(chunks: list[_Chunk], queryid: np.ndarray, end_us: np.ndarray) -> np.ndarray:
+    """Calls-weighted mean (ms) of each target's statement over its intervals read before the target."""
+    seen_q = np.concatenate([c.seen_queryid for c in chunks])
+    seen_e = np.concatenate([c.seen_end_us for c in chunks])
+    time = np.concatenate([c.seen_time for c in chunks])
+    statements, seen_code = np.unique(seen_q, return_inverse=True)
+    ends, seen_rank = np.unique(seen_e, return_inverse=True)
+    key = seen_code.ravel().astype(np.int64) * len(ends) + seen_rank.ravel()
+    key, first = np.unique(key, return_index=True)  # each interval once, by statement then time
+    calls, total = time[first, 0], time[first, 1]
+    code = key // len(ends)
+    starts = np.r_[0, np.flatnonzero(np.diff(code)) + 1]
+    group = np.repeat(starts, np.diff(np.r_[starts, len(key)]))
+    cum_calls, cum_total = np.cumsum(calls), np.cumsum(total)
+    before_calls = cum_calls - calls - np.r_[0.0, cum_calls][group]
+    before_total = cum_total - total - np.r_[0.0, cum_total][group]
+    target_key = np.searchsorted(statements, queryid).astype(np.int64) * len(ends) + np.searchsorted(ends, end_us)
+    at = np.searchsorted(key, target_key)
+    return before_total[at] / np.maximum(before_calls[at], 1e-12)
+
+
+def training_set(plpy: Any, server_id: str, window_start: str, window_end: str) -> TrainingSet:
+    """Samples of the window: (statement, interval) targets with at least MIN_HISTORY earlier intervals.
+
+    Which intervals is decided by ``sampling.plan`` before anything is read; they are then read in
+    chunks of at most ``sampling.CHUNK_TARGETS`` targets, as arrays.
+    """
+    chosen = sampling.plan(plpy, server_id, window_start, window_end)
+    start_us = int(
+        plpy.execute(
+            plpy.prepare("SELECT (extract(epoch FROM $1::timestamptz) * 1000000)::bigint AS us", ["timestamptz"]),
+            [window_start],
+        )[0]["us"]
+    )
+    chunks = []
+    for targets in chosen.chunks():
+        chunk, again = _read_range(plpy, server_id, chosen, targets, start_us)
+        chunks += [chunk, *again]
+    if chosen.sampled:
+        represented = np.unique(np.concatenate([c.queryid for c in chunks])) if chunks else np.zeros(0, np.int64)
+        room = max(0, chosen.limit - int(sum(len(c.queryid) for c in chunks)))
+        if room:
+            query = plpy.prepare(_REPRESENT_SQL, ["text", "bigint[]", "bigint", "bigint", "bigint"])
+            extra = plpy.execute(query, [server_id, represented.tolist(), start_us, chosen.holdout_from_us, room])[0]
+            chunks.append(_read_chunk(extra))
+    return _assemble(plpy, server_id, chunks, chosen)
+
+
+def _assemble(plpy: Any, server_id: str, chunks: list[_Chunk], chosen: sampling.Plan) -> TrainingSet:
+    width = len(CHANNELS)
+    window = np.concatenate([c.window for c in chunks]) if chunks else np.zeros((0, WINDOW, width))
+    target = np.concatenate([c.target for c in chunks]) if chunks else np.zeros((0, width))
+    queryid = np.concatenate([c.queryid for c in chunks]) if chunks else np.zeros(0, np.int64)
+    start_us = np.concatenate([c.start_us for c in chunks]) if chunks else np.zeros(0, np.int64)
+    end_us = np.concatenate([c.end_us for c in chunks]) if chunks else np.zeros(0, np.int64)
+    keep = (~np.isnan(window[:, :, 0])).sum(axis=1) >= MIN_HISTORY
+    window, target, queryid, start_us, end_us = window[keep], target[keep], queryid[keep], start_us[keep], end_us[keep]
+    order = np.lexsort((end_us, queryid))  # by statement, then time, as the holdout and tests expect
+    window, target, queryid, start_us, end_us = (a[order] for a in (window, target, queryid, start_us, end_us))
+    longrun = _longrun(chunks, queryid, end_us) if len(queryid) else np.zeros(0)
+    ends, totals = (
+        _loads_at(plpy, server_id, chosen.start_us) if len(queryid) else (np.zeros(0, np.int64), np.zeros((0, 4)))
+    )
+    structures = _structures(plpy, server_id)
+    unknown = [0.0] * len(STRUCTURE)
+    distinct, inverse = np.unique(queryid, return_inverse=True)
+    structure = np.array([structures.get(int(q), unknown) for q in distinct]).reshape(-1, len(STRUCTURE))[
+        inverse.ravel()
+    ]
+    calls, total = target[:, 0], target[:, 1]
     return TrainingSet(
-        windows=Windows(np.concatenate(windows), np.concatenate(structure), np.concatenate(loads)),
-        target=np.concatenate(target),
-        target_end=np.concatenate(target_end),
-        queryid=np.concatenate(qids),
-        longrun=np.concatenate(longrun),
-        statements=n_statements,
+        windows=Windows(window, structure, _load_features(start_us, ends, totals), plan_rows(plpy, server_id, queryid)),
+        target=np.log(np.maximum(total / calls, 1e-6)),
+        target_end=end_us / 1e6,
+        queryid=queryid,
+        longrun=longrun,
+        statements=len(distinct),
+        holdout=(end_us >= chosen.holdout_from_us) if chosen.sampled else None,
+        plan=chosen,
     )
 
 
@@ -203,19 +456,31 @@ class LatestWindows:
     windows: Windows
 
 
+_LATEST_LOAD: dict[tuple[str, str], list[float]] = {}
+
+
+def _latest_load(plpy: Any, server_id: str, last: dict[str, Any]) -> list[float]:
+    """The server's load over its latest interval: computed once per capture, not once per chunk of a refresh
+    (each computation sums every statement's latest interval)."""
+    key = (server_id, last["at"])
+    if key not in _LATEST_LOAD:
+        _LATEST_LOAD.clear()
+        _LATEST_LOAD[key] = _load(plpy, server_id, last["just_before"], last["at"]).before(last["epoch"])
+    return _LATEST_LOAD[key]
+
+
 def _latest_intervals(plpy: Any, server_id: str, queryids: list[int] | None, last_at: str | None) -> Intervals:
     """The latest WINDOW intervals of each statement, newest first."""
+    types = ["text", "bigint[]", "bigint[]", "timestamptz"]
     recent = Intervals.from_row(
-        plpy.execute(plpy.prepare(_RECENT_SQL, ["text", "bigint[]", "bigint[]", "timestamptz"]),
-                     [server_id, queryids, [], last_at])[0]
-    )  # fmt: skip
+        plpy.execute(plpy.prepare(_only(_LATEST_SQL, queryids, RECENT), types), [server_id, queryids, [], last_at])[0]
+    )
     ids, counts = np.unique(recent.queryid, return_counts=True)
     complete = ids[counts >= WINDOW]
     keep = np.isin(recent.queryid, complete)
     rest = Intervals.from_row(
-        plpy.execute(plpy.prepare(_LATEST_SQL, ["text", "bigint[]", "bigint[]"]),
-                     [server_id, queryids, complete.tolist()])[0]
-    )  # fmt: skip
+        plpy.execute(plpy.prepare(_only(_LATEST_SQL, queryids), types[:3]), [server_id, queryids, complete.tolist()])[0]
+    )
     return Intervals(
         np.concatenate([recent.queryid[keep], rest.queryid]),
         np.concatenate([recent.start[keep], rest.start]),
@@ -243,7 +508,7 @@ def latest_windows(plpy: Any, server_id: str, queryids: list[int] | None) -> Lat
             np.zeros(0),
             Windows(np.zeros((0, WINDOW, len(CHANNELS))), np.zeros((0, len(STRUCTURE))), np.zeros((0, len(LOAD)))),
         )
-    load = _load(plpy, server_id, last["just_before"], last["at"]).before(last["epoch"])
+    load = _latest_load(plpy, server_id, last)
     qids, based_on, windows = [], [], []
     boundaries = np.flatnonzero(np.diff(rows.queryid)) + 1
     for idx in np.split(np.arange(len(rows.queryid)), boundaries):

@@ -32,7 +32,9 @@ AUTO = "auto"
 MIN_SAMPLES = 60
 MIN_HOLDOUT = 20
 HOLDOUT_FRACTION = 0.2
-MAX_FOREST_SAMPLES = 200_000  # each tree of a forest sees at most this many rows: bounded time on big windows
+# Each tree of a forest sees at most this many rows: 40 trees on 100k samples train in about 10 s of CPU
+# (bench/RESULTS.md, bench_training), the time of the default model bounded whatever the sample.
+MAX_FOREST_SAMPLES = 20_000
 
 Progress = Callable[[str, float], None]
 
@@ -81,7 +83,7 @@ def make_estimator(model_type: str, n_samples: int) -> Any:
         from sklearn.ensemble import RandomForestRegressor
 
         return RandomForestRegressor(
-            n_estimators=60,
+            n_estimators=40,
             min_samples_leaf=5,
             max_features=0.5,
             n_jobs=1,
@@ -200,9 +202,10 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
             "pgml_snapshot() for longer (every few minutes while the workload runs) and train again.",
         )
     report("building features", 15)
-    feats = features.feature_matrix(data.windows)
+    feats = history.chunked_features(data.windows)
+    data.windows = None  # from here on the features are all that is needed
     residual = data.target - feats.anchor
-    holdout = latest(data.target_end, HOLDOUT_FRACTION)
+    holdout = data.holdout if data.holdout is not None else latest(data.target_end, HOLDOUT_FRACTION)
     if holdout.sum() < MIN_HOLDOUT or (~holdout).sum() < MIN_HOLDOUT:
         raise PgmlError(
             f"too little history to hold out the latest {HOLDOUT_FRACTION:.0%} for evaluation: "
@@ -238,6 +241,7 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
         "training_samples": int(train_rows.sum()),
         "holdout_samples": int(test_rows.sum()),
         "statements": data.statements,
+        **data.plan.report(len(data.target)),
         **evaluation.log_scale_fit(predicted_log, data.target[test_rows]),
         **{f"q_error_{k}": v for k, v in q.items()},
         **{f"baseline_{name}_q_error_{k}": v for name, qs in baselines.items() for k, v in qs.items()},
@@ -280,6 +284,7 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
         "active_model_q_error_p90": active_p90,
         "activated": activate,
         "feature_importance": metrics["feature_importance"],
+        **{k: metrics[k] for k in ("samples_available", "samples_used", "sampled", "estimated_memory_mb")},
     }
 
 
