@@ -6,6 +6,8 @@ RETURNS TABLE (outcome text, statements integer)
 LANGUAGE plpython3u
 VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' SET extra_float_digits = 1
+SET lc_numeric = 'C'
 AS $$
 GD.get('pganalytics_ml') == '@PGML_VERSION@' or plpy.execute('SELECT pganalytics_ml._load_python()')
 from pganalytics_ml.capture import plans

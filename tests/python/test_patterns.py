@@ -147,20 +147,21 @@ def test_the_patterns_job_refreshes_the_table_and_the_seasonal_profiles(db: Data
             db.conn.execute("DELETE FROM pganalytics_ml.patterns")
 
 
-def test_plan_changes_appear_when_the_plans_view_exists(db: Database):
+def test_plan_changes_appear_as_patterns(db: Database):
     planted = planted_history(db.conn, "db-1", days=3, seed=5, per_pattern=1, patterns=("noise",))
     assert not [r for r in db.all(DETECT, (3, "db-1")) if r[0] == "plan_change"]
-    # A stand-in for the view the plans stage installs: looked up in the catalog at each call.
+    # A plan change of one statement, as the plans stage records it (test_plans.py finds one for real).
     db.conn.execute(
-        f"CREATE VIEW pganalytics_ml.plan_changes AS SELECT 'db-1'::text AS server_id, {planted[0].queryid}::bigint"
-        " AS queryid, now() - interval '1 day' AS changed_at, 'Seq Scan'::text AS old_plan,"
-        " 'Index Scan'::text AS new_plan"
+        "INSERT INTO pganalytics_ml.plan_events"
+        " (server_id, queryid, old_fingerprint, new_fingerprint, previous_seen_at, detected_at)"
+        " VALUES ('db-1', %s, 'aaaa', 'bbbb', now() - interval '26 hours', now() - interval '1 day')",
+        (planted[0].queryid,),
     )
     changes = [r for r in db.all(DETECT, (3, "db-1")) if r[0] == "plan_change"]
     assert len(changes) == 1
     _, query_hash, metric, description, confidence, metadata = changes[0]
     assert query_hash == planted[0].queryid and metric == "plan" and confidence == 1.0
-    assert metadata["new_plan"] == "Index Scan" and "noise_" in description
+    assert "noise_" in description and metadata["new_fingerprint"] == "bbbb"
     assert not [r for r in db.all(DETECT, (3, "db-1")) if r[0] == "plan_change" and r[1] != query_hash]
 
 

@@ -167,6 +167,10 @@ def test_a_dropped_index_is_a_plan_change_with_times_before_and_after(db: Databa
     assert calls_after == 5 and mean_after > 0
     # planning the same plan again is no change
     assert outcomes(db)["changed"] == 0
+    # and the workload patterns report it (issue 16)
+    changed = db.one("SELECT query_hash FROM pganalytics_ml.plan_changes WHERE query LIKE 'SELECT * FROM orders%'")
+    found = db.all("SELECT query_hash, description FROM pgml_detect_patterns(1) WHERE type = 'plan_change'")
+    assert [q for q, _ in found] == [changed] and "plan" in found[0][1]
 
 
 def test_statements_that_cannot_be_planned_are_counted_by_reason(db: Database, app):

@@ -124,6 +124,12 @@ def test_every_public_function_works_under_unusual_settings(db: Database):
     conn.execute("CALL pganalytics_ml.run_snapshots(1, 1)")
     assert one(db, "SELECT count(*) FROM pganalytics_ml.snapshots WHERE server_id = 'local'") == before + 1
 
+    # plans and workload patterns (issues 14 and 16)
+    assert one(db, "SELECT sum(statements) FROM pgml_capture_plans() WHERE outcome <> 'changed'") > 0
+    patterns = one(db, "SELECT pgml_detect_patterns_json(1, 'db-1')")
+    assert patterns["patterns_detected"] == len(patterns["patterns"])
+    assert datetime.fromisoformat(patterns["timestamp"]).tzinfo is not None
+
     # the session keeps its own settings
     for name, value in UNUSUAL.items():
         assert one(db, "SELECT current_setting(%s)", (name,)) == value, name

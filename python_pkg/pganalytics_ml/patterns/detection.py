@@ -206,7 +206,7 @@ def plan_changes(plpy: Any, server_id: str, since: str) -> list[dict[str, Any]]:
                 "query_hash": query_hash,
                 "statement": text,
                 "metric": "plan",
-                "description": f"The plan of statement {query_hash}{shown_text} changed at {when}.",
+                "description": f"The plan of statement {query_hash}{shown_text} changed at {when}{_shapes(change)}.",
                 "confidence": confidence,
                 "metadata": {"metric": "plan", "query_hash": query_hash, "at": when, **change},
             }
@@ -349,3 +349,11 @@ def _store(plpy: Any, server_id: str, days: int, result: dict[str, Any]) -> None
         ),
         [server_id, found],
     )
+
+
+def _shapes(change: dict[str, Any]) -> str:
+    """The old and new plan shapes, when the plans stage knows them (pganalytics_ml.plan_changes)."""
+    old, new = change.get("old_summary"), change.get("new_summary")
+    if not old or not new:
+        return ""
+    return f", from {old[:80]} to {new[:80]}"
