@@ -7,7 +7,9 @@ RETURNS TABLE (model_id bigint, model_type text, server_id text, r_squared doubl
                q_error_p50 double precision, q_error_p90 double precision, q_error_p95 double precision,
                baseline_last_q_error_p90 double precision, baseline_longrun_q_error_p90 double precision,
                interval_coverage double precision, active_model_q_error_p90 double precision, activated boolean,
-               feature_importance jsonb)
+               feature_importance jsonb, combination_q_error_p50 double precision,
+               combination_q_error_p90 double precision, model_weight double precision, forecasters jsonb,
+               forecaster_note text)
 LANGUAGE plpython3u
 VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
