@@ -283,7 +283,8 @@ BEGIN
     -- accounted for; forecaster_state.alarm_scale), at least 1.5 times the forecast (both set by
     -- forecasting.online as forecasts.alarm_upper_ms), moved by what the server's change of load explains
     -- for it (the server's shift is the median log ratio of observed to predicted over its statements,
-    -- when at least 5 ran, times the statement's learned sensitivity to load). While intervals stay
+    -- when at least 5 ran, times the statement's learned sensitivity to load, at least 1 when the server
+    -- slowed down: a server-wide slowdown excuses every statement as much as the median one). While intervals stay
     -- above, the bound of the first is kept (moved only by later shifts of load), so that the forecast
     -- learning the new level cannot hide it. The regressions view shows a statement after two such
     -- intervals in a row.
@@ -303,7 +304,9 @@ BEGIN
         SELECT CASE WHEN count(*) >= 5 THEN percentile_cont(0.5) WITHIN GROUP (ORDER BY c.residual) ELSE 0 END AS up
           FROM checked c WHERE NOT c.is_internal
     ), judged AS (
-        SELECT c.*, sh.up, c.reference_upper * pg_catalog.exp(c.sensitivity * sh.up) AS bound
+        SELECT c.*, sh.up,
+               c.reference_upper * pg_catalog.exp(CASE WHEN sh.up > 0 THEN greatest(c.sensitivity, 1)
+                                                       ELSE c.sensitivity END * sh.up) AS bound
           FROM checked c CROSS JOIN shift sh
     )
     UPDATE pganalytics_ml.forecasts AS f
@@ -313,7 +316,9 @@ BEGIN
            checked_upper_ms = j.bound,
            server_shift = j.up,
            consecutive_above = CASE WHEN j.observed > j.bound THEN f.consecutive_above + 1 ELSE 0 END,
-           reference_upper_ms = CASE WHEN j.observed > j.bound THEN j.bound END,
+           -- kept while above the bound before the shift: an interval the shift excused still moves the
+           -- reference, so that peers adapting faster cannot make a statement look regressed later
+           reference_upper_ms = CASE WHEN j.observed > j.reference_upper THEN j.bound END,
            above_upper_since = CASE WHEN j.observed > j.bound THEN coalesce(f.above_upper_since, j.interval_start) END
       FROM judged j
      WHERE f.server_id = p_server_id AND f.queryid = j.queryid;

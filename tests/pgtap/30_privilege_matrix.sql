@@ -18,6 +18,7 @@ INSERT INTO expected_functions VALUES
     ('pgml_train(integer,text,text)',                        'pgml_trainer', true),
     ('pgml_train_async(integer,text,text)',                  'pgml_trainer', true),
     ('pgml_validate(bigint,double precision)',               'pgml_trainer', true),
+    ('pgml_set_season(double precision,text,bigint)',        'pgml_trainer', true),
     ('pgml_activate_model(bigint)',                          'pgml_admin',   true),
     ('pgml_cleanup_models(integer)',                         'pgml_admin',   true),
     ('pgml_job_enqueue(text,jsonb,integer,interval,interval,timestamptz)', 'pgml_admin', true),
@@ -61,6 +62,8 @@ INSERT INTO expected_relations VALUES
     ('pganalytics_ml.predictions',                  'pgml_reader'),
     ('pganalytics_ml.prediction_accuracy',          'pgml_reader'),
     ('pganalytics_ml.regressions',                  'pgml_reader'),
+    ('pganalytics_ml.forecaster_state',             'pgml_reader'),
+    ('pganalytics_ml.forecaster_pool',              'pgml_reader'),
     ('pganalytics_ml.schedule_config',              'pgml_reader'),
     ('pganalytics_ml.counter_baseline',             NULL),
     ('pganalytics_ml.models',                       NULL),  -- model bytes: code

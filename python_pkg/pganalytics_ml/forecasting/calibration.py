@@ -5,10 +5,11 @@ A statement's interval is prediction * exp(+-(q + d) * s):
 - s is the statement's own error scale: an exponentially weighted mean of the |log error| of its
   combined forecast (started from the spread of its recent interval means);
 - q is the server's quantile of the normalized scores |log error| / s, tracked at every capture:
-  q <- q + GAMMA * (share of scores above q - 10%). This is adaptive conformal inference (Gibbs and
+  log q <- log q + GAMMA * (misses - 10% of the intervals). This is adaptive conformal inference (Gibbs and
   Candes, 2021) in its quantile-tracking form (Angelopoulos, Candes and Tibshirani, 2023): whatever
   the scores do, the share of misses over T validated intervals is within (B + GAMMA) / (GAMMA * T)
-  of 10%, where B bounds the scores, so coverage returns to 90% after a shift instead of staying wrong;
+  of 10%, where B bounds log q (it is kept between 0.1 and MAX_SCORE), so coverage returns to 90%
+  after a shift instead of staying wrong;
 - d is the statement's own correction, tracked the same way from its own misses (smaller step).
 
 The holdout calibration of training only sets the start value of q. `confidence` (the chance that
@@ -23,8 +24,8 @@ import numpy as np
 
 COVERAGE = 0.9
 MISS = 1 - COVERAGE
-GAMMA = 0.02  # step of the server's quantile, in score units, per validated interval
-MAX_STEP = 2.0  # at most this much per capture
+GAMMA = 0.015  # step of log q per validated interval
+MAX_STEP = 0.7  # at most this much per capture
 STATEMENT_GAMMA = 0.15  # step of a statement's own correction, per interval
 SCALE_MEMORY = 0.25  # weight of the newest |log error| in a statement's error scale
 MIN_SCALE = 0.02
@@ -44,13 +45,13 @@ def scores(predicted_log: np.ndarray, actual_log: np.ndarray, scale: np.ndarray)
 
 
 def track_quantile(q: float, missed: np.ndarray) -> float:
-    """The server's quantile after one capture: each interval that missed pushes it up by GAMMA * 0.9, each
-    that did not pulls it down by GAMMA * 0.1 (quantile tracking, one step per validated interval; the
-    capture's total step is capped so that one wild capture cannot throw it far)."""
+    """The server's quantile after one capture, tracked on the log scale (so that it adapts as fast to a
+    doubling of the errors whatever their size): each interval that missed moves log q up by GAMMA * 0.9,
+    each that did not moves it down by GAMMA * 0.1; a capture's total step is capped."""
     if not len(missed):
         return q
     step = GAMMA * float(np.sum(missed.astype(float) - MISS))
-    return float(np.clip(q + np.clip(step, -MAX_STEP, MAX_STEP), 0.1, MAX_SCORE))
+    return float(np.clip(q * math.exp(np.clip(step, -MAX_STEP, MAX_STEP)), 0.1, MAX_SCORE))
 
 
 def track_statement(d: np.ndarray, q: float, missed: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from pganalytics_ml.forecasting import combination as comb
 from pganalytics_ml.forecasting import evaluation, features
 
 NOTHING_ADDED = 0.05  # a model whose pooled weight ends below this adds nothing to the combination
+NOTHING_GAINED = 0.002  # ... nor does one that lowers the combination's mean |log q| by less than this
 
 
 def experts(windows: features.Windows, feats: features.Features, longrun: np.ndarray, model_log: np.ndarray):
@@ -50,7 +51,19 @@ def report(
 ) -> dict[str, Any]:
     """Per-forecaster and combined q-errors on the holdout rows, the pooled weights and the start of q."""
     proposals = experts(windows, feats, longrun, model_log)
-    combined, pool = comb.replay(queryid, end, proposals, actual_log, np.full(comb.N, 1.0 / comb.N))
+    start = np.full(comb.N, 1.0 / comb.N)
+    combined, pool = comb.replay(queryid, end, proposals, actual_log, start)
+    # What the model adds: the same replay without it. A model the combination does as well without
+    # (its mean |log q| lower by less than NOTHING_GAINED) starts at the fixed-share floor: live
+    # validations can still raise it, if it proves itself there.
+    without = proposals.copy()
+    without[:, comb.INDEX["model"]] = np.nan
+    combined_without, pool_without = comb.replay(queryid, end, without, actual_log, start)
+    gained = float(np.mean(np.abs(combined_without - actual_log)) - np.mean(np.abs(combined - actual_log)))
+    if gained < NOTHING_GAINED:
+        combined, pool = combined_without, pool_without.copy()
+        pool[comb.INDEX["model"]] = comb.SHARE / comb.N
+        pool = pool / pool.sum()
     # Weights as shares of the forecasters that could answer on the holdout (a sleeping one keeps its prior).
     awake_anywhere = ~np.all(np.isnan(proposals), axis=0)
     shares = np.where(awake_anywhere, pool, 0.0) / max(float(np.sum(pool[awake_anywhere])), 1e-12)
@@ -70,8 +83,11 @@ def report(
     model_weight = float(shares[comb.INDEX["model"]])
     others = sorted(((shares[i], n) for i, n in enumerate(comb.FORECASTERS) if n != "model"), reverse=True)
     leaders = ", ".join(f"{n} {w:.2f}" for w, n in others[:2])
-    if model_weight < NOTHING_ADDED:
-        note = f"the model adds nothing on the holdout (weight {model_weight:.2f}); forecasts rest on {leaders}"
+    if model_weight < NOTHING_ADDED or gained < NOTHING_GAINED:
+        note = (
+            f"the model adds nothing on the holdout (it lowers the combination's mean |log q| by {gained:.3f}; "
+            f"weight {model_weight:.2f}); forecasts rest on {leaders}"
+        )
     else:
         note = f"the model carries weight {model_weight:.2f} of the combination beside {leaders}"
     return {
@@ -80,5 +96,6 @@ def report(
         "pool": pool,
         "q_start": q_start,
         "model_weight": round(model_weight, 4),
+        "model_gain": round(gained, 4),
         "note": note,
     }

@@ -269,7 +269,8 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
         # The alarm's scale: the combination's error beyond what the server's shift explains for the statement.
         residual = x - np.log(c["combined_ms"][learn])
         shift = comb.ServerLoad.level(residual, np.zeros(len(residual)))
-        beyond = residual - comb.ServerLoad.sensitivity(c["load_sdl"][learn], c["load_sll"][learn]) * shift
+        b = comb.ServerLoad.sensitivity(c["load_sdl"][learn], c["load_sll"][learn])
+        beyond = residual - (np.maximum(b, 1.0) if shift > 0 else b) * shift  # as _after_capture judges it
         c["alarm_scale"][learn] = cal.update_scale(c["alarm_scale"][learn], np.abs(beyond))
         pool.load = comb.ServerLoad.level(x, c["load_mu"][learn])
         c["load_mu"][learn], c["load_sdl"][learn], c["load_sll"][learn] = comb.ServerLoad.update(
