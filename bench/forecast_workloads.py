@@ -42,6 +42,12 @@ class Workload:
     live_from: int  # first capture of the live part
     planted: dict[int, int] = field(default_factory=dict)  # statement index -> capture where it slows down
     period_intervals: int | None = None
+    load: np.ndarray | None = None  # the server's load per capture (what the shape does to every statement)
+
+    def load_changed(self) -> np.ndarray:
+        """Captures whose load differs from the one before by more than 10%: what no past interval tells."""
+        moved = np.abs(np.diff(np.log(np.maximum(self.load, 1e-9)), prepend=np.log(max(self.load[0], 1e-9))))
+        return moved > math.log(1.1)
 
 
 def make(shape: str, statements: int, train: int, live: int, seed: int, regressions: int = 3) -> Workload:
@@ -85,7 +91,7 @@ def make(shape: str, statements: int, train: int, live: int, seed: int, regressi
         onset = train + 6 + j * max((live - 10) // max(regressions, 1), 1)
         planted[int(i)] = int(onset)
         means[onset:, i] *= 5.0
-    return Workload(shape, means, calls, train, planted, CYCLE if shape == "cycle" else None)
+    return Workload(shape, means, calls, train, planted, CYCLE if shape == "cycle" else None, np.asarray(load, float))
 
 
 def queryid(i: int) -> int:
