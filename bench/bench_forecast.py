@@ -264,12 +264,14 @@ def mixed_run(phase_seconds: int, tick: float, model_type: str, progress: Progre
                             "SELECT queryid FROM pganalytics_ml.statements WHERE query LIKE ANY (%s)", (list(INDEXED),)
                         ).fetchall()
                     )
+                    # The snapshot right after the DROP closes an interval that ran with the index: the
+                    # first interval without it is the next one.
                     for qid in planted:
-                        onsets[qid] = ticks["n"]
+                        onsets[qid] = ticks["n"] + 1
                 conn.execute("SELECT * FROM pgml_snapshot()")
                 conn.execute("SELECT count(*) FROM pgml_predict_all(log => true)")
                 flagged.append(alarms_now(conn, "local"))
-                active.append(set(planted))
+                active.append(set(planted) if ticks["n"] > ticks["drop_at"] else set())
                 ran.append(
                     {
                         r[0]
