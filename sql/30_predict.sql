@@ -308,7 +308,8 @@ SELECT p.server_id,
           FROM per_forecaster pf
          WHERE pf.server_id OPERATOR(pg_catalog.=) p.server_id AND pf.day OPERATOR(pg_catalog.=) p.day
            AND pf.source OPERATOR(pg_catalog.=) p.source
-           AND pf.model_id IS NOT DISTINCT FROM p.model_id) AS forecaster_q_errors
+           AND (pf.model_id OPERATOR(pg_catalog.=) p.model_id OR (pf.model_id IS NULL AND p.model_id IS NULL)))
+       AS forecaster_q_errors
   FROM scored p
  GROUP BY p.server_id, p.model_id, p.source, p.day;
 COMMENT ON VIEW pganalytics_ml.prediction_accuracy IS
