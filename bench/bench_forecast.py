@@ -272,6 +272,15 @@ def mixed_run(phase_seconds: int, tick: float, model_type: str, progress: Progre
                 conn.execute("SELECT count(*) FROM pgml_predict_all(log => true)")
                 flagged.append(alarms_now(conn, "local"))
                 active.append(set(planted) if ticks["n"] > ticks["drop_at"] else set())
+                for qid in sorted(flagged[-1] - active[-1]):  # what the false alarms are made of, on stderr
+                    text, shift = conn.execute(
+                        "SELECT left(s.query, 60), f.server_shift FROM pganalytics_ml.statements s JOIN"
+                        " pganalytics_ml.forecasts f USING (server_id, queryid) WHERE s.server_id = 'local'"
+                        " AND s.queryid = %s",
+                        (qid,),
+                    ).fetchone()
+                    when = "after the drop" if ticks["n"] > ticks["drop_at"] else "before the drop"
+                    print(f"    false alarm, tick {ticks['n']} ({when}), shift {shift:.2f}: {text}", file=sys.stderr)
                 ran.append(
                     {
                         r[0]
