@@ -296,10 +296,14 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
 
 def _holdout_report(data: Any, feats: Any, rows: np.ndarray, predicted_log: np.ndarray) -> dict[str, Any]:
     """Each forecaster and their online combination on the holdout rows (issue 12: forecasting.holdout)."""
+    import dataclasses
+
     from pganalytics_ml.forecasting import holdout
 
-    windows = features.Windows(data.windows.values[rows], data.windows.structure[rows], data.windows.load[rows])
-    held = features.Features(feats.matrix[rows], feats.anchor[rows], feats.scale[rows], feats.history[rows])
+    def rows_of(value: Any) -> Any:  # every array field of a dataclass, cut to the holdout rows
+        return type(value)(**{f.name: getattr(value, f.name)[rows] for f in dataclasses.fields(value)})
+
+    windows, held = rows_of(data.windows), rows_of(feats)
     return holdout.report(
         windows, held, data.longrun[rows], data.queryid[rows], data.target_end[rows], data.target[rows], predicted_log
     )
