@@ -71,6 +71,9 @@ CREATE TABLE pganalytics_ml.statements (
     has_order_by       boolean,
     has_limit          boolean,
     has_distinct       boolean,
+    -- The extension's own statements and pg_cron's bookkeeping, set at parse time: captured, but kept
+    -- out of pgml_predict_all, the regressions view, the accuracy summaries and pgml_status.
+    is_internal        boolean NOT NULL DEFAULT false,
     PRIMARY KEY (server_id, queryid)
 );
 CREATE INDEX statements_unparsed ON pganalytics_ml.statements (server_id) WHERE parse_ok IS NULL;

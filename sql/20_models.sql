@@ -56,6 +56,16 @@ CREATE TABLE pganalytics_ml.forecasts (
     checked_predicted_ms double precision,
     checked_upper_ms     double precision,
     above_upper_since    timestamptz,
+    -- issue 12: the forecaster that dominated, what each forecaster proposed (ms, in
+    -- combination.FORECASTERS order, NULL where it could not answer), and the regression alarm's state:
+    -- the run of intervals above the bound that was current before the run began (frozen), beyond
+    -- what the whole server slowed down in the same interval.
+    forecaster           text,
+    expert_ms            double precision[],
+    consecutive_above    integer NOT NULL DEFAULT 0,
+    reference_upper_ms   double precision,
+    server_shift         double precision,
+    alarm_upper_ms       double precision,
     PRIMARY KEY (server_id, queryid)
 );
 COMMENT ON TABLE pganalytics_ml.forecasts IS
@@ -80,12 +90,59 @@ CREATE TABLE pganalytics_ml.predictions (
     accuracy_score double precision,
     within_interval boolean,
     validated_at   timestamptz,
-    validated_by   text CHECK (validated_by OPERATOR(pg_catalog.=) ANY (ARRAY['observed', 'manual']))
+    validated_by   text CHECK (validated_by OPERATOR(pg_catalog.=) ANY (ARRAY['observed', 'manual'])),
+    forecaster     text,
+    expert_ms      double precision[]
 ) PARTITION BY RANGE (predicted_at);  -- by UTC day, with a default partition (sql/25_partitions.sql)
 ALTER SEQUENCE pganalytics_ml.predictions_prediction_id_seq OWNED BY pganalytics_ml.predictions.prediction_id;
 COMMENT ON TABLE pganalytics_ml.predictions IS
     'Every logged prediction and, once known, the actual mean it is scored against';
 
+-- issue 12: what the online combination and calibration learn, per statement and per server.
+CREATE TABLE pganalytics_ml.forecaster_state (
+    server_id      text NOT NULL,
+    queryid        bigint NOT NULL,
+    weights        double precision[] NOT NULL,   -- the statement's own weights, combination.FORECASTERS order
+    updates        integer NOT NULL,              -- how many validated intervals updated them
+    expert_ms      double precision[] NOT NULL,   -- what each forecaster proposed for the next interval
+    combined_ms    double precision NOT NULL,     -- the combination, unrounded
+    half_log       double precision NOT NULL,     -- half-width of its 90% interval, in log space
+    based_on       timestamptz NOT NULL,          -- end of the latest interval they knew
+    err_scale      double precision NOT NULL,     -- EWMA of the combination's |log error|
+    correction     double precision NOT NULL,     -- the statement's own conformal correction
+    seg_n          double precision NOT NULL,     -- the segment since the last detected change:
+    seg_mean       double precision NOT NULL,     --   count, mean and sum of squares of log means,
+    seg_m2         double precision NOT NULL,
+    seg_flag       double precision NOT NULL,     --   side of a first deviation awaiting confirmation,
+    seg_last       double precision NOT NULL,     --   and the latest log mean
+    longrun_calls  double precision NOT NULL,     -- all calls and time observed: the long-run mean
+    longrun_ms     double precision NOT NULL,
+    load_mu        double precision NOT NULL,     -- the server-load forecaster: the statement's slow average,
+    load_sdl       double precision NOT NULL,     --   and the sums of its regression on the server's load level
+    load_sll       double precision NOT NULL,
+    alarm_scale    double precision NOT NULL,     -- EWMA of |log error| beyond what the server's load explains
+    season_seconds double precision CHECK (season_seconds OPERATOR(pg_catalog.>) 0),  -- a known cycle
+    updated_at     timestamptz NOT NULL,
+    PRIMARY KEY (server_id, queryid)
+);
+COMMENT ON TABLE pganalytics_ml.forecaster_state IS
+    'Per statement: online weights of the forecasters, their latest proposals, and the interval calibration';
+
+CREATE TABLE pganalytics_ml.forecaster_pool (
+    server_id     text PRIMARY KEY,
+    weights       double precision[] NOT NULL,    -- pooled weights, lent to statements with little history
+    q             double precision NOT NULL,      -- the tracked quantile of normalized scores
+    q_start       double precision NOT NULL,      -- its start value (a training holdout, or the default)
+    recent_scores double precision[] NOT NULL,    -- the latest live scores, for `confidence`
+    load_level    double precision NOT NULL,      -- the server's load level at the latest capture (log)
+    updates       integer NOT NULL,
+    updated_at    timestamptz NOT NULL
+);
+COMMENT ON TABLE pganalytics_ml.forecaster_pool IS
+    'Per server: pooled forecaster weights and the live-calibrated interval quantile';
+
+SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.forecaster_state', '');
+SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.forecaster_pool', '');
 SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.model_key', '');
 SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.models', '');
 SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.models_model_id_seq', '');
@@ -108,7 +165,8 @@ CREATE TYPE pganalytics_ml.prediction AS (
     server_id                   text,
     based_on                    timestamptz,
     logged                      boolean,
-    query                       text          -- the statement's text, shortened to 80 characters for reading
+    query                       text,         -- the statement's text, shortened to 80 characters for reading
+    forecaster                  text
 );
 COMMENT ON TYPE pganalytics_ml.prediction IS 'One prediction as pgml_predict returns it';
 
@@ -155,6 +213,11 @@ CREATE TYPE pganalytics_ml.training_result AS (
     samples_available            bigint,
     samples_used                 integer,
     sampled                      boolean,
-    estimated_memory_mb          double precision
+    estimated_memory_mb          double precision,
+    combination_q_error_p50      double precision,
+    combination_q_error_p90      double precision,
+    model_weight                 double precision,
+    forecasters                  jsonb,
+    forecaster_note              text
 );
 COMMENT ON TYPE pganalytics_ml.training_result IS 'One trained model as pgml_train returns it';

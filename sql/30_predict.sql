@@ -58,15 +58,15 @@ BEGIN
     -- A hot standby cannot write the log: the prediction is still answered, marked as not logged.
     IF NOT pg_is_in_recovery() THEN
         INSERT INTO pganalytics_ml.predictions (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
-                                                model_id, model_version, source, based_on)
+                                                model_id, model_version, source, based_on, forecaster, expert_ms)
         VALUES (f.server_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence,
-                f.model_id, f.model_version, f.source, f.based_on)
+                f.model_id, f.model_version, f.source, f.based_on, f.forecaster, f.expert_ms)
         RETURNING predictions.prediction_id, predictions.predicted_at INTO v_id, v_at;
         v_logged := true;
     END IF;
     RETURN QUERY SELECT v_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
                         f.model_version, f.source, v_at, f.server_id, f.based_on, v_logged,
-                        pganalytics_ml._short_query(f.server_id, f.queryid);
+                        pganalytics_ml._short_query(f.server_id, f.queryid), f.forecaster;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_predict(bigint, text) IS
@@ -95,6 +95,7 @@ AS $$
                'source', p.source,
                'server_id', p.server_id,
                'logged', p.logged,
+               'forecaster', p.forecaster,
                'timestamp', p.predicted_at)
       FROM @extschema@.pgml_predict(pgml_predict_json.query_hash, pgml_predict_json.server_id) p
 $$;
@@ -117,29 +118,33 @@ BEGIN
     IF pgml_predict_all.log AND NOT pg_is_in_recovery() THEN
         RETURN QUERY
         INSERT INTO pganalytics_ml.predictions AS p (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
-                                                     model_id, model_version, source, based_on)
+                                                     model_id, model_version, source, based_on, forecaster, expert_ms)
         SELECT f.server_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
-               f.model_version, f.source, f.based_on
+               f.model_version, f.source, f.based_on, f.forecaster, f.expert_ms
           FROM pganalytics_ml.forecasts f
          WHERE f.server_id = pgml_predict_all.server_id
+           AND NOT EXISTS (SELECT FROM pganalytics_ml.statements s
+                            WHERE s.server_id = f.server_id AND s.queryid = f.queryid AND s.is_internal)
          ORDER BY f.queryid
         RETURNING p.prediction_id, p.queryid, p.predicted_ms, p.lower_ms, p.upper_ms, p.confidence, p.model_id,
                   p.model_version, p.source, p.predicted_at, p.server_id, p.based_on, true,
-                  pganalytics_ml._short_query(p.server_id, p.queryid);
+                  pganalytics_ml._short_query(p.server_id, p.queryid), p.forecaster;
     ELSE
         RETURN QUERY
         SELECT NULL::bigint, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
                f.model_version, f.source, now(), f.server_id, f.based_on, false,
-               CASE WHEN length(s.query) > 80 THEN left(s.query, 77) || '...' ELSE s.query END
+               CASE WHEN length(s.query) > 80 THEN left(s.query, 77) || '...' ELSE s.query END, f.forecaster
           FROM pganalytics_ml.forecasts f
           LEFT JOIN pganalytics_ml.statements s ON s.server_id = f.server_id AND s.queryid = f.queryid
          WHERE f.server_id = pgml_predict_all.server_id
+           AND NOT EXISTS (SELECT FROM pganalytics_ml.statements s
+                            WHERE s.server_id = f.server_id AND s.queryid = f.queryid AND s.is_internal)
          ORDER BY f.queryid;
     END IF;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_predict_all(text, boolean) IS
-    'Predictions for every statement of a server in one call; logged for validation only when log is true';
+    'Predictions for every statement of a server in one call (not the extension''s own); logged only when log is true';
 REVOKE ALL ON FUNCTION @extschema@.pgml_predict_all(text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_all(text, boolean) TO pgml_reader;
 
@@ -232,21 +237,55 @@ BEGIN
      WHERE pr.prediction_id = o.prediction_id AND o.actual > 0;
     GET DIAGNOSTICS v_validated = ROW_COUNT;
 
+    -- The regression alarm. An interval counts against a statement when its mean lies above the alarm
+    -- bound: its forecast times exp(3 * the statement's own error scale once the server's load is
+    -- accounted for; forecaster_state.alarm_scale), at least 1.5 times the forecast (both set by
+    -- forecasting.online as forecasts.alarm_upper_ms), moved by what the server's change of load explains
+    -- for it (the server's shift is the median log ratio of observed to predicted over its statements,
+    -- when at least 5 ran, times the statement's learned sensitivity to load, at least 1 when the server
+    -- slowed down: a server-wide slowdown excuses every statement as much as the median one). While intervals stay
+    -- above, the bound of the first is kept (moved only by later shifts of load), so that the forecast
+    -- learning the new level cannot hide it. The regressions view shows a statement after two such
+    -- intervals in a row.
+    WITH checked AS (
+        SELECT f.queryid, q.interval_start, q.interval_end, q.mean_exec_time AS observed, f.predicted_ms,
+               coalesce(f.reference_upper_ms, f.alarm_upper_ms, f.upper_ms) AS reference_upper,
+               pg_catalog.ln(greatest(q.mean_exec_time, 1e-9) / greatest(f.predicted_ms, 1e-9)) AS residual,
+               coalesce(s.is_internal, false) AS is_internal,
+               -- the statement's learned sensitivity to the server's load (1 until it has learned one)
+               coalesce(least(greatest((st.load_sdl + 0.02) / (st.load_sll + 0.02), 0), 3), 1) AS sensitivity
+          FROM pganalytics_ml.query_stats q
+          JOIN pganalytics_ml.forecasts f ON f.server_id = q.server_id AND f.queryid = q.queryid
+          LEFT JOIN pganalytics_ml.statements s ON s.server_id = q.server_id AND s.queryid = q.queryid
+          LEFT JOIN pganalytics_ml.forecaster_state st ON st.server_id = q.server_id AND st.queryid = q.queryid
+         WHERE q.server_id = p_server_id AND q.interval_end = p_captured_at AND f.based_on < q.interval_end
+    ), shift AS (
+        SELECT CASE WHEN count(*) >= 5 THEN percentile_cont(0.5) WITHIN GROUP (ORDER BY c.residual) ELSE 0 END AS up
+          FROM checked c WHERE NOT c.is_internal
+    ), judged AS (
+        SELECT c.*, sh.up,
+               c.reference_upper * pg_catalog.exp(CASE WHEN sh.up > 0 THEN greatest(c.sensitivity, 1)
+                                                       ELSE c.sensitivity END * sh.up) AS bound
+          FROM checked c CROSS JOIN shift sh
+    )
     UPDATE pganalytics_ml.forecasts AS f
-       SET checked_interval_end = q.interval_end,
-           checked_observed_ms = q.mean_exec_time,
-           checked_predicted_ms = f.predicted_ms,
-           checked_upper_ms = f.upper_ms,
-           above_upper_since = CASE WHEN q.mean_exec_time > f.upper_ms
-                                    THEN coalesce(f.above_upper_since, q.interval_start) END
-      FROM pganalytics_ml.query_stats q
-     WHERE q.server_id = p_server_id AND q.interval_end = p_captured_at
-       AND f.server_id = q.server_id AND f.queryid = q.queryid AND f.based_on < q.interval_end;
+       SET checked_interval_end = j.interval_end,
+           checked_observed_ms = j.observed,
+           checked_predicted_ms = j.predicted_ms,
+           checked_upper_ms = j.bound,
+           server_shift = j.up,
+           consecutive_above = CASE WHEN j.observed > j.bound THEN f.consecutive_above + 1 ELSE 0 END,
+           -- kept while above the bound before the shift: an interval the shift excused still moves the
+           -- reference, so that peers adapting faster cannot make a statement look regressed later
+           reference_upper_ms = CASE WHEN j.observed > j.reference_upper THEN j.bound END,
+           above_upper_since = CASE WHEN j.observed > j.bound THEN coalesce(f.above_upper_since, j.interval_start) END
+      FROM judged j
+     WHERE f.server_id = p_server_id AND f.queryid = j.queryid;
     GET DIAGNOSTICS v_checked = ROW_COUNT;
 
     -- A statement that has not run in the server's last three captures is no longer running above its bound.
     UPDATE pganalytics_ml.forecasts AS f
-       SET above_upper_since = NULL
+       SET above_upper_since = NULL, consecutive_above = 0
      WHERE f.server_id = p_server_id AND f.above_upper_since IS NOT NULL
        AND f.checked_interval_end < (SELECT s.captured_at FROM pganalytics_ml.snapshots s
                                       WHERE s.server_id = p_server_id
@@ -260,10 +299,33 @@ REVOKE ALL ON FUNCTION pganalytics_ml._after_capture(text, timestamptz) FROM PUB
 
 -- Views are written fully qualified: they are parsed once, with the search_path of CREATE EXTENSION.
 CREATE VIEW pganalytics_ml.prediction_accuracy AS
+WITH scored AS (
+    SELECT v.*, pg_catalog.float8larger(pg_catalog.float8div(v.predicted_ms, v.actual_ms),
+                                        pg_catalog.float8div(v.actual_ms, v.predicted_ms)) AS q_error,
+           CAST(pg_catalog.timezone('UTC', v.predicted_at) AS pg_catalog.date) AS day
+      FROM pganalytics_ml.predictions v
+     WHERE v.validated_at IS NOT NULL
+       AND NOT EXISTS (SELECT FROM pganalytics_ml.statements s
+                        WHERE s.server_id OPERATOR(pg_catalog.=) v.server_id
+                          AND s.queryid OPERATOR(pg_catalog.=) v.queryid AND s.is_internal)
+), per_forecaster AS (
+    SELECT f.server_id, f.model_id, f.source, f.day, f.forecaster,
+           pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY f.q) AS p50,
+           pg_catalog.percentile_cont(0.9) WITHIN GROUP (ORDER BY f.q) AS p90,
+           pg_catalog.count(*) AS n
+      FROM (SELECT sc.server_id, sc.model_id, sc.source, sc.day, e.forecaster,
+                   pg_catalog.float8larger(pg_catalog.float8div(e.ms, sc.actual_ms),
+                                           pg_catalog.float8div(sc.actual_ms, e.ms)) AS q
+              FROM scored sc
+             CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(sc.expert_ms), pg_catalog.unnest(
+                   ARRAY['last', 'ewma', 'since_change', 'longrun', 'trend', 'server_load', 'seasonal', 'model'])) AS e(ms, forecaster)
+             WHERE e.ms OPERATOR(pg_catalog.>) 0) f
+     GROUP BY f.server_id, f.model_id, f.source, f.day, f.forecaster
+)
 SELECT p.server_id,
        p.model_id,
        p.source,
-       CAST(pg_catalog.timezone('UTC', p.predicted_at) AS pg_catalog.date) AS day,
+       p.day,
        pg_catalog.count(*) AS predictions,
        -- Rounded for reading: 4 decimals for accuracy, q-errors to 0.001, error percentages to 0.01
        -- (pgml_status() and the predictions table have the figures for programs).
@@ -277,14 +339,20 @@ SELECT p.server_id,
            AS numeric), 3) AS double precision) AS q_error_p50,
        CAST(pg_catalog.round(CAST(pg_catalog.percentile_cont(0.9) WITHIN GROUP (ORDER BY p.q_error)
            AS numeric), 3) AS double precision) AS q_error_p90,
-       pg_catalog.round(pg_catalog.avg(CASE WHEN p.within_interval THEN 1.0 ELSE 0.0 END), 3) AS interval_coverage
-  FROM (SELECT v.*, pg_catalog.float8larger(pg_catalog.float8div(v.predicted_ms, v.actual_ms),
-                                            pg_catalog.float8div(v.actual_ms, v.predicted_ms)) AS q_error
-          FROM pganalytics_ml.predictions v
-         WHERE v.validated_at IS NOT NULL) p
- GROUP BY p.server_id, p.model_id, p.source, CAST(pg_catalog.timezone('UTC', p.predicted_at) AS pg_catalog.date);
+       pg_catalog.round(pg_catalog.avg(CASE WHEN p.within_interval THEN 1.0 ELSE 0.0 END), 3) AS interval_coverage,
+       (SELECT pg_catalog.jsonb_object_agg(pf.forecaster, pg_catalog.jsonb_build_object(
+                   'q_error_p50', pg_catalog.round(CAST(pf.p50 AS numeric), 3),
+                   'q_error_p90', pg_catalog.round(CAST(pf.p90 AS numeric), 3), 'predictions', pf.n))
+          FROM per_forecaster pf
+         WHERE pf.server_id OPERATOR(pg_catalog.=) p.server_id AND pf.day OPERATOR(pg_catalog.=) p.day
+           AND pf.source OPERATOR(pg_catalog.=) p.source
+           AND (pf.model_id OPERATOR(pg_catalog.=) p.model_id OR (pf.model_id IS NULL AND p.model_id IS NULL)))
+       AS forecaster_q_errors
+  FROM scored p
+ GROUP BY p.server_id, p.model_id, p.source, p.day;
 COMMENT ON VIEW pganalytics_ml.prediction_accuracy IS
-    'Validated predictions per server, model and day (UTC): accuracy, error percentiles, q-error, interval coverage';
+    'Validated predictions per server, model and day (UTC), the extension''s own statements left out: accuracy, '
+    'error percentiles, q-error, interval coverage, and the live q-errors of each forecaster';
 
 CREATE VIEW pganalytics_ml.regressions AS
 SELECT f.server_id,
@@ -303,18 +371,22 @@ SELECT f.server_id,
          WHERE e.server_id OPERATOR(pg_catalog.=) f.server_id AND e.queryid OPERATOR(pg_catalog.=) f.queryid
            AND e.previous_seen_at OPERATOR(pg_catalog.<=) f.checked_interval_end
            AND e.detected_at OPERATOR(pg_catalog.>=)
-               (f.above_upper_since OPERATOR(pg_catalog.-) CAST('1 hour' AS pg_catalog.interval))) AS plan_changed_at
+               (f.above_upper_since OPERATOR(pg_catalog.-) CAST('1 hour' AS pg_catalog.interval))) AS plan_changed_at,
+       f.consecutive_above AS intervals_above,
+       pg_catalog.exp(f.server_shift) AS server_slowdown
   FROM pganalytics_ml.forecasts f
   JOIN pganalytics_ml.statements s
     ON s.server_id OPERATOR(pg_catalog.=) f.server_id AND s.queryid OPERATOR(pg_catalog.=) f.queryid
- WHERE f.above_upper_since IS NOT NULL;
+ WHERE f.consecutive_above OPERATOR(pg_catalog.>=) 2 AND NOT s.is_internal;
 COMMENT ON VIEW pganalytics_ml.regressions IS
-    'Statements whose latest observed mean lies above the upper bound predicted for it, by how much, since when, '
-    'and the plan change it followed (plan_changed_at); a statement leaves it when it runs within its bound again '
-    'or has not run in the last three captures';
+    'Statements whose last two or more interval means lay above the upper bound forecast before they began, '
+    'beyond the whole server''s slowdown: by how much, since when, and the plan change it followed '
+    '(plan_changed_at); the extension''s own statements left out, and a statement that has not run in the '
+    'last three captures leaves it';
 
 GRANT SELECT ON pganalytics_ml.prediction_accuracy, pganalytics_ml.regressions, pganalytics_ml.forecasts,
-                pganalytics_ml.predictions TO pgml_reader;
+                pganalytics_ml.predictions, pganalytics_ml.forecaster_state, pganalytics_ml.forecaster_pool
+   TO pgml_reader;
 
 CREATE FUNCTION pganalytics_ml._models(p_server_id text)
 RETURNS SETOF pganalytics_ml.model_summary
@@ -346,3 +418,43 @@ $$;
 COMMENT ON FUNCTION @extschema@.pgml_models(text) IS 'Trained models with their holdout metrics, newest first';
 REVOKE ALL ON FUNCTION @extschema@.pgml_models(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_models(text) TO pgml_reader;
+
+-- issue 12: the hook through which a known cycle reaches the seasonal forecaster (pattern detection,
+-- or an operator who knows the workload's period, sets it; NULL clears it).
+CREATE FUNCTION @extschema@.pgml_set_season(period_seconds double precision, server_id text DEFAULT 'local',
+                                            query_hash bigint DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    IF pgml_set_season.server_id IS NULL THEN
+        RAISE EXCEPTION 'server_id must not be NULL' USING ERRCODE = '22004',
+            HINT = 'Use ''local'' for this server''s own statements.';
+    END IF;
+    IF NOT (pgml_set_season.period_seconds IS NULL
+            OR (pgml_set_season.period_seconds > 0 AND pgml_set_season.period_seconds <= 366 * 86400)) THEN
+        RAISE EXCEPTION 'period_seconds must be between 0 and one year (exclusive of 0), got %',
+            pgml_set_season.period_seconds
+            USING ERRCODE = '22023', HINT = 'Pass the length of the cycle in seconds, e.g. 86400 for a daily one; NULL clears it.';
+    END IF;
+    UPDATE pganalytics_ml.forecaster_state st
+       SET season_seconds = pgml_set_season.period_seconds
+     WHERE st.server_id = pgml_set_season.server_id
+       AND (pgml_set_season.query_hash IS NULL OR st.queryid = pgml_set_season.query_hash);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    IF v_count = 0 AND pgml_set_season.query_hash IS NOT NULL THEN
+        RAISE EXCEPTION 'statement % of server "%" has no forecaster state yet', pgml_set_season.query_hash,
+            pgml_set_season.server_id
+            USING ERRCODE = 'P0002', HINT = 'Its state is created at the first capture in which it runs.';
+    END IF;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_set_season(double precision, text, bigint) IS
+    'Tells the seasonal forecaster the cycle of a server''s statements (or of one); NULL clears it';
+REVOKE ALL ON FUNCTION @extschema@.pgml_set_season(double precision, text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_set_season(double precision, text, bigint) TO pgml_trainer;

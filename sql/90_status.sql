@@ -106,8 +106,10 @@ BEGIN
                            greatest(p.predicted_ms / p.actual_ms, p.actual_ms / p.predicted_ms)))::numeric, 4),
                        'interval_coverage', round(avg(CASE WHEN p.within_interval THEN 1.0 ELSE 0.0 END), 4))
               FROM pganalytics_ml.predictions p
-             WHERE p.validated_at > now() - interval '1 day'),
-        'regressions', (SELECT count(*) FROM pganalytics_ml.forecasts WHERE above_upper_since IS NOT NULL),
+             WHERE p.validated_at > now() - interval '1 day'
+               AND NOT EXISTS (SELECT FROM pganalytics_ml.statements s
+                                WHERE s.server_id = p.server_id AND s.queryid = p.queryid AND s.is_internal)),
+        'regressions', (SELECT count(*) FROM pganalytics_ml.regressions),
         'statements_tracked', (SELECT count(*) FROM pganalytics_ml.statements),
         'servers', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                               'server_id', s.server_id,

@@ -150,6 +150,14 @@ CASES: list[tuple[str, str | None, str]] = [
     ("SELECT pgml_predict_json(12345, 'db-1')", "P0002", "unknown query_hash 12345"),
     ("SELECT pgml_predict_json('12e3')", "22P02", "invalid input syntax for type bigint"),
     (f"SELECT pgml_predict_json({{queryid}}, '{INJ}')", "P0002", "unknown query_hash"),
+    # pgml_set_season(period_seconds, server_id, query_hash)
+    ("SELECT pgml_set_season(3600, NULL)", "22004", "server_id must not be NULL"),
+    ("SELECT pgml_set_season(0, 'db-1')", "22023", "period_seconds must be between"),
+    ("SELECT pgml_set_season(-60, 'db-1')", "22023", "period_seconds must be between"),
+    ("SELECT pgml_set_season('NaN', 'db-1')", "22023", "period_seconds must be between"),
+    ("SELECT pgml_set_season('Infinity', 'db-1')", "22023", "period_seconds must be between"),
+    ("SELECT pgml_set_season(3600, 'db-1', 12345)", "P0002", "has no forecaster state yet"),
+    ("SELECT pgml_set_season('hourly', 'db-1')", "22P02", "invalid input syntax for type double precision"),
     # pgml_predict_all(server_id, log)
     ("SELECT * FROM pgml_predict_all(NULL)", "22004", "must not be NULL"),
     ("SELECT * FROM pgml_predict_all('db-1', NULL::boolean)", "22004", "must not be NULL"),

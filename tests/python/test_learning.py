@@ -109,17 +109,18 @@ def test_the_next_capture_validates_logged_predictions(trained: Database):
     assert accuracy["median_error_percent"] == pytest.approx(p["error_percent"], abs=0.005)  # rounded for reading
 
 
-def test_a_mean_above_the_upper_bound_is_a_regression(trained: Database):
+def test_two_means_in_a_row_above_the_alarm_bound_are_a_regression(trained: Database):
     queries = statements(8)
     slow = next(iter(queries))
-    upper = trained.one("SELECT upper_ms FROM pganalytics_ml.forecasts WHERE queryid = %s", (slow,))
-    at = trained.history.capture({q: (upper * 10 if q == slow else level) for q, level in queries.items()})
+    alarm = trained.one("SELECT alarm_upper_ms FROM pganalytics_ml.forecasts WHERE queryid = %s", (slow,))
+    first = trained.history.capture({q: (alarm * 10 if q == slow else level) for q, level in queries.items()})
+    assert trained.all("SELECT * FROM pganalytics_ml.regressions") == []  # one interval is not an alarm
+    at = trained.history.capture({q: (alarm * 10 if q == slow else level) for q, level in queries.items()})
     regression = row(trained, "SELECT * FROM pganalytics_ml.regressions")
-    assert regression["query_hash"] == slow and regression["observed_ms"] == pytest.approx(upper * 10)
-    assert regression["upper_bound_ms"] == pytest.approx(upper)
-    assert regression["times_upper_bound"] == pytest.approx(10)
+    assert regression["query_hash"] == slow and regression["observed_ms"] == pytest.approx(alarm * 10)
+    assert regression["intervals_above"] == 2 and regression["times_upper_bound"] > 1
     assert regression["observed_at"] == at
-    assert regression["since"] < at
+    assert regression["since"] < first < at
 
 
 def test_validate_scores_a_prediction_and_a_second_validation_replaces_the_first(trained: Database):

@@ -147,6 +147,7 @@ DEFINER_CALLS: list[tuple[str, str]] = [
     ("pgml_predict_json", "SELECT pgml_predict_json({queryid}, 'db-1')"),
     ("pgml_predict_all", "SELECT * FROM pgml_predict_all('db-1', log => true)"),
     ("pgml_validate", "SELECT * FROM pgml_validate({prediction_id}, 12.5)"),
+    ("pgml_set_season", "SELECT pgml_set_season(3600, 'db-1')"),
     ("pgml_ingest_stats", "SELECT pgml_ingest_stats('db-2', '{payload}')"),
     ("pgml_ingest_stats", "SELECT pgml_ingest_stats('db-2', '{payload2}')"),
     ("pgml_train", "SELECT * FROM pgml_train(90, 'linear_regression', 'db-1')"),

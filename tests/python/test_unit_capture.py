@@ -114,6 +114,7 @@ def test_parse_record_keeps_text_the_parser_refuses():
         "query": None,
         "parse_ok": False,
         "parse_error": "no statement text was captured",
+        "is_internal": False,
     }
     good = parse_record(3, "SELECT 1")
     assert good["parse_ok"] is True and good["statement_kind"] == "select"

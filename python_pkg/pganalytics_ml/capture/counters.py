@@ -185,12 +185,13 @@ def parse_pending(plpy: Any, server_id: str) -> int:
                n_tables = p.n_tables, n_joins = p.n_joins, n_subqueries = p.n_subqueries,
                n_aggregates = p.n_aggregates, n_window_functions = p.n_window_functions,
                n_ctes = p.n_ctes, has_group_by = p.has_group_by, has_order_by = p.has_order_by,
-               has_limit = p.has_limit, has_distinct = p.has_distinct
+               has_limit = p.has_limit, has_distinct = p.has_distinct, is_internal = p.is_internal
           FROM pg_catalog.jsonb_to_recordset($2::jsonb) AS p(
                queryid bigint, query text, parse_ok boolean, parse_error text, statement_kind text, command text,
                tables text[], n_tables integer, n_joins integer, n_subqueries integer,
                n_aggregates integer, n_window_functions integer, n_ctes integer,
-               has_group_by boolean, has_order_by boolean, has_limit boolean, has_distinct boolean)
+               has_group_by boolean, has_order_by boolean, has_limit boolean, has_distinct boolean,
+               is_internal boolean)
          WHERE st.server_id = $1 AND st.queryid = p.queryid
         """,
         ["text", "text"],
@@ -209,7 +210,7 @@ def parse_pending(plpy: Any, server_id: str) -> int:
 def parse_record(queryid: int, query: str | None) -> dict[str, Any]:
     """The statements-table update for one statement: its text with literals redacted, and its features
     or why they are missing."""
-    record: dict[str, Any] = {"queryid": queryid, "query": query}
+    record: dict[str, Any] = {"queryid": queryid, "query": query, "is_internal": is_internal(query)}
     if query is None:
         return record | {"parse_ok": False, "parse_error": "no statement text was captured"}
     try:
@@ -223,6 +224,15 @@ def parse_record(queryid: int, query: str | None) -> dict[str, Any]:
     except (ValueError, RecursionError) as exc:
         return record | {"parse_ok": False, "parse_error": str(exc)[:200]}
     return record | {"parse_ok": True, "parse_error": None} | {k: features[k] for k in FEATURE_NAMES}
+
+
+# The extension's own statements (pgml_* calls, anything in schema pganalytics_ml: run_jobs, rescue_jobs)
+# and pg_cron's bookkeeping (cron.job_run_details). The same pattern backfills the flag on upgrade.
+INTERNAL_PATTERN = re.compile(r"\bpgml_\w+\s*\(|\bpganalytics_ml\.|\bcron\.\w", re.IGNORECASE)
+
+
+def is_internal(query: str | None) -> bool:
+    return bool(query and INTERNAL_PATTERN.search(query))
 
 
 def validate_server_id(server_id: str | None) -> str:

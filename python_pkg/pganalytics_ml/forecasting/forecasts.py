@@ -75,7 +75,7 @@ class Forecast:
 
 
 def compute(plpy: Any, server_id: str, queryids: list[int] | None = None) -> Forecast:
-    """Forecasts of ``queryids`` (all statements when None) from their latest windows, written nowhere."""
+    """The single-forecaster forecasts of 0.2 (EWMA, or the model): what the combination is compared with."""
     latest = history.latest_windows(plpy, server_id, queryids)
     feats = features.feature_matrix(latest.windows)
     scale = np.where(feats.history >= 2, np.maximum(feats.scale, BASELINE_MIN_SCALE), BASELINE_FEW_INTERVALS_SCALE)
@@ -104,10 +104,18 @@ def compute(plpy: Any, server_id: str, queryids: list[int] | None = None) -> For
     )
 
 
-def refresh(plpy: Any, server_id: str, queryids: list[int] | None = None) -> int:
+def combination_enabled(plpy: Any) -> bool:
+    """The online combination runs unless pganalytics_ml.forecast_combination is 'off' (for comparison)."""
+    row = plpy.execute("SELECT current_setting('pganalytics_ml.forecast_combination', true) AS v")[0]
+    return (row["v"] or "on").lower() not in ("off", "false", "0")
+
+
+def refresh(plpy: Any, server_id: str, queryids: list[int] | None = None, observe: bool = False) -> int:
     """Recomputes and stores the forecasts of ``queryids`` (all statements when None); returns how many.
 
-    REFRESH_CHUNK statements at a time: memory stays bounded however many statements are tracked.
+    REFRESH_CHUNK statements at a time: memory stays bounded however many statements are tracked. With
+    ``observe``, each statement's newest interval is first scored against what the forecasters had
+    proposed for it, and the weights and the calibration learn from it (online.update).
     """
     if queryids is None:
         ids = plpy.execute(
@@ -120,6 +128,13 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None = None) -> int
         )[0]["ids"]
     else:
         ids = list(queryids)
+    if combination_enabled(plpy):
+        from pganalytics_ml.forecasting import online
+
+        return sum(
+            online.refresh(plpy, server_id, ids[i : i + REFRESH_CHUNK], observe)
+            for i in range(0, len(ids), REFRESH_CHUNK)
+        )
     return sum(_refresh_chunk(plpy, server_id, ids[i : i + REFRESH_CHUNK]) for i in range(0, len(ids), REFRESH_CHUNK))
 
 
@@ -160,7 +175,7 @@ def after_capture(plpy: Any, server_id: str, captured_at: str) -> dict[str, int]
         ),
         [server_id, captured_at],
     )[0]["ids"]
-    refreshed = refresh(plpy, server_id, list(active)) if active else 0
+    refreshed = refresh(plpy, server_id, list(active), observe=True) if active else 0
     return {
         "predictions_validated": checked["predictions_validated"],
         "forecasts_checked": checked["forecasts_checked"],

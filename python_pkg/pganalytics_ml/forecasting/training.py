@@ -237,6 +237,7 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
         predicted_log, data.target[test_rows], feats.scale[test_rows], data.target_end[test_rows]
     )
     importance = _importance(estimator, feats.matrix[test_rows], residual[test_rows])
+    held = _holdout_report(data, feats, test_rows, predicted_log)
     metrics = {
         "training_samples": int(train_rows.sum()),
         "holdout_samples": int(test_rows.sum()),
@@ -248,6 +249,10 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
         "interval_coverage": calibration["coverage"],
         "candidates": {r[1]: r[0] for r in results},
         "feature_importance": dict(zip(features.FEATURE_NAMES, importance.round(5).tolist(), strict=True)),
+        **{f"combination_q_error_{k}": v for k, v in held["combination"].items()},
+        "model_weight": held["model_weight"],
+        "forecasters": held["forecasters"],
+        "forecaster_note": held["note"],
     }
     active_id = models.active_model_id(plpy, server_id)
     active_p90 = _active_p90(plpy, active_id, feats.matrix[test_rows], feats.anchor[test_rows], actual)
@@ -268,9 +273,10 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
     }
     model_id = models.save(plpy, record, estimator)
     if activate:
-        from pganalytics_ml.forecasting import forecasts
+        from pganalytics_ml.forecasting import forecasts, online
 
         models.mark_active(plpy, model_id, server_id)
+        online.seed_pool(plpy, server_id, held["pool"], held["q_start"])
         forecasts.refresh(plpy, server_id)
     return {
         "model_id": model_id,
@@ -285,7 +291,27 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
         "activated": activate,
         "feature_importance": metrics["feature_importance"],
         **{k: metrics[k] for k in ("samples_available", "samples_used", "sampled", "estimated_memory_mb")},
+        "combination_q_error_p50": metrics["combination_q_error_p50"],
+        "combination_q_error_p90": metrics["combination_q_error_p90"],
+        "model_weight": metrics["model_weight"],
+        "forecasters": metrics["forecasters"],
+        "forecaster_note": metrics["forecaster_note"],
     }
+
+
+def _holdout_report(data: Any, feats: Any, rows: np.ndarray, predicted_log: np.ndarray) -> dict[str, Any]:
+    """Each forecaster and their online combination on the holdout rows (issue 12: forecasting.holdout)."""
+    import dataclasses
+
+    from pganalytics_ml.forecasting import holdout
+
+    def rows_of(value: Any) -> Any:  # every array field of a dataclass, cut to the holdout rows
+        return type(value)(**{f.name: getattr(value, f.name)[rows] for f in dataclasses.fields(value)})
+
+    windows, held = rows_of(data.windows), rows_of(feats)
+    return holdout.report(
+        windows, held, data.longrun[rows], data.queryid[rows], data.target_end[rows], data.target[rows], predicted_log
+    )
 
 
 def _active_p90(
@@ -317,7 +343,13 @@ def _json_params(estimator: Any) -> dict[str, Any]:
 def train_sql(plpy: Any, lookback_days: Any, model_type: Any, server_id: Any) -> list[dict[str, Any]]:
     """pgml_train(lookback_days, model_type, server_id)."""
     result = train(plpy, check_train_arguments(lookback_days, model_type, server_id=server_id))
-    return [result | {"feature_importance": json.dumps(result["feature_importance"])}]
+    return [
+        result
+        | {
+            "feature_importance": json.dumps(result["feature_importance"]),
+            "forecasters": json.dumps(result["forecasters"]),
+        }
+    ]
 
 
 @sql_entry

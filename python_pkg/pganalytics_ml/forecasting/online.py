@@ -1,0 +1,362 @@
+"""Forecasts from the online combination: read the state, learn from the newest interval, forecast, store.
+
+At every capture, for the statements that ran: what each forecaster had proposed for the interval
+just observed is scored (|log q|), the statement's weights, its server's pooled weights and the
+interval calibration are updated (combination, calibration), and the next forecasts are stored in
+pganalytics_ml.forecasts, where pgml_predict reads them. Three reads and three writes per capture,
+each one statement over arrays, whatever the number of statements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pganalytics_ml.forecasting import calibration as cal
+from pganalytics_ml.forecasting import combination as comb
+from pganalytics_ml.forecasting import features, history
+
+# The regression alarm's bound (see _after_capture): forecast * exp(max(ALARM_Z * alarm_scale, ALARM_MIN)):
+# three times the statement's own error scale beyond load, and never less than 1.5 times the forecast.
+ALARM_Z = 3.0
+ALARM_MIN = np.log(1.5)
+_STATE_COLUMNS = (
+    "updates",
+    "combined_ms",
+    "half_log",
+    "err_scale",
+    "correction",
+    "seg_n",
+    "seg_mean",
+    "seg_m2",
+    "seg_flag",
+    "seg_last",
+    "longrun_calls",
+    "longrun_ms",
+    "load_mu",
+    "load_sdl",
+    "load_sll",
+    "alarm_scale",
+    "season_seconds",
+)
+_READ_STATE = f"""
+    SELECT array_agg(st.queryid) AS queryid, array_agg(st.weights) AS weights, array_agg(st.expert_ms) AS expert_ms,
+           array_agg(extract(epoch FROM st.based_on)::float8) AS based_on,
+           {", ".join(f"array_agg(st.{c}::float8) AS {c}" for c in _STATE_COLUMNS)}
+      FROM pganalytics_ml.forecaster_state st
+     WHERE st.server_id = $1 AND st.queryid = ANY ($2::bigint[])
+"""
+_READ_POOL = """
+    SELECT weights, q, q_start, recent_scores, updates, load_level
+      FROM pganalytics_ml.forecaster_pool WHERE server_id = $1
+"""
+_LONGRUN = """
+    SELECT array_agg(queryid) AS queryid, array_agg(calls) AS calls, array_agg(total) AS total
+      FROM (SELECT q.queryid, sum(q.calls)::float8 AS calls, sum(q.total_exec_time) AS total
+              FROM pganalytics_ml.query_stats q
+             WHERE q.server_id = $1 AND q.queryid = ANY ($2::bigint[]) GROUP BY q.queryid) s
+"""
+# The seasonal forecaster: the interval one period before the one to come (nearest end within half an interval).
+_SEASONAL = """
+    SELECT array_agg(st.queryid) AS queryid, array_agg(x.mean_exec_time) AS mean
+      FROM pganalytics_ml.forecaster_state st
+     CROSS JOIN LATERAL (
+           SELECT q.mean_exec_time FROM pganalytics_ml.query_stats q
+            WHERE q.server_id = st.server_id AND q.queryid = st.queryid
+              AND q.interval_end BETWEEN to_timestamp($3 - st.season_seconds - $4 / 2)
+                                     AND to_timestamp($3 - st.season_seconds + $4 / 2)
+            ORDER BY abs(extract(epoch FROM q.interval_end) - ($3 - st.season_seconds)) LIMIT 1) x
+     WHERE st.server_id = $1 AND st.queryid = ANY ($2::bigint[]) AND st.season_seconds IS NOT NULL
+"""
+_WRITE_STATE = f"""
+    INSERT INTO pganalytics_ml.forecaster_state AS st (server_id, queryid, weights, expert_ms, based_on, updated_at,
+                                                       {", ".join(_STATE_COLUMNS)})
+    SELECT $1, u.queryid, u.weights::float8[], u.expert_ms::float8[],
+           (SELECT max(q.interval_end) FROM pganalytics_ml.query_stats q
+             WHERE q.server_id = $1 AND q.queryid = u.queryid),
+           pg_catalog.now(),
+           {", ".join(f"u.{c}" for c in _STATE_COLUMNS)}
+      FROM unnest($2::bigint[], $3::text[], $4::text[], $5::float8[],
+                  {", ".join(f"${i + 6}::float8[]" for i in range(len(_STATE_COLUMNS)))})
+           AS u(queryid, weights, expert_ms, based_on, {", ".join(_STATE_COLUMNS)})
+    ON CONFLICT (server_id, queryid) DO UPDATE
+       SET weights = EXCLUDED.weights, expert_ms = EXCLUDED.expert_ms, based_on = EXCLUDED.based_on,
+           updated_at = EXCLUDED.updated_at,
+           {", ".join(f"{c} = EXCLUDED.{c}" for c in _STATE_COLUMNS if c != "season_seconds")}
+"""
+_WRITE_POOL = """
+    INSERT INTO pganalytics_ml.forecaster_pool AS p (server_id, weights, q, q_start, recent_scores, updates,
+                                                     load_level, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, pg_catalog.now())
+    ON CONFLICT (server_id) DO UPDATE
+       SET weights = EXCLUDED.weights, q = EXCLUDED.q, q_start = EXCLUDED.q_start,
+           recent_scores = EXCLUDED.recent_scores, updates = EXCLUDED.updates, load_level = EXCLUDED.load_level,
+           updated_at = EXCLUDED.updated_at
+"""
+_WRITE_FORECASTS = """
+    INSERT INTO pganalytics_ml.forecasts AS f (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
+                                               model_id, model_version, source, based_on, computed_at,
+                                               forecaster, expert_ms, alarm_upper_ms)
+    SELECT $1, u.queryid, u.predicted, u.lower, u.upper, u.confidence,
+           CASE WHEN u.from_model THEN $7::bigint END, CASE WHEN u.from_model THEN $8::integer END,
+           CASE WHEN u.from_model THEN 'model' ELSE 'baseline' END,
+           (SELECT max(q.interval_end) FROM pganalytics_ml.query_stats q
+             WHERE q.server_id = $1 AND q.queryid = u.queryid),
+           pg_catalog.now(), u.forecaster, u.expert_ms::float8[], u.alarm_upper
+      FROM unnest($2::bigint[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], $9::boolean[],
+                  $10::float8[], $11::text[], $12::text[])
+           AS u(queryid, predicted, lower, upper, confidence, from_model, alarm_upper, forecaster, expert_ms)
+    ON CONFLICT (server_id, queryid) DO UPDATE
+       SET predicted_ms = EXCLUDED.predicted_ms, lower_ms = EXCLUDED.lower_ms, upper_ms = EXCLUDED.upper_ms,
+           confidence = EXCLUDED.confidence, model_id = EXCLUDED.model_id, model_version = EXCLUDED.model_version,
+           source = EXCLUDED.source, based_on = EXCLUDED.based_on, computed_at = EXCLUDED.computed_at,
+           forecaster = EXCLUDED.forecaster, expert_ms = EXCLUDED.expert_ms, alarm_upper_ms = EXCLUDED.alarm_upper_ms
+"""
+
+
+@dataclass
+class Pool:
+    weights: np.ndarray
+    q: float
+    q_start: float
+    recent: np.ndarray
+    updates: int
+    load: float = 0.0
+
+    @classmethod
+    def fresh(cls, q_start: float = cal.START_Q) -> Pool:
+        return cls(np.full(comb.N, 1.0 / comb.N), q_start, q_start, np.zeros(0), 0)
+
+
+def read_pool(plpy: Any, server_id: str) -> Pool:
+    rows = plpy.execute(plpy.prepare(_READ_POOL, ["text"]), [server_id])
+    if not len(rows):
+        return Pool.fresh()
+    r = rows[0]
+    weights = np.array(r["weights"], dtype=float)
+    if len(weights) != comb.N:
+        weights = np.full(comb.N, 1.0 / comb.N)
+    recent = np.array(r["recent_scores"], dtype=float)
+    return Pool(weights, float(r["q"]), float(r["q_start"]), recent, r["updates"], float(r["load_level"]))
+
+
+def write_pool(plpy: Any, server_id: str, pool: Pool) -> None:
+    plan = plpy.prepare(_WRITE_POOL, ["text", "float8[]", "float8", "float8", "float8[]", "integer", "float8"])
+    plpy.execute(
+        plan,
+        [
+            server_id,
+            [round(float(w), 6) for w in pool.weights],
+            pool.q,
+            pool.q_start,
+            [round(float(v), 4) for v in pool.recent],
+            pool.updates,
+            pool.load,
+        ],
+    )
+
+
+def seed_pool(plpy: Any, server_id: str, weights: np.ndarray, q_start: float) -> None:
+    """What a training holdout teaches the server: its pooled weights and the start of its quantile."""
+    pool = read_pool(plpy, server_id)
+    pool.weights, pool.q, pool.q_start = weights, q_start, q_start
+    write_pool(plpy, server_id, pool)
+
+
+class _State:
+    """The forecaster state of the statements in ``queryid`` order; missing rows filled by ``start``."""
+
+    def __init__(self, plpy: Any, server_id: str, queryid: np.ndarray, pool: Pool):
+        n = len(queryid)
+        row = plpy.execute(plpy.prepare(_READ_STATE, ["text", "bigint[]"]), [server_id, queryid.tolist()])[0]
+        self.known = np.zeros(n, dtype=bool)
+        self.weights = np.tile(pool.weights, (n, 1))
+        self.expert_log = np.full((n, comb.N), np.nan)
+        self.based_on = np.full(n, -np.inf)
+        self.cols = {c: np.full(n, np.nan) for c in _STATE_COLUMNS}
+        if row["queryid"] is None:
+            return
+        position = {int(q): i for i, q in enumerate(queryid)}
+        at = np.array([position[int(q)] for q in row["queryid"]])
+        self.known[at] = True
+        weights = np.array(row["weights"], dtype=float)
+        if weights.shape[1] == comb.N:
+            self.weights[at] = weights
+        expert_ms = np.array(row["expert_ms"], dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.expert_log[at] = np.log(expert_ms) if expert_ms.shape[1] == comb.N else np.nan
+        self.based_on[at] = np.array(row["based_on"], dtype=float)
+        for c in _STATE_COLUMNS:
+            self.cols[c][at] = np.array(row[c], dtype=float)
+
+
+def _seasonal(plpy: Any, server_id: str, queryid: np.ndarray, next_end: float, step: float) -> np.ndarray:
+    out = np.full(len(queryid), np.nan)
+    plan = plpy.prepare(_SEASONAL, ["text", "bigint[]", "float8", "float8"])
+    row = plpy.execute(plan, [server_id, queryid.tolist(), next_end, step])[0]
+    if row["queryid"] is not None:
+        position = {int(q): i for i, q in enumerate(queryid)}
+        for q, mean in zip(row["queryid"], row["mean"], strict=True):
+            if mean and mean > 0:
+                out[position[int(q)]] = np.log(mean)
+    return out
+
+
+def _array_literal(values: np.ndarray, digits: int) -> str:
+    return "{" + ",".join("NULL" if not np.isfinite(v) else f"{v:.{digits}g}" for v in values) + "}"
+
+
+def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool) -> int:
+    from pganalytics_ml.forecasting.forecasts import _readable, _usable_model
+
+    latest = history.latest_windows(plpy, server_id, queryids)
+    n = len(latest.queryid)
+    if not n:
+        return 0
+    feats = features.feature_matrix(latest.windows)
+    values = latest.windows.values
+    log_means = features.log_means(values)
+    valid = ~np.isnan(values[..., 0])
+    newest = log_means[:, -1]
+    pool = read_pool(plpy, server_id)
+    state = _State(plpy, server_id, latest.queryid, pool)
+    c = state.cols
+
+    # Statements seen for the first time: the segment is read from their window, the long run from all history.
+    new = ~state.known
+    if new.any():
+        seg = comb.Segments.start(np.where(valid[new, 0], log_means[new, 0], newest[new]))
+        for k in range(1, features.WINDOW):
+            seg = seg.add(np.where(valid[new, k], log_means[new, k], np.nan))
+        c["seg_n"][new], c["seg_mean"][new], c["seg_m2"][new] = seg.n, seg.mean, seg.m2
+        c["seg_flag"][new], c["seg_last"][new] = seg.flag, seg.last
+        plan = plpy.prepare(_LONGRUN, ["text", "bigint[]"])
+        lr = plpy.execute(plan, [server_id, latest.queryid[new].tolist()])[0]
+        totals = {
+            int(q): (cl, t) for q, cl, t in zip(lr["queryid"] or [], lr["calls"] or [], lr["total"] or [], strict=True)
+        }
+        pairs = np.array([totals.get(int(q), (np.nan, np.nan)) for q in latest.queryid[new]], dtype=float)
+        c["longrun_calls"][new], c["longrun_ms"][new] = pairs[:, 0], pairs[:, 1]
+        c["updates"][new] = 0
+        c["err_scale"][new] = cal.start_scale(np.where(feats.history[new] >= 2, feats.scale[new], 0.5))
+        c["correction"][new] = 0.0
+        c["load_mu"][new], c["load_sdl"][new], c["load_sll"][new] = feats.anchor[new], 0.0, 0.0
+        c["alarm_scale"][new] = c["err_scale"][new]
+
+    # Learning from the interval just observed: only where it is newer than what the proposals knew.
+    learn = state.known & (latest.based_on > state.based_on) if observe else np.zeros(n, dtype=bool)
+    if learn.any():
+        x = newest[learn]
+        proposals = state.expert_log[learn]
+        pool.weights = comb.pooled_update(pool.weights, proposals, x)
+        state.weights[learn] = comb.hedge_update(state.weights[learn], proposals, x)
+        c["updates"][learn] += 1
+        abs_error = np.abs(x - np.log(c["combined_ms"][learn]))
+        missed = abs_error > c["half_log"][learn]
+        batch = cal.scores(np.log(c["combined_ms"][learn]), x, c["err_scale"][learn])
+        c["correction"][learn] = cal.track_statement(c["correction"][learn], pool.q, missed)
+        pool.q = cal.track_quantile(pool.q, missed)
+        pool.recent = cal.keep_recent(pool.recent, batch)
+        pool.updates += 1
+        c["err_scale"][learn] = cal.update_scale(c["err_scale"][learn], abs_error)
+        seg = comb.Segments(*(c[k][learn] for k in ("seg_n", "seg_mean", "seg_m2", "seg_flag", "seg_last"))).add(x)
+        c["seg_n"][learn], c["seg_mean"][learn], c["seg_m2"][learn] = seg.n, seg.mean, seg.m2
+        c["seg_flag"][learn], c["seg_last"][learn] = seg.flag, seg.last
+        c["longrun_calls"][learn] += values[learn, -1, 0]
+        c["longrun_ms"][learn] += values[learn, -1, 1]
+        # The alarm's scale: the combination's error beyond what the server's shift explains for the statement.
+        residual = x - np.log(c["combined_ms"][learn])
+        shift = comb.ServerLoad.level(residual, np.zeros(len(residual)))
+        b = comb.ServerLoad.sensitivity(c["load_sdl"][learn], c["load_sll"][learn])
+        beyond = residual - (np.maximum(b, 1.0) if shift > 0 else b) * shift  # as _after_capture judges it
+        c["alarm_scale"][learn] = cal.update_scale(c["alarm_scale"][learn], np.abs(beyond))
+        pool.load = comb.ServerLoad.level(x, c["load_mu"][learn])
+        c["load_mu"][learn], c["load_sdl"][learn], c["load_sll"][learn] = comb.ServerLoad.update(
+            x, c["load_mu"][learn], c["load_sdl"][learn], c["load_sll"][learn], pool.load
+        )
+
+    experts = np.full((n, comb.N), np.nan)
+    for name, proposal in comb.window_experts(log_means, valid, feats.anchor).items():
+        experts[:, comb.INDEX[name]] = proposal
+    experts[:, comb.INDEX["since_change"]] = c["seg_mean"]
+    experts[:, comb.INDEX["server_load"]] = comb.ServerLoad.forecast(
+        c["load_mu"], c["load_sdl"], c["load_sll"], pool.load
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        experts[:, comb.INDEX["longrun"]] = np.log(c["longrun_ms"] / c["longrun_calls"])
+    if np.isfinite(c["season_seconds"]).any():
+        seconds = values[:, -1, features.CHANNELS.index("seconds")]
+        step = float(np.nanmedian(seconds)) if np.isfinite(seconds).any() else 60.0
+        experts[:, comb.INDEX["seasonal"]] = _seasonal(
+            plpy, server_id, latest.queryid, float(np.max(latest.based_on)) + step, step
+        )
+    model = _usable_model(plpy, server_id)
+    from_model = np.zeros(n, dtype=bool)
+    if model is not None:
+        from_model = feats.history >= features.MIN_HISTORY
+        if from_model.any():
+            rows = np.flatnonzero(from_model)
+            experts[rows, comb.INDEX["model"]] = feats.anchor[rows] + model.estimator.predict(feats.matrix[rows])
+    experts[~np.isfinite(experts)] = np.nan
+
+    weights = comb.effective_weights(state.weights, c["updates"], pool.weights)
+    predicted = comb.combine(experts, weights)
+    half = cal.half_width(pool.q, c["correction"], c["err_scale"])
+    confidence = cal.confidence(c["err_scale"], pool.q, c["correction"], pool.recent)
+    names = comb.dominant(weights, experts)
+
+    combined_ms = np.exp(predicted)
+    c["combined_ms"], c["half_log"] = combined_ms, half
+    expert_text = [_array_literal(np.exp(e), 6) for e in experts]
+    plan = plpy.prepare(
+        _WRITE_STATE, ["text", "bigint[]", "text[]", "text[]", "float8[]"] + ["float8[]"] * len(_STATE_COLUMNS)
+    )
+    plpy.execute(
+        plan,
+        [
+            server_id,
+            latest.queryid.tolist(),
+            [_array_literal(w, 6) for w in state.weights],
+            expert_text,
+            latest.based_on.tolist(),
+            *[[None if not np.isfinite(v) else float(v) for v in c[k]] for k in _STATE_COLUMNS],
+        ],
+    )
+    write_pool(plpy, server_id, pool)
+    plan = plpy.prepare(
+        _WRITE_FORECASTS,
+        [
+            "text",
+            "bigint[]",
+            "float8[]",
+            "float8[]",
+            "float8[]",
+            "float8[]",
+            "bigint",
+            "integer",
+            "boolean[]",
+            "float8[]",
+            "text[]",
+            "text[]",
+        ],
+    )
+    plpy.execute(
+        plan,
+        [
+            server_id,
+            latest.queryid.tolist(),
+            _readable(combined_ms),
+            _readable(np.exp(predicted - half)),
+            _readable(np.exp(predicted + half)),
+            [round(float(v), 3) for v in confidence],
+            model.model_id if model else None,
+            model.version if model else None,
+            (from_model & ~np.isnan(experts[:, comb.INDEX["model"]])).tolist(),
+            _readable(combined_ms * np.exp(np.maximum(ALARM_Z * c["alarm_scale"], ALARM_MIN))),
+            names,
+            expert_text,
+        ],
+    )
+    return n
