@@ -298,7 +298,10 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
         from_model = feats.history >= features.MIN_HISTORY
         if from_model.any():
             rows = np.flatnonzero(from_model)
-            experts[rows, comb.INDEX["model"]] = feats.anchor[rows] + model.estimator.predict(feats.matrix[rows])
+            width = features.model_width(model.feature_names)  # a model trained before the PLAN group: its columns
+            experts[rows, comb.INDEX["model"]] = feats.anchor[rows] + model.estimator.predict(
+                feats.matrix[rows, :width]
+            )
     experts[~np.isfinite(experts)] = np.nan
 
     weights = comb.effective_weights(state.weights, c["updates"], pool.weights)
