@@ -203,7 +203,6 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
         )
     report("building features", 15)
     feats = history.chunked_features(data.windows)
-    data.windows = None  # from here on the features are all that is needed
     residual = data.target - feats.anchor
     holdout = data.holdout if data.holdout is not None else latest(data.target_end, HOLDOUT_FRACTION)
     if holdout.sum() < MIN_HOLDOUT or (~holdout).sum() < MIN_HOLDOUT:
@@ -214,6 +213,8 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
             hint="Run pgml_snapshot() for longer so that history spans more intervals, then train again.",
         )
     train_rows, test_rows = ~holdout, holdout
+    held_windows = _rows_of_windows(data.windows, test_rows)  # the forecasters' replay needs the holdout's
+    data.windows = None  # from here on the features are all that is needed
     candidates = MODEL_TYPES if arguments["model_type"] == AUTO else (arguments["model_type"],)
     actual = np.exp(data.target[test_rows])
     baselines = {
@@ -237,7 +238,7 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
         predicted_log, data.target[test_rows], feats.scale[test_rows], data.target_end[test_rows]
     )
     importance = _importance(estimator, feats.matrix[test_rows], residual[test_rows])
-    held = _holdout_report(data, feats, test_rows, predicted_log)
+    held = _holdout_report(data, held_windows, feats, test_rows, predicted_log)
     metrics = {
         "training_samples": int(train_rows.sum()),
         "holdout_samples": int(test_rows.sum()),
@@ -299,16 +300,17 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
     }
 
 
-def _holdout_report(data: Any, feats: Any, rows: np.ndarray, predicted_log: np.ndarray) -> dict[str, Any]:
-    """Each forecaster and their online combination on the holdout rows (issue 12: forecasting.holdout)."""
-    import dataclasses
+def _rows_of_windows(w: features.Windows, rows: np.ndarray) -> features.Windows:
+    return features.Windows(w.values[rows], w.structure[rows], w.load[rows], None if w.plan is None else w.plan[rows])
 
+
+def _holdout_report(
+    data: Any, windows: features.Windows, feats: Any, rows: np.ndarray, predicted_log: np.ndarray
+) -> dict[str, Any]:
+    """Each forecaster and their online combination on the holdout rows (issue 12: forecasting.holdout)."""
     from pganalytics_ml.forecasting import holdout
 
-    def rows_of(value: Any) -> Any:  # every array field of a dataclass, cut to the holdout rows
-        return type(value)(**{f.name: getattr(value, f.name)[rows] for f in dataclasses.fields(value)})
-
-    windows, held = rows_of(data.windows), rows_of(feats)
+    held = features.Features(feats.matrix[rows], feats.anchor[rows], feats.scale[rows], feats.history[rows])
     return holdout.report(
         windows, held, data.longrun[rows], data.queryid[rows], data.target_end[rows], data.target[rows], predicted_log
     )
