@@ -328,8 +328,17 @@ AS $$
     SELECT ROW(s.job_id, s.kind, s.status, s.created_at, s.updated_at, s.started_at, s.completed_at, s.attempts,
                s.max_attempts, s.next_run_at,
                CASE WHEN length(s.error) > 120 THEN left(s.error, 117) || '...' ELSE s.error END,
-               (SELECT jsonb_object_agg(r.key, r.value) FROM jsonb_each(s.result) r
-                 WHERE jsonb_typeof(r.value) NOT IN ('object', 'array')),
+               (SELECT jsonb_object_agg(r.key, CASE WHEN jsonb_typeof(r.value) = 'string' AND length(r.value #>> '{}') > 60
+                                                    THEN to_jsonb(left(r.value #>> '{}', 57) || '...')
+                                                    WHEN jsonb_typeof(r.value) = 'number'
+                                                    THEN to_jsonb(round((r.value #>> '{}')::numeric, 4))
+                                                    ELSE r.value END)
+                  FROM jsonb_each(s.result) r
+                 WHERE jsonb_typeof(r.value) NOT IN ('object', 'array')
+                   -- of a training, the figures a person reads first (details => true has them all)
+                   AND (s.kind <> 'train' OR r.key = ANY (ARRAY['model_id', 'model_type', 'server_id', 'activated',
+                        'q_error_p50', 'q_error_p90', 'baseline_last_q_error_p90', 'combination_q_error_p90',
+                        'training_samples', 'sampled', 'model_weight', 'forecaster_note']))),
                s.progress, s.dead_lettered, s.cancelled,
                (SELECT jsonb_object_agg(a.key, CASE WHEN jsonb_typeof(a.value) = 'string' AND length(a.value #>> '{}') > 40
                                                     THEN to_jsonb(left(a.value #>> '{}', 37) || '...') ELSE a.value END)
@@ -337,8 +346,8 @@ AS $$
                NULL)::pganalytics_ml.job_status
 $$;
 COMMENT ON FUNCTION pganalytics_ml._job_summary(pganalytics_ml.job_status) IS
-    'A job as pgml_jobs lists it by default: latest error and long arguments shortened, result without nested '
-    'parts, no history';
+    'A job as pgml_jobs lists it by default: latest error, long arguments and long result texts shortened, '
+    'result numbers to 4 decimals and without nested parts, no history';
 REVOKE ALL ON FUNCTION pganalytics_ml._job_summary(pganalytics_ml.job_status) FROM PUBLIC;
 
 -- "limit" is a reserved word, so the argument is max_rows; "limit" stays, last, for calls that quote it.

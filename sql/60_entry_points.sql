@@ -259,3 +259,76 @@ $$;
 COMMENT ON PROCEDURE pganalytics_ml.run_snapshots(integer, integer) IS
     'Takes a snapshot every every_seconds for within_seconds, committing each: capture finer than pg_cron''s minute';
 REVOKE ALL ON PROCEDURE pganalytics_ml.run_snapshots(integer, integer) FROM PUBLIC;
+
+-- Plan capture (issue 14) and workload patterns (issue 16).
+CREATE FUNCTION @extschema@.pgml_detect_patterns(lookback_days integer DEFAULT 7, server_id text DEFAULT 'local')
+RETURNS TABLE (type text, query_hash bigint, statement text, metric text, description text,
+               confidence double precision, metadata jsonb)
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN QUERY SELECT * FROM pganalytics_ml._detect_patterns(pgml_detect_patterns.lookback_days,
+                                                               pgml_detect_patterns.server_id);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_detect_patterns(integer, text) IS
+    'Workload patterns of the last lookback_days of a server''s history: daily and weekly cycles, trends, spikes, '
+    'level shifts and plan changes, server-wide and per top statement, each with a confidence from 0 to 1';
+REVOKE ALL ON FUNCTION @extschema@.pgml_detect_patterns(integer, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_detect_patterns(integer, text) TO pgml_reader;
+
+CREATE FUNCTION @extschema@.pgml_detect_patterns_json(lookback_days integer DEFAULT 7, server_id text DEFAULT 'local')
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN pganalytics_ml._detect_patterns_json(pgml_detect_patterns_json.lookback_days,
+                                                pgml_detect_patterns_json.server_id);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_detect_patterns_json(integer, text) IS
+    'pgml_detect_patterns as the Go backend''s document: {patterns_detected, patterns: [{type, description, '
+    'confidence, metadata}], timestamp}';
+REVOKE ALL ON FUNCTION @extschema@.pgml_detect_patterns_json(integer, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_detect_patterns_json(integer, text) TO pgml_reader;
+
+CREATE FUNCTION @extschema@.pgml_capture_plans(only_new boolean DEFAULT false)
+RETURNS TABLE (outcome text, statements integer)
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN QUERY SELECT * FROM pganalytics_ml._capture_plans(pgml_capture_plans.only_new);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_capture_plans(boolean) IS
+    'EXPLAINs the local statements (only those never planned when only_new), each as the role that ran it, '
+    'read only and rolled back, never executed; returns how many were planned, changed plan, and skipped by reason';
+REVOKE ALL ON FUNCTION @extschema@.pgml_capture_plans(boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_capture_plans(boolean) TO pgml_admin;

@@ -842,8 +842,17 @@ AS $$
     SELECT ROW(s.job_id, s.kind, s.status, s.created_at, s.updated_at, s.started_at, s.completed_at, s.attempts,
                s.max_attempts, s.next_run_at,
                CASE WHEN length(s.error) > 120 THEN left(s.error, 117) || '...' ELSE s.error END,
-               (SELECT jsonb_object_agg(r.key, r.value) FROM jsonb_each(s.result) r
-                 WHERE jsonb_typeof(r.value) NOT IN ('object', 'array')),
+               (SELECT jsonb_object_agg(r.key, CASE WHEN jsonb_typeof(r.value) = 'string' AND length(r.value #>> '{}') > 60
+                                                    THEN to_jsonb(left(r.value #>> '{}', 57) || '...')
+                                                    WHEN jsonb_typeof(r.value) = 'number'
+                                                    THEN to_jsonb(round((r.value #>> '{}')::numeric, 4))
+                                                    ELSE r.value END)
+                  FROM jsonb_each(s.result) r
+                 WHERE jsonb_typeof(r.value) NOT IN ('object', 'array')
+                   -- of a training, the figures a person reads first (details => true has them all)
+                   AND (s.kind <> 'train' OR r.key = ANY (ARRAY['model_id', 'model_type', 'server_id', 'activated',
+                        'q_error_p50', 'q_error_p90', 'baseline_last_q_error_p90', 'combination_q_error_p90',
+                        'training_samples', 'sampled', 'model_weight', 'forecaster_note']))),
                s.progress, s.dead_lettered, s.cancelled,
                (SELECT jsonb_object_agg(a.key, CASE WHEN jsonb_typeof(a.value) = 'string' AND length(a.value #>> '{}') > 40
                                                     THEN to_jsonb(left(a.value #>> '{}', 37) || '...') ELSE a.value END)
@@ -851,8 +860,8 @@ AS $$
                NULL)::pganalytics_ml.job_status
 $$;
 COMMENT ON FUNCTION pganalytics_ml._job_summary(pganalytics_ml.job_status) IS
-    'A job as pgml_jobs lists it by default: latest error and long arguments shortened, result without nested '
-    'parts, no history';
+    'A job as pgml_jobs lists it by default: latest error, long arguments and long result texts shortened, '
+    'result numbers to 4 decimals and without nested parts, no history';
 REVOKE ALL ON FUNCTION pganalytics_ml._job_summary(pganalytics_ml.job_status) FROM PUBLIC;
 
 DROP FUNCTION @extschema@.pgml_jobs(text, integer);
@@ -2780,3 +2789,76 @@ COMMENT ON FUNCTION @extschema@.pgml_status() IS
     'Health and state of pganalytics_ml in this database, as JSON';
 REVOKE ALL ON FUNCTION @extschema@.pgml_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_status() TO pgml_reader;
+
+-- issues 14 and 16: their public functions raise caller errors without a traceback, as the others do.
+CREATE FUNCTION @extschema@.pgml_detect_patterns(lookback_days integer DEFAULT 7, server_id text DEFAULT 'local')
+RETURNS TABLE (type text, query_hash bigint, statement text, metric text, description text,
+               confidence double precision, metadata jsonb)
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN QUERY SELECT * FROM pganalytics_ml._detect_patterns(pgml_detect_patterns.lookback_days,
+                                                               pgml_detect_patterns.server_id);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_detect_patterns(integer, text) IS
+    'Workload patterns of the last lookback_days of a server''s history: daily and weekly cycles, trends, spikes, '
+    'level shifts and plan changes, server-wide and per top statement, each with a confidence from 0 to 1';
+REVOKE ALL ON FUNCTION @extschema@.pgml_detect_patterns(integer, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_detect_patterns(integer, text) TO pgml_reader;
+
+CREATE FUNCTION @extschema@.pgml_detect_patterns_json(lookback_days integer DEFAULT 7, server_id text DEFAULT 'local')
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN pganalytics_ml._detect_patterns_json(pgml_detect_patterns_json.lookback_days,
+                                                pgml_detect_patterns_json.server_id);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_detect_patterns_json(integer, text) IS
+    'pgml_detect_patterns as the Go backend''s document: {patterns_detected, patterns: [{type, description, '
+    'confidence, metadata}], timestamp}';
+REVOKE ALL ON FUNCTION @extschema@.pgml_detect_patterns_json(integer, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_detect_patterns_json(integer, text) TO pgml_reader;
+
+CREATE FUNCTION @extschema@.pgml_capture_plans(only_new boolean DEFAULT false)
+RETURNS TABLE (outcome text, statements integer)
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    RETURN QUERY SELECT * FROM pganalytics_ml._capture_plans(pgml_capture_plans.only_new);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_capture_plans(boolean) IS
+    'EXPLAINs the local statements (only those never planned when only_new), each as the role that ran it, '
+    'read only and rolled back, never executed; returns how many were planned, changed plan, and skipped by reason';
+REVOKE ALL ON FUNCTION @extschema@.pgml_capture_plans(boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_capture_plans(boolean) TO pgml_admin;

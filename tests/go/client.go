@@ -39,6 +39,17 @@ type TrainingResult struct {
 	ActiveModelQErrorP90     *float64 `json:"active_model_q_error_p90"`
 	BaselineLastQErrorP90    *float64 `json:"baseline_last_q_error_p90"`
 	BaselineLongrunQErrorP90 *float64 `json:"baseline_longrun_q_error_p90"`
+	// The sample trained on (bounded training).
+	SamplesAvailable  int64   `json:"samples_available"`
+	SamplesUsed       int32   `json:"samples_used"`
+	Sampled           bool    `json:"sampled"`
+	EstimatedMemoryMB float64 `json:"estimated_memory_mb"`
+	// Each forecaster and their online combination on the holdout.
+	CombinationQErrorP50 *float64                      `json:"combination_q_error_p50"`
+	CombinationQErrorP90 *float64                      `json:"combination_q_error_p90"`
+	ModelWeight          *float64                      `json:"model_weight"`
+	Forecasters          map[string]map[string]float64 `json:"forecasters"`
+	ForecasterNote       *string                       `json:"forecaster_note"`
 }
 
 // JobProgress is the `progress` document of a job.
@@ -89,6 +100,7 @@ type PerformancePrediction struct {
 	ServerID                 string          `json:"server_id"`
 	Logged                   bool            `json:"logged"`
 	Timestamp                time.Time       `json:"timestamp"`
+	Forecaster               *string         `json:"forecaster"` // the forecaster (or mix) that dominated
 	// Index advice and a suggestion (issue 15): absent until the server sends them.
 	RecommendedIndexes     []string `json:"recommended_indexes"`
 	OptimizationSuggestion *string  `json:"optimization_suggestion"`

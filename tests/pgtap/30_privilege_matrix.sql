@@ -70,6 +70,9 @@ INSERT INTO expected_functions VALUES
     ('pganalytics_ml._raise_for_caller(text,text,text,text)', NULL,          false),
     -- The PL/Python bodies of the public functions of the same name (sql/60_entry_points.sql).
     ('pganalytics_ml._snapshot()',                           NULL,           false),
+    ('pganalytics_ml._detect_patterns(integer,text)',        NULL,           false),
+    ('pganalytics_ml._detect_patterns_json(integer,text)',   NULL,           false),
+    ('pganalytics_ml._capture_plans(boolean)',               NULL,           false),
     ('pganalytics_ml._train(integer,text,text)',             NULL,           false),
     ('pganalytics_ml._activate_model(bigint)',               NULL,           false),
     ('pganalytics_ml._cleanup_models(integer)',              NULL,           false),

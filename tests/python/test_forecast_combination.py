@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -129,6 +130,30 @@ def test_a_known_cycle_wakes_the_seasonal_forecaster(db: Database, history: Hist
     proposals = db.all("SELECT expert_ms[7] FROM pganalytics_ml.forecasts WHERE server_id = %s", (SERVER,))
     assert all(p[0] is not None and p[0] > 0 for p in proposals)
     assert db.one("SELECT pgml_set_season(NULL, %s)", (SERVER,)) == 12
+
+
+def test_a_cycle_the_patterns_job_found_wakes_the_seasonal_forecaster(db: Database):
+    # Captures a day apart: a daily cycle has an interval one period before the next one to forecast.
+    day_ago = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=25)
+    history = History(db.conn, "db-season", start=day_ago)
+    queries = statements(12)
+    for _ in range(6):
+        history.capture(steady_means(history, queries))
+    cyclic = next(iter(queries))
+    db.conn.execute(
+        "INSERT INTO pganalytics_ml.seasonal_profiles (server_id, query_hash, metric, period_hours, factors, strength,"
+        " lookback_days, window_end, detected_at) VALUES ('db-season', %s, 'mean_time', 24,"
+        " array_fill(1.0::float8, ARRAY[24]), 0.9, 7, now(), now())",
+        (cyclic,),
+    )
+    history.captures = 285  # a day on: the next forecast's target ends one period after the 2nd capture
+    for _ in range(4):
+        history.capture(steady_means(history, queries))
+    proposals = dict(db.all("SELECT queryid, expert_ms[7] FROM pganalytics_ml.forecasts WHERE server_id = 'db-season'"))
+    assert proposals[cyclic] is not None and proposals[cyclic] > 0
+    assert all(proposals[q] is None for q in queries if q != cyclic)
+    # the detected cycle is read where the patterns job keeps it, not copied into the operator's setting
+    assert db.one("SELECT count(*) FROM pganalytics_ml.forecaster_state WHERE season_seconds IS NOT NULL") == 0
 
 
 def test_one_interval_above_the_bound_is_not_an_alarm_two_are(db: Database, history: History):

@@ -164,6 +164,8 @@ DEFINER_CALLS: list[tuple[str, str]] = [
     # Refuses any session with temporary objects, as the armed one has: test_plans.py calls it under a
     # hostile search_path without them.
     ("pgml_capture_plans", "SELECT * FROM pgml_capture_plans()"),
+    ("pgml_detect_patterns", "SELECT * FROM pgml_detect_patterns(1, 'db-1')"),
+    ("pgml_detect_patterns_json", "SELECT pgml_detect_patterns_json(1, 'db-1')"),
     ("pgml_schedule", "SELECT * FROM pgml_schedule()"),
     ("pgml_unschedule", "SELECT * FROM pgml_unschedule()"),
 ]

@@ -41,10 +41,17 @@ _STATE_COLUMNS = (
     "alarm_scale",
     "season_seconds",
 )
+# The period of a statement's seasonal forecaster: the one set with pgml_set_season, else the longest cycle of
+# its mean time that the patterns job found (pganalytics_ml.seasonal_profiles, issue 16).
+_SEASON = """coalesce(st.season_seconds,
+             (SELECT sp.period_hours * 3600 FROM pganalytics_ml.seasonal_profiles sp
+               WHERE sp.server_id = st.server_id AND sp.query_hash = st.queryid AND sp.metric = 'mean_time'
+               ORDER BY sp.period_hours DESC LIMIT 1))"""
 _READ_STATE = f"""
     SELECT array_agg(st.queryid) AS queryid, array_agg(st.weights) AS weights, array_agg(st.expert_ms) AS expert_ms,
            array_agg(extract(epoch FROM st.based_on)::float8) AS based_on,
-           {", ".join(f"array_agg(st.{c}::float8) AS {c}" for c in _STATE_COLUMNS)}
+           {", ".join(f"array_agg(st.{c}::float8) AS {c}" for c in _STATE_COLUMNS if c != "season_seconds")},
+           array_agg(({_SEASON})::float8) AS season_seconds
       FROM pganalytics_ml.forecaster_state st
      WHERE st.server_id = $1 AND st.queryid = ANY ($2::bigint[])
 """
@@ -59,16 +66,17 @@ _LONGRUN = """
              WHERE q.server_id = $1 AND q.queryid = ANY ($2::bigint[]) GROUP BY q.queryid) s
 """
 # The seasonal forecaster: the interval one period before the one to come (nearest end within half an interval).
-_SEASONAL = """
+_SEASONAL = f"""
     SELECT array_agg(st.queryid) AS queryid, array_agg(x.mean_exec_time) AS mean
       FROM pganalytics_ml.forecaster_state st
+     CROSS JOIN LATERAL (SELECT {_SEASON}::float8 AS seconds) season
      CROSS JOIN LATERAL (
            SELECT q.mean_exec_time FROM pganalytics_ml.query_stats q
             WHERE q.server_id = st.server_id AND q.queryid = st.queryid
-              AND q.interval_end BETWEEN to_timestamp($3 - st.season_seconds - $4 / 2)
-                                     AND to_timestamp($3 - st.season_seconds + $4 / 2)
-            ORDER BY abs(extract(epoch FROM q.interval_end) - ($3 - st.season_seconds)) LIMIT 1) x
-     WHERE st.server_id = $1 AND st.queryid = ANY ($2::bigint[]) AND st.season_seconds IS NOT NULL
+              AND q.interval_end BETWEEN to_timestamp($3 - season.seconds - $4 / 2)
+                                     AND to_timestamp($3 - season.seconds + $4 / 2)
+            ORDER BY abs(extract(epoch FROM q.interval_end) - ($3 - season.seconds)) LIMIT 1) x
+     WHERE st.server_id = $1 AND st.queryid = ANY ($2::bigint[]) AND season.seconds IS NOT NULL
 """
 _WRITE_STATE = f"""
     INSERT INTO pganalytics_ml.forecaster_state AS st (server_id, queryid, weights, expert_ms, based_on, updated_at,
