@@ -150,6 +150,12 @@ CASES: list[tuple[str, str | None, str]] = [
     ("SELECT pgml_predict_json(12345, 'db-1')", "P0002", "unknown query_hash 12345"),
     ("SELECT pgml_predict_json('12e3')", "22P02", "invalid input syntax for type bigint"),
     (f"SELECT pgml_predict_json({{queryid}}, '{INJ}')", "P0002", "unknown query_hash"),
+    # pgml_detect_patterns(lookback_days, server_id) and its JSON document (more in test_patterns.py)
+    ("SELECT * FROM pgml_detect_patterns(NULL, 'db-1')", "22004", "lookback_days"),
+    ("SELECT * FROM pgml_detect_patterns(0, 'db-1')", "22023", "lookback_days"),
+    ("SELECT * FROM pgml_detect_patterns(7, 'nowhere')", "P0002", "nowhere"),
+    ("SELECT pgml_detect_patterns_json(-1, 'db-1')", "22023", "lookback_days"),
+    ("SELECT pgml_detect_patterns_json(7, NULL)", "22004", "server_id"),
     # pgml_set_season(period_seconds, server_id, query_hash)
     ("SELECT pgml_set_season(3600, NULL)", "22004", "server_id must not be NULL"),
     ("SELECT pgml_set_season(0, 'db-1')", "22023", "period_seconds must be between"),
