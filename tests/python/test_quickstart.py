@@ -108,6 +108,8 @@ def test_the_readme_quick_start_runs_verbatim_on_a_fresh_cluster(fresh: Cluster)
     assert [j["job_name"] for j in status["scheduler"]["scheduled_jobs"]] == [
         "pganalytics_ml:cleanup",
         "pganalytics_ml:drain",
+        "pganalytics_ml:patterns",
+        "pganalytics_ml:plans",
         "pganalytics_ml:retrain",
         "pganalytics_ml:snapshot",
         "pganalytics_ml:watchdog",
