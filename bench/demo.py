@@ -327,8 +327,8 @@ def regressions(conn: Any) -> None:
         " FROM pganalytics_ml.regressions WHERE server_id = 'local' ORDER BY times_upper_bound DESC"
     ).fetchall()
     print(
-        f"\nRegressions found (pganalytics_ml.regressions: latest observed mean above the predicted upper "
-        f"bound): {len(rows)}\n"
+        f"\nRegressions found (pganalytics_ml.regressions: two intervals in a row above the alarm bound, "
+        f"beyond the server's own slowdown): {len(rows)}\n"
     )
     if rows:
         print_table(
