@@ -1,7 +1,7 @@
 # PostgreSQL 15 with pganalytics_ml, built with the same make targets CI runs (.ci/run: make deps, make test).
 #   docker build -t pganalytics_ml .
 #   docker run -d -e POSTGRES_PASSWORD=... -e POSTGRES_DB=pganalytics -p 5432:5432 pganalytics_ml
-# On first start (an empty data directory) it creates pg_stat_statements, pg_cron, pganalytics_ml and
+# On first start (an empty data directory) it creates pg_stat_statements, pg_cron, hypopg, pganalytics_ml and
 # its schedules in POSTGRES_DB; see docs/operations.md.
 FROM postgres:15-bookworm
 

@@ -21,6 +21,7 @@ END
 $check$;
 CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
 CREATE EXTENSION IF NOT EXISTS pg_cron;
+CREATE EXTENSION IF NOT EXISTS hypopg;
 CREATE EXTENSION IF NOT EXISTS pganalytics_ml CASCADE;
 SELECT job_name, schedule, command FROM pgml_schedule();
 -- The baseline capture: the first interval ends at the next scheduled snapshot, and pgml_status() has

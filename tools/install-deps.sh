@@ -10,7 +10,8 @@ VENV=${VENV:-.venv}
 DEV_TOOLS=${DEV_TOOLS:-1}
 SYSTEM_PYTHON=/usr/bin/python3 # the interpreter PL/Python links against
 
-server_packages=(postgresql-plpython3-15 postgresql-15-cron postgresql-server-dev-15 python3-pip)
+# postgresql-15-hypopg: hypothetical indexes for the what-if scenarios (optional at run time: CREATE EXTENSION hypopg).
+server_packages=(postgresql-plpython3-15 postgresql-15-cron postgresql-15-hypopg postgresql-server-dev-15 python3-pip)
 # golang-go and golang-github-lib-pq-dev: the Go backend's driver runs the contract (tests/go/, GOPATH mode, offline).
 dev_packages=(postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl python3-venv wrk golang-go golang-github-lib-pq-dev)
 
