@@ -1,0 +1,1 @@
+"""What if: statements never run, hypothetical indexes, more data, more load; index recommendations."""
