@@ -1,0 +1,269 @@
+-- What-if predictions: a statement never run (pgml_predict_sql), a known one under a scenario
+-- (pgml_predict / pgml_predict_json with a scenario). Planning runs code, so the caller's text is planned,
+-- and the caller's hypothetical indexes are created, only here, in SECURITY INVOKER functions: with the
+-- caller's own privileges, search_path and row security. The PL/Python steps around them
+-- (plpython/72_whatif.sql) plan nothing the caller wrote.
+
+CREATE TYPE pganalytics_ml.what_if_prediction AS (
+    prediction_id               bigint,       -- NULL: a what-if answer is not logged for validation
+    query_hash                  bigint,       -- NULL for a statement never run
+    predicted_execution_time_ms double precision,
+    lower_bound_ms              double precision,
+    upper_bound_ms              double precision,
+    confidence                  double precision,
+    model_id                    bigint,
+    model_version               integer,
+    source                      text,
+    predicted_at                timestamptz,
+    server_id                   text,
+    based_on                    timestamptz,
+    logged                      boolean,
+    query                       text,
+    forecaster                  text,
+    total_cost                  double precision,  -- the optimizer's total cost of the plan the answer used
+    plan_fingerprint            text,              -- that plan's shape (pganalytics_ml.plans.fingerprint)
+    scenario                    jsonb,             -- what was assumed
+    recommended_indexes         text[],            -- 'optimized': the hypothetical indexes applied
+    optimization_suggestion     text               -- 'optimized': what they would change, in one sentence
+);
+COMMENT ON TYPE pganalytics_ml.what_if_prediction IS
+    'One what-if prediction: pgml_predict''s columns, the plan it used and what it assumed';
+
+-- EXPLAIN of the caller's text as the caller: in a subtransaction that is always rolled back, read only,
+-- with $n parameters bound to NULL in a generic plan. Never executed.
+CREATE FUNCTION pganalytics_ml._explain_as_caller(p_sql text, p_params integer, p_search_path text)
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_args text := '';
+    v_plan text;
+    v_state text; v_message text; v_detail text;
+BEGIN
+    IF p_params > 0 THEN
+        v_args := '(' || array_to_string(array_fill('NULL'::text, ARRAY[p_params]), ', ') || ')';
+    END IF;
+    IF EXISTS (SELECT FROM pg_prepared_statements WHERE name = 'pganalytics_ml_what_if') THEN
+        DEALLOCATE pganalytics_ml_what_if;
+    END IF;
+    BEGIN
+        PERFORM set_config('transaction_read_only', 'on', true);
+        PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
+        PERFORM set_config('lock_timeout', '500ms', true);
+        PERFORM set_config('search_path', p_search_path, true);
+        EXECUTE 'PREPARE pganalytics_ml_what_if AS ' || p_sql;
+        EXECUTE 'EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE pganalytics_ml_what_if' || v_args INTO v_plan;
+        RAISE EXCEPTION USING ERRCODE = 'PGW01';  -- rolls back whatever planning did
+    EXCEPTION
+        WHEN SQLSTATE 'PGW01' THEN
+            NULL;
+        WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
+            IF EXISTS (SELECT FROM pg_prepared_statements WHERE name = 'pganalytics_ml_what_if') THEN
+                DEALLOCATE pganalytics_ml_what_if;
+            END IF;
+            RAISE EXCEPTION USING ERRCODE = v_state,
+                MESSAGE = 'pganalytics_ml: the statement does not plan: ' || v_message,
+                DETAIL = coalesce(v_detail, ''),
+                HINT = 'It is planned (never run) with your own privileges and search_path: the tables it names '
+                       'must exist and be readable by you; $n parameters are planned as unknown values.';
+    END;
+    DEALLOCATE pganalytics_ml_what_if;
+    RETURN v_plan::jsonb;
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._explain_as_caller(text, integer, text) IS
+    'EXPLAIN of the caller''s text with the caller''s privileges, rolled back, never executed';
+REVOKE ALL ON FUNCTION pganalytics_ml._explain_as_caller(text, integer, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pganalytics_ml._explain_as_caller(text, integer, text) TO pgml_reader;
+
+-- A hypothetical index (hypopg) from the caller's CREATE INDEX text, created as the caller.
+CREATE FUNCTION pganalytics_ml._hypothetical_as_caller(p_hypopg text, p_index text, p_search_path text)
+RETURNS oid
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_create text := format('SELECT indexrelid FROM %I.hypopg_create_index($1)', p_hypopg);
+    v_id oid;
+    v_message text;
+BEGIN
+    PERFORM set_config('search_path', p_search_path, true);
+    EXECUTE v_create INTO v_id USING p_index;
+    PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
+    RETURN v_id;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
+    RAISE EXCEPTION USING ERRCODE = '22023',
+        MESSAGE = 'pganalytics_ml: the scenario''s index "' || left(p_index, 120) || '" cannot be made: ' || v_message,
+        HINT = 'Each entry of "indexes" is a CREATE INDEX statement on a table you can read, as you would run it.';
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._hypothetical_as_caller(text, text, text) IS
+    'Creates a hypothetical index (hypopg) from the caller''s CREATE INDEX text, as the caller';
+REVOKE ALL ON FUNCTION pganalytics_ml._hypothetical_as_caller(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pganalytics_ml._hypothetical_as_caller(text, text, text) TO pgml_reader;
+
+CREATE FUNCTION pganalytics_ml._drop_hypothetical(p_hypopg text, p_ids oid[])
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id oid;
+BEGIN
+    IF p_hypopg IS NULL THEN
+        RETURN;
+    END IF;
+    FOREACH v_id IN ARRAY coalesce(p_ids, '{}') LOOP
+        EXECUTE format('SELECT %I.hypopg_drop_index($1)', p_hypopg) USING v_id;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._drop_hypothetical(text, oid[]) IS
+    'Drops the hypothetical indexes a what-if prediction created (never the session''s others)';
+REVOKE ALL ON FUNCTION pganalytics_ml._drop_hypothetical(text, oid[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pganalytics_ml._drop_hypothetical(text, oid[]) TO pgml_reader;
+
+-- The caller's step of every what-if prediction: a text (p_sql) or a known statement (p_query_hash).
+CREATE FUNCTION pganalytics_ml._what_if(p_caller text, p_sql text, p_query_hash bigint, p_scenario jsonb,
+                                        p_server_id text, p_search_path text)
+RETURNS SETOF pganalytics_ml.what_if_prediction
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_request jsonb;
+    v_hypopg text;
+    v_current jsonb;
+    v_scenario_plan jsonb;
+    v_trials jsonb := '[]';
+    v_chosen jsonb;
+    v_created oid[] := '{}';
+    v_item jsonb;
+    v_id oid;
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    v_request := pganalytics_ml._what_if_request(p_caller, p_sql, p_query_hash, p_scenario, p_server_id, p_search_path);
+    v_hypopg := v_request->>'hypopg';
+    IF p_query_hash IS NOT NULL AND v_request->'scenario'->>'scenario' = 'current' THEN
+        RETURN QUERY
+        SELECT p.*, pl.total_cost, c.fingerprint, v_request->'scenario', '{}'::text[], NULL::text
+          FROM @extschema@.pgml_predict(p_query_hash, p_server_id) p
+          LEFT JOIN pganalytics_ml.plan_capture c ON c.server_id = p_server_id AND c.queryid = p_query_hash
+          LEFT JOIN pganalytics_ml.plans pl
+                 ON pl.server_id = c.server_id AND pl.queryid = c.queryid AND pl.fingerprint = c.fingerprint;
+        RETURN;
+    END IF;
+    IF p_sql IS NOT NULL THEN
+        v_current := pganalytics_ml._explain_as_caller(p_sql, (v_request->>'n_params')::integer, p_search_path);
+        FOR v_item IN SELECT * FROM jsonb_array_elements(v_request->'candidates') LOOP
+            v_id := pganalytics_ml._hypothetical_as_caller(v_hypopg, v_item->>'index', p_search_path);
+            v_created := ARRAY[v_id];
+            v_trials := v_trials || jsonb_build_array(v_item || jsonb_build_object('plan',
+                pganalytics_ml._explain_as_caller(p_sql, (v_request->>'n_params')::integer, p_search_path)));
+            PERFORM pganalytics_ml._drop_hypothetical(v_hypopg, v_created);
+            v_created := '{}';
+        END LOOP;
+        v_chosen := CASE WHEN v_request->'scenario'->>'scenario' = 'optimized'
+                         THEN pganalytics_ml._what_if_choose(v_current::text, v_trials::text)
+                         ELSE v_request->'indexes' END;
+    ELSE
+        v_current := pganalytics_ml._what_if_plan_known(v_request::text, p_query_hash, p_server_id);
+        v_chosen := v_request->'indexes';
+    END IF;
+    FOR v_item IN SELECT * FROM jsonb_array_elements(v_chosen) LOOP
+        v_created := v_created || pganalytics_ml._hypothetical_as_caller(v_hypopg, v_item #>> '{}', p_search_path);
+    END LOOP;
+    IF p_sql IS NOT NULL THEN
+        IF cardinality(v_created) > 0 THEN
+            v_scenario_plan := pganalytics_ml._explain_as_caller(p_sql, (v_request->>'n_params')::integer, p_search_path);
+        END IF;
+        RETURN QUERY SELECT * FROM pganalytics_ml._what_if_answer_sql(v_request::text, p_sql, p_server_id,
+                                                                        v_current::text, v_scenario_plan::text,
+                                                                        v_chosen::text);
+    ELSE
+        RETURN QUERY SELECT * FROM pganalytics_ml._what_if_answer_known(
+            v_request::text, p_query_hash, p_server_id, ARRAY(SELECT jsonb_array_elements_text(v_chosen)),
+            v_current::text);
+    END IF;
+    PERFORM pganalytics_ml._drop_hypothetical(v_hypopg, v_created);
+EXCEPTION WHEN OTHERS THEN
+    -- Hypothetical indexes live in the backend's memory, not in the transaction: a rollback keeps them.
+    PERFORM pganalytics_ml._drop_hypothetical(v_hypopg, v_created);
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._what_if(text, text, bigint, jsonb, text, text) IS
+    'The caller''s step of a what-if prediction: plans the caller''s text and creates its hypothetical indexes as the caller';
+REVOKE ALL ON FUNCTION pganalytics_ml._what_if(text, text, bigint, jsonb, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pganalytics_ml._what_if(text, text, bigint, jsonb, text, text) TO pgml_reader;
+
+-- The public entry points pass the caller's own search_path on: they pin none, since the caller's text and
+-- index statements must resolve as the caller would run them. They run as the caller (SECURITY INVOKER)
+-- and name every object with its schema.
+CREATE FUNCTION @extschema@.pgml_predict_sql(sql text, scenario jsonb DEFAULT '{}', server_id text DEFAULT 'local')
+RETURNS SETOF pganalytics_ml.what_if_prediction
+LANGUAGE sql
+VOLATILE PARALLEL UNSAFE
+AS $$
+    SELECT * FROM pganalytics_ml._what_if('pgml_predict_sql', $1, NULL, $2, $3, pg_catalog.current_setting('search_path'))
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_predict_sql(text, jsonb, text) IS
+    'Predicted mean execution time (ms) of a statement that may never have run, from its plan (never executed), '
+    'under a scenario';
+REVOKE ALL ON FUNCTION @extschema@.pgml_predict_sql(text, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_sql(text, jsonb, text) TO pgml_reader;
+
+CREATE FUNCTION @extschema@.pgml_predict(query_hash bigint, server_id text, scenario jsonb)
+RETURNS SETOF pganalytics_ml.what_if_prediction
+LANGUAGE sql
+VOLATILE PARALLEL UNSAFE
+AS $$
+    SELECT * FROM pganalytics_ml._what_if('pgml_predict', NULL, $1, $3, $2, pg_catalog.current_setting('search_path'))
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_predict(bigint, text, jsonb) IS
+    'pgml_predict under a scenario: ''current'' (logged, as pgml_predict), ''optimized'', or '
+    '{"indexes": [...], "growth": ..., "load": ...}';
+REVOKE ALL ON FUNCTION @extschema@.pgml_predict(bigint, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict(bigint, text, jsonb) TO pgml_reader;
+
+CREATE FUNCTION @extschema@.pgml_predict_json(query_hash bigint, server_id text, scenario jsonb)
+RETURNS jsonb
+LANGUAGE sql
+VOLATILE PARALLEL UNSAFE
+SET extra_float_digits = 1
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+               'prediction_id', p.prediction_id,
+               'query_hash', p.query_hash,
+               'query_hash_text', p.query_hash::text,
+               'predicted_execution_time_ms', p.predicted_execution_time_ms,
+               'confidence', p.confidence,
+               'range', pg_catalog.jsonb_build_object('min', p.lower_bound_ms, 'max', p.upper_bound_ms),
+               'model_id', p.model_id,
+               'model_version', p.model_version,
+               'source', p.source,
+               'server_id', p.server_id,
+               'logged', p.logged,
+               'forecaster', p.forecaster,
+               'timestamp', p.predicted_at,
+               'scenario', p.scenario,
+               'recommended_indexes', pg_catalog.to_jsonb(p.recommended_indexes),
+               'optimization_suggestion', p.optimization_suggestion)
+      FROM pganalytics_ml._what_if('pgml_predict_json', NULL, $1, $3, $2,
+                                   pg_catalog.current_setting('search_path')) p
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_predict_json(bigint, text, jsonb) IS
+    'pgml_predict under a scenario as the Go backend''s JSON document, with recommended_indexes and '
+    'optimization_suggestion';
+REVOKE ALL ON FUNCTION @extschema@.pgml_predict_json(bigint, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_json(bigint, text, jsonb) TO pgml_reader;
