@@ -22,6 +22,8 @@ class Estimate:
     upper_ms: float
     source: str  # 'plan_model' (the trained plan model) or 'plan_cost' (from the optimizer's costs)
     model_id: int | None  # the plan model's id, or None
+    # Estimated probability of landing within 25% of predicted_ms (as pgml_predict's confidence), None: unknown.
+    confidence: float | None = None
 
 
 def absolute(plpy: Any, server_id: str, description: dict[str, Any], load_scale: float = 1.0) -> Estimate:
@@ -46,6 +48,7 @@ def scaled(
     upper_ms: float,
     load_scale: float = 1.0,
 ) -> Estimate:
-    """A known statement under a scenario: its forecast and interval times the ratio of the plans' costs."""
+    """A known statement under a scenario: its forecast and interval times the ratio of the plans' costs.
+    (Costs know nothing of load: ``load_scale`` changes nothing here.)"""
     ratio = cost_ratio(current, scenario)
     return Estimate(current_ms * ratio, lower_ms * ratio, upper_ms * ratio, "plan_cost", None)
