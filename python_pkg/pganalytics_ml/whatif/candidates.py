@@ -12,12 +12,11 @@ first two equality columns followed by a range or ORDER BY column (three at most
 
 from __future__ import annotations
 
-import json
 import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from pganalytics_ml.capture.statements import KINDS, ParseError, parse_sql_json
+from pganalytics_ml.capture.statements import KINDS, parse_tree
 from pganalytics_ml.errors import invalid
 
 MAX_COLUMNS = 3
@@ -158,8 +157,8 @@ def _bare_range_var(fields: dict[str, Any]) -> tuple[str | None, str, str | None
 def scopes(sql: str) -> list[Scope]:
     """What each SELECT, UPDATE and DELETE of one statement asks of its relations (empty when unparsable)."""
     try:
-        tree = json.loads(parse_sql_json(sql))
-    except (ParseError, RecursionError, ValueError):
+        tree = parse_tree(sql)  # within capture's bounds on size and depth
+    except (ValueError, RecursionError):
         return []
     stmts = [s["stmt"] for s in tree.get("stmts", []) if "stmt" in s]
     if len(stmts) != 1 or next(iter(stmts[0])) not in KINDS:
@@ -205,9 +204,9 @@ def scopes(sql: str) -> list[Scope]:
 def path_schemas(search_path: str, user: str | None = None) -> list[str]:
     """The schemas of a SET search_path value, in order, read by PostgreSQL's parser ("$user" as ``user``)."""
     try:
-        tree = json.loads(parse_sql_json(f"SET search_path = {search_path}"))
+        tree = parse_tree(f"SET search_path = {search_path}")
         ((kind, fields),) = tree["stmts"][0]["stmt"].items()
-    except (ParseError, KeyError, IndexError, ValueError):
+    except (KeyError, IndexError, ValueError, RecursionError):
         kind = None
     if kind != "VariableSetStmt" or len(tree["stmts"]) != 1:
         raise invalid(f"search_path {search_path[:60]!r} is not a list of schema names", hint=PATH_HINT)

@@ -11,10 +11,9 @@ could call code), the relation schema-qualified (the caller's search_path is not
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from pganalytics_ml.capture.statements import ParseError, parse_sql_json
+from pganalytics_ml.capture.statements import parse_tree
 from pganalytics_ml.errors import PREREQUISITE_STATE, PgmlError, invalid, shown
 from pganalytics_ml.whatif import candidates
 
@@ -41,8 +40,8 @@ def index_statement(plpy: Any, index_sql: str, search_path: str | None = None, u
     """``index_sql`` (one CREATE INDEX) rebuilt from its parse tree with the relation schema-qualified
     (resolved in ``search_path`` when not qualified); 22023 when it is anything else."""
     try:
-        tree = json.loads(parse_sql_json(index_sql))
-    except (ParseError, ValueError, RecursionError):
+        tree = parse_tree(index_sql)
+    except (ValueError, RecursionError):
         raise invalid(f"{shown(index_sql)} is not a CREATE INDEX statement", hint=INDEX_HINT) from None
     stmts = [s["stmt"] for s in tree.get("stmts", []) if "stmt" in s]
     if len(stmts) != 1 or "IndexStmt" not in stmts[0]:
