@@ -87,19 +87,31 @@ VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_create text := format('SELECT indexrelid FROM %I.hypopg_create_index($1)', p_hypopg);
+    v_create text := format('SELECT indexrelid FROM %s.hypopg_create_index($1)', p_hypopg);
+    v_table text := format('SELECT indrelid::regclass::text FROM %s.hypopg() WHERE indexrelid = $1', p_hypopg);
     v_id oid;
+    v_relation text;
     v_message text;
 BEGIN
-    PERFORM set_config('search_path', p_search_path, true);
-    EXECUTE v_create INTO v_id USING p_index;
-    PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
+    BEGIN
+        PERFORM set_config('search_path', p_search_path, true);
+        EXECUTE v_create INTO v_id USING p_index;
+        PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'pganalytics_ml: the scenario''s index "' || left(p_index, 120) || '" cannot be made: ' || v_message,
+            HINT = 'Each entry of "indexes" is a CREATE INDEX statement on a table you can read, as you would run it.';
+    END;
+    -- hypopg checks no privilege: a table the caller may not read gets no hypothetical index here.
+    EXECUTE v_table INTO v_relation USING v_id;
+    IF NOT has_table_privilege(v_relation, 'SELECT') THEN
+        PERFORM pganalytics_ml._drop_hypothetical(p_hypopg, ARRAY[v_id]);
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = 'pganalytics_ml: permission denied for table ' || v_relation,
+            HINT = 'A scenario''s index must be on a table you can SELECT from.';
+    END IF;
     RETURN v_id;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
-    RAISE EXCEPTION USING ERRCODE = '22023',
-        MESSAGE = 'pganalytics_ml: the scenario''s index "' || left(p_index, 120) || '" cannot be made: ' || v_message,
-        HINT = 'Each entry of "indexes" is a CREATE INDEX statement on a table you can read, as you would run it.';
 END
 $$;
 COMMENT ON FUNCTION pganalytics_ml._hypothetical_as_caller(text, text, text) IS
@@ -120,7 +132,7 @@ BEGIN
         RETURN;
     END IF;
     FOREACH v_id IN ARRAY coalesce(p_ids, '{}') LOOP
-        EXECUTE format('SELECT %I.hypopg_drop_index($1)', p_hypopg) USING v_id;
+        EXECUTE format('SELECT %s.hypopg_drop_index($1)', p_hypopg) USING v_id;
     END LOOP;
 END
 $$;
@@ -128,6 +140,9 @@ COMMENT ON FUNCTION pganalytics_ml._drop_hypothetical(text, oid[]) IS
     'Drops the hypothetical indexes a what-if prediction created (never the session''s others)';
 REVOKE ALL ON FUNCTION pganalytics_ml._drop_hypothetical(text, oid[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pganalytics_ml._drop_hypothetical(text, oid[]) TO pgml_reader;
+
+-- The caller's step re-raises the extension's errors without their Python traceback, as the owner's do.
+GRANT EXECUTE ON FUNCTION pganalytics_ml._raise_for_caller(text, text, text, text) TO pgml_reader;
 
 -- The caller's step of every what-if prediction: a text (p_sql) or a known statement (p_query_hash).
 CREATE FUNCTION pganalytics_ml._what_if(p_caller text, p_sql text, p_query_hash bigint, p_scenario jsonb,
@@ -149,7 +164,9 @@ DECLARE
     v_id oid;
     v_state text; v_message text; v_detail text; v_hint text;
 BEGIN
-    v_request := pganalytics_ml._what_if_request(p_caller, p_sql, p_query_hash, p_scenario, p_server_id, p_search_path);
+    -- The request resolves names for 'optimized' candidates: "$user" there is the caller.
+    v_request := pganalytics_ml._what_if_request(p_caller, p_sql, p_query_hash, p_scenario, p_server_id,
+                                                 regexp_replace(p_search_path, '"?\$user"?', quote_ident(current_user), 'g'));
     v_hypopg := v_request->>'hypopg';
     IF p_query_hash IS NOT NULL AND v_request->'scenario'->>'scenario' = 'current' THEN
         RETURN QUERY
@@ -184,13 +201,22 @@ BEGIN
         IF cardinality(v_created) > 0 THEN
             v_scenario_plan := pganalytics_ml._explain_as_caller(p_sql, (v_request->>'n_params')::integer, p_search_path);
         END IF;
-        RETURN QUERY SELECT * FROM pganalytics_ml._what_if_answer_sql(v_request::text, p_sql, p_server_id,
-                                                                        v_current::text, v_scenario_plan::text,
-                                                                        v_chosen::text);
+        RETURN QUERY SELECT (a).prediction_id, (a).query_hash, (a).predicted_execution_time_ms, (a).lower_bound_ms,
+                            (a).upper_bound_ms, (a).confidence, (a).model_id, (a).model_version, (a).source, now(),
+                            (a).server_id, coalesce((a).based_on, now()), (a).logged, (a).query, (a).forecaster,
+                            (a).total_cost, (a).plan_fingerprint, (a).scenario, (a).recommended_indexes,
+                            (a).optimization_suggestion
+                       FROM pganalytics_ml._what_if_answer_sql(v_request::text, p_sql, p_server_id, v_current::text,
+                                                               v_scenario_plan::text, v_chosen::text) a;
     ELSE
-        RETURN QUERY SELECT * FROM pganalytics_ml._what_if_answer_known(
-            v_request::text, p_query_hash, p_server_id, ARRAY(SELECT jsonb_array_elements_text(v_chosen)),
-            v_current::text);
+        RETURN QUERY SELECT (a).prediction_id, (a).query_hash, (a).predicted_execution_time_ms, (a).lower_bound_ms,
+                            (a).upper_bound_ms, (a).confidence, (a).model_id, (a).model_version, (a).source, now(),
+                            (a).server_id, coalesce((a).based_on, now()), (a).logged, (a).query, (a).forecaster,
+                            (a).total_cost, (a).plan_fingerprint, (a).scenario, (a).recommended_indexes,
+                            (a).optimization_suggestion
+                       FROM pganalytics_ml._what_if_answer_known(v_request::text, p_query_hash, p_server_id,
+                                                                 ARRAY(SELECT jsonb_array_elements_text(v_chosen)),
+                                                                 v_current::text) a;
     END IF;
     PERFORM pganalytics_ml._drop_hypothetical(v_hypopg, v_created);
 EXCEPTION WHEN OTHERS THEN

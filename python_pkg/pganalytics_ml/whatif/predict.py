@@ -177,6 +177,8 @@ def _row(
         "model_version": None,
         "source": est.source,
         "server_id": server_id,
+        "predicted_at": None,  # filled by the caller's step: now()
+        "based_on": None,
         "logged": False,
         "forecaster": None,
         "total_cost": description["total_cost"],
@@ -292,7 +294,7 @@ def _optimized_known(plpy: Any, known: dict[str, Any], current_plan: str) -> tup
 
     path = plans._quote_path(plpy, known["planned_as"])
     trials = []
-    for candidate in candidates.for_statement(plpy, known["query"], path):
+    for candidate in candidates.for_statement(plpy, known["query"], path, known["planned_as"]):
         made, _ = hypothetical.create(plpy, candidate.create_sql())
         try:
             plan = _plan_as_its_role(plpy, known)
