@@ -54,7 +54,7 @@ REVOKE ALL ON FUNCTION pganalytics_ml._what_if_plan_known(text, bigint, text) FR
 GRANT EXECUTE ON FUNCTION pganalytics_ml._what_if_plan_known(text, bigint, text) TO pgml_reader;
 
 CREATE FUNCTION pganalytics_ml._what_if_answer_sql(p_request text, p_sql text, p_server_id text, p_current_plan text, p_scenario_plan text, p_chosen text)
-RETURNS SETOF pganalytics_ml.what_if_prediction
+RETURNS SETOF pganalytics_ml.prediction
 LANGUAGE plpython3u
 VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -71,7 +71,7 @@ REVOKE ALL ON FUNCTION pganalytics_ml._what_if_answer_sql(text, text, text, text
 GRANT EXECUTE ON FUNCTION pganalytics_ml._what_if_answer_sql(text, text, text, text, text, text) TO pgml_reader;
 
 CREATE FUNCTION pganalytics_ml._what_if_answer_known(p_request text, p_query_hash bigint, p_server_id text, p_created text[], p_current_plan text)
-RETURNS SETOF pganalytics_ml.what_if_prediction
+RETURNS SETOF pganalytics_ml.prediction
 LANGUAGE plpython3u
 VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp

@@ -4,31 +4,6 @@
 -- caller's own privileges, search_path and row security. The PL/Python steps around them
 -- (plpython/72_whatif.sql) plan nothing the caller wrote.
 
-CREATE TYPE pganalytics_ml.what_if_prediction AS (
-    prediction_id               bigint,       -- NULL: a what-if answer is not logged for validation
-    query_hash                  bigint,       -- NULL for a statement never run
-    predicted_execution_time_ms double precision,
-    lower_bound_ms              double precision,
-    upper_bound_ms              double precision,
-    confidence                  double precision,
-    model_id                    bigint,
-    model_version               integer,
-    source                      text,
-    predicted_at                timestamptz,
-    server_id                   text,
-    based_on                    timestamptz,
-    logged                      boolean,
-    query                       text,
-    forecaster                  text,
-    total_cost                  double precision,  -- the optimizer's total cost of the plan the answer used
-    plan_fingerprint            text,              -- that plan's shape (pganalytics_ml.plans.fingerprint)
-    scenario                    jsonb,             -- what was assumed
-    recommended_indexes         text[],            -- 'optimized': the hypothetical indexes applied
-    optimization_suggestion     text               -- 'optimized': what they would change, in one sentence
-);
-COMMENT ON TYPE pganalytics_ml.what_if_prediction IS
-    'One what-if prediction: pgml_predict''s columns, the plan it used and what it assumed';
-
 -- EXPLAIN of the caller's text as the caller: in a subtransaction that is always rolled back, read only,
 -- with $n parameters bound to NULL in a generic plan. Never executed.
 CREATE FUNCTION pganalytics_ml._explain_as_caller(p_sql text, p_params integer, p_search_path text)
@@ -38,24 +13,27 @@ VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_args text := '';
+    v_prepare text := 'PREPARE pganalytics_ml_what_if AS ' || p_sql;
+    v_explain text := 'EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE pganalytics_ml_what_if';
     v_plan text;
     v_state text; v_message text; v_detail text;
 BEGIN
     IF p_params > 0 THEN
-        v_args := '(' || array_to_string(array_fill('NULL'::text, ARRAY[p_params]), ', ') || ')';
+        v_explain := v_explain || '(' || array_to_string(array_fill('NULL'::text, ARRAY[p_params]), ', ') || ')';
     END IF;
     IF EXISTS (SELECT FROM pg_prepared_statements WHERE name = 'pganalytics_ml_what_if') THEN
         DEALLOCATE pganalytics_ml_what_if;
     END IF;
     BEGIN
-        PERFORM set_config('transaction_read_only', 'on', true);
-        PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
-        PERFORM set_config('lock_timeout', '500ms', true);
-        PERFORM set_config('search_path', p_search_path, true);
-        EXECUTE 'PREPARE pganalytics_ml_what_if AS ' || p_sql;
-        EXECUTE 'EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE pganalytics_ml_what_if' || v_args INTO v_plan;
-        RAISE EXCEPTION USING ERRCODE = 'PGW01';  -- rolls back whatever planning did
+        PERFORM pg_catalog.set_config('transaction_read_only', 'on', true);
+        PERFORM pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true);
+        PERFORM pg_catalog.set_config('lock_timeout', '500ms', true);
+        -- From here to the rollback only the caller's text runs under the caller's search_path: nothing
+        -- below names an operator or an unqualified function.
+        PERFORM pg_catalog.set_config('search_path', p_search_path, true);
+        EXECUTE v_prepare;
+        EXECUTE v_explain INTO v_plan;
+        RAISE EXCEPTION USING ERRCODE = 'PGW01';  -- rolls back whatever planning did, the settings too
     EXCEPTION
         WHEN SQLSTATE 'PGW01' THEN
             NULL;
@@ -94,9 +72,11 @@ DECLARE
     v_message text;
 BEGIN
     BEGIN
-        PERFORM set_config('search_path', p_search_path, true);
+        -- Only the caller's index statement runs under the caller's search_path (no operator, no unqualified
+        -- function until the path is back).
+        PERFORM pg_catalog.set_config('search_path', p_search_path, true);
         EXECUTE v_create INTO v_id USING p_index;
-        PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
         RAISE EXCEPTION USING ERRCODE = '22023',
@@ -147,7 +127,7 @@ GRANT EXECUTE ON FUNCTION pganalytics_ml._raise_for_caller(text, text, text, tex
 -- The caller's step of every what-if prediction: a text (p_sql) or a known statement (p_query_hash).
 CREATE FUNCTION pganalytics_ml._what_if(p_caller text, p_sql text, p_query_hash bigint, p_scenario jsonb,
                                         p_server_id text, p_search_path text)
-RETURNS SETOF pganalytics_ml.what_if_prediction
+RETURNS SETOF pganalytics_ml.prediction
 LANGUAGE plpgsql
 VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -169,12 +149,7 @@ BEGIN
                                                  regexp_replace(p_search_path, '"?\$user"?', quote_ident(current_user), 'g'));
     v_hypopg := v_request->>'hypopg';
     IF p_query_hash IS NOT NULL AND v_request->'scenario'->>'scenario' = 'current' THEN
-        RETURN QUERY
-        SELECT p.*, pl.total_cost, c.fingerprint, v_request->'scenario', '{}'::text[], NULL::text
-          FROM @extschema@.pgml_predict(p_query_hash, p_server_id) p
-          LEFT JOIN pganalytics_ml.plan_capture c ON c.server_id = p_server_id AND c.queryid = p_query_hash
-          LEFT JOIN pganalytics_ml.plans pl
-                 ON pl.server_id = c.server_id AND pl.queryid = c.queryid AND pl.fingerprint = c.fingerprint;
+        RETURN QUERY SELECT * FROM pganalytics_ml._predict(p_query_hash, p_server_id);
         RETURN;
     END IF;
     IF p_sql IS NOT NULL THEN
@@ -233,11 +208,11 @@ COMMENT ON FUNCTION pganalytics_ml._what_if(text, text, bigint, jsonb, text, tex
 REVOKE ALL ON FUNCTION pganalytics_ml._what_if(text, text, bigint, jsonb, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pganalytics_ml._what_if(text, text, bigint, jsonb, text, text) TO pgml_reader;
 
--- The public entry points pass the caller's own search_path on: they pin none, since the caller's text and
--- index statements must resolve as the caller would run them. They run as the caller (SECURITY INVOKER)
--- and name every object with its schema.
+-- The public entry point passes the caller's own search_path on: it pins none, since the caller's text and
+-- index statements must resolve as the caller would run them. It runs as the caller (SECURITY INVOKER)
+-- and names every object with its schema. (pgml_predict and pgml_predict_json do the same: sql/30_predict.sql.)
 CREATE FUNCTION @extschema@.pgml_predict_sql(sql text, scenario jsonb DEFAULT '{}', server_id text DEFAULT 'local')
-RETURNS SETOF pganalytics_ml.what_if_prediction
+RETURNS SETOF pganalytics_ml.prediction
 LANGUAGE sql
 VOLATILE PARALLEL UNSAFE
 AS $$
@@ -248,48 +223,3 @@ COMMENT ON FUNCTION @extschema@.pgml_predict_sql(text, jsonb, text) IS
     'under a scenario';
 REVOKE ALL ON FUNCTION @extschema@.pgml_predict_sql(text, jsonb, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_sql(text, jsonb, text) TO pgml_reader;
-
-CREATE FUNCTION @extschema@.pgml_predict(query_hash bigint, server_id text, scenario jsonb)
-RETURNS SETOF pganalytics_ml.what_if_prediction
-LANGUAGE sql
-VOLATILE PARALLEL UNSAFE
-AS $$
-    SELECT * FROM pganalytics_ml._what_if('pgml_predict', NULL, $1, $3, $2, pg_catalog.current_setting('search_path'))
-$$;
-COMMENT ON FUNCTION @extschema@.pgml_predict(bigint, text, jsonb) IS
-    'pgml_predict under a scenario: ''current'' (logged, as pgml_predict), ''optimized'', or '
-    '{"indexes": [...], "growth": ..., "load": ...}';
-REVOKE ALL ON FUNCTION @extschema@.pgml_predict(bigint, text, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict(bigint, text, jsonb) TO pgml_reader;
-
-CREATE FUNCTION @extschema@.pgml_predict_json(query_hash bigint, server_id text, scenario jsonb)
-RETURNS jsonb
-LANGUAGE sql
-VOLATILE PARALLEL UNSAFE
-SET extra_float_digits = 1
-AS $$
-    SELECT pg_catalog.jsonb_build_object(
-               'prediction_id', p.prediction_id,
-               'query_hash', p.query_hash,
-               'query_hash_text', p.query_hash::text,
-               'predicted_execution_time_ms', p.predicted_execution_time_ms,
-               'confidence', p.confidence,
-               'range', pg_catalog.jsonb_build_object('min', p.lower_bound_ms, 'max', p.upper_bound_ms),
-               'model_id', p.model_id,
-               'model_version', p.model_version,
-               'source', p.source,
-               'server_id', p.server_id,
-               'logged', p.logged,
-               'forecaster', p.forecaster,
-               'timestamp', p.predicted_at,
-               'scenario', p.scenario,
-               'recommended_indexes', pg_catalog.to_jsonb(p.recommended_indexes),
-               'optimization_suggestion', p.optimization_suggestion)
-      FROM pganalytics_ml._what_if('pgml_predict_json', NULL, $1, $3, $2,
-                                   pg_catalog.current_setting('search_path')) p
-$$;
-COMMENT ON FUNCTION @extschema@.pgml_predict_json(bigint, text, jsonb) IS
-    'pgml_predict under a scenario as the Go backend''s JSON document, with recommended_indexes and '
-    'optimization_suggestion';
-REVOKE ALL ON FUNCTION @extschema@.pgml_predict_json(bigint, text, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_json(bigint, text, jsonb) TO pgml_reader;
