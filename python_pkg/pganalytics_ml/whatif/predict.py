@@ -163,16 +163,21 @@ def _suggestion(chosen: list[str], before_ms: float, after_ms: float) -> str:
     return f"Adding {what} would take it from about {before_ms:.3g} ms to about {after_ms:.3g} ms (predicted)."
 
 
+def _readable(ms: float) -> float:
+    """Four significant digits, as forecasts are kept (more would be noise)."""
+    return float(f"{ms:.4g}")
+
+
 def _row(
     server_id: str, est: estimate.Estimate, description: dict[str, Any], assumed: dict[str, Any]
 ) -> dict[str, Any]:
     return {
         "prediction_id": None,
         "query_hash": None,
-        "predicted_execution_time_ms": est.predicted_ms,
-        "lower_bound_ms": est.lower_ms,
-        "upper_bound_ms": est.upper_ms,
-        "confidence": est.confidence,
+        "predicted_execution_time_ms": _readable(est.predicted_ms),
+        "lower_bound_ms": _readable(est.lower_ms),
+        "upper_bound_ms": _readable(est.upper_ms),
+        "confidence": None if est.confidence is None else round(est.confidence, 3),
         "model_id": est.model_id,
         "model_version": None,
         "source": est.source,
