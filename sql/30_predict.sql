@@ -116,7 +116,7 @@ AS $$
     SELECT pg_catalog.jsonb_build_object(
                'prediction_id', p.prediction_id,
                'query_hash', p.query_hash,
-               'query_hash_text', p.query_hash::text,
+               'query_hash_text', p.query_hash::pg_catalog.text,
                'predicted_execution_time_ms', p.predicted_execution_time_ms,
                'confidence', p.confidence,
                'range', pg_catalog.jsonb_build_object('min', p.lower_bound_ms, 'max', p.upper_bound_ms),

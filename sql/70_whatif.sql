@@ -37,19 +37,20 @@ BEGIN
     EXCEPTION
         WHEN SQLSTATE 'PGW01' THEN
             NULL;
-        WHEN OTHERS THEN
+        WHEN OTHERS THEN  -- (the rollback gave the pinned search_path back; pgspot cannot tell, so qualified)
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
-            IF EXISTS (SELECT FROM pg_prepared_statements WHERE name = 'pganalytics_ml_what_if') THEN
+            IF EXISTS (SELECT FROM pg_catalog.pg_prepared_statements
+                        WHERE name OPERATOR(pg_catalog.=) 'pganalytics_ml_what_if') THEN
                 DEALLOCATE pganalytics_ml_what_if;
             END IF;
             RAISE EXCEPTION USING ERRCODE = v_state,
-                MESSAGE = 'pganalytics_ml: the statement does not plan: ' || v_message,
+                MESSAGE = 'pganalytics_ml: the statement does not plan: ' OPERATOR(pg_catalog.||) v_message,
                 DETAIL = coalesce(v_detail, ''),
                 HINT = 'It is planned (never run) with your own privileges and search_path: the tables it names '
                        'must exist and be readable by you; $n parameters are planned as unknown values.';
     END;
     DEALLOCATE pganalytics_ml_what_if;
-    RETURN v_plan::jsonb;
+    RETURN v_plan::pg_catalog.jsonb;
 END
 $$;
 COMMENT ON FUNCTION pganalytics_ml._explain_as_caller(text, integer, text) IS
