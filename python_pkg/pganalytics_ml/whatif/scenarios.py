@@ -147,14 +147,20 @@ def _rows_fixed(node: dict[str, Any]) -> bool:
     return node["Node Type"] == "Limit" or (node["Node Type"] == "Aggregate" and node.get("Strategy") == "Plain")
 
 
+# An index scan the planner expects to find at most one row is a unique lookup: more data, the same row.
+def _unique_lookup(node: dict[str, Any]) -> bool:
+    return node["Node Type"] in ("Index Scan", "Index Only Scan") and float(node.get("Plan Rows", 0)) <= 1
+
+
 def grown(
     plan: Any, sizes: dict[str, dict[str, Any]], factors: dict[str, float]
 ) -> tuple[Any, dict[str, dict[str, Any]]]:
     """The plan and sizes with the named relations' data scaled, as if the planner saw them so.
 
-    Scans of a grown relation return and cost that much more; every other node's own cost grows with its
-    input rows (the largest growth among its children), its rows too except where they are fixed (Limit,
-    plain Aggregate). The shape of the plan is kept: the planner might pick another one at that size.
+    Scans of a grown relation return and cost that much more, but for unique lookups (an index scan
+    expected to find at most one row); every other node's own cost grows with its input rows (the largest
+    growth among its children), its rows too except where they are fixed (Limit, plain Aggregate). The
+    shape of the plan is kept: the planner might pick another one at that size.
     """
     plan = copy.deepcopy(plan)
     sizes = copy.deepcopy(sizes)
@@ -170,7 +176,12 @@ def grown(
         scales = [visit(c) for c in children]
         after = sum(float(c.get("Total Cost", 0)) for c in children)
         relation = plan_features.relation_name(node)
-        scale = factors.get(relation, 1.0) if relation else max(scales, default=1.0)
+        if relation and _unique_lookup(node):
+            scale = 1.0
+        elif relation:
+            scale = factors.get(relation, 1.0)
+        else:
+            scale = max(scales, default=1.0)
         own = max(float(node.get("Total Cost", 0)) - before, 0.0)
         node["Total Cost"] = after + own * scale
         if not _rows_fixed(node):
