@@ -65,6 +65,8 @@ def test_growth_scales_scans_and_what_reads_them_but_not_unique_lookups_or_limit
     assert new_lookup["Total Cost"] == 8.0 and new_lookup["Plan Rows"] == 1  # a unique lookup stays one row
     assert new_join["Total Cost"] == pytest.approx(200 + 8 + (150 - 108) * 2) and new_join["Plan Rows"] == 2000
     assert top["Plan Rows"] == 10  # a Limit returns its rows whatever comes in
+    # ... and reads as many of its input's: from an input twice as long, half the share of its run.
+    assert top["Total Cost"] == pytest.approx(new_join["Total Cost"] * 10 / 2000)
     assert grown_sizes["public.orders"] == {"pages": 20.0, "tuples": 2000.0}
     assert plan[0]["Plan"]["Plans"][0]["Plans"][0]["Total Cost"] == 100.0  # the input is left as it was
 
@@ -75,3 +77,18 @@ def test_growth_by_name_matches_the_plans_relations_and_says_which_names_it_did_
     assert scenarios.growth_of(wanted, relations) == {"public.orders": 2.0, "shop.items": 3.0, "shop.orders": 2.0}
     assert scenarios.unmatched_growth(wanted, relations) == ["nowhere"]
     assert scenarios.growth_of(scenarios.parse('{"growth": 1.5}'), relations) == dict.fromkeys(relations, 1.5)
+
+
+def test_a_limit_over_a_sort_grows_with_the_sort_but_over_an_index_scan_it_does_not():
+    def limited(child: dict) -> dict:  # costed as the planner does: start-up plus 10 rows' share of the run
+        startup, total, rows = child["Startup Cost"], child["Total Cost"], child["Plan Rows"]
+        return node("Limit", startup + (total - startup) * 10 / rows, 10, children=[child])
+
+    ordered = node("Index Scan", 5000.0, 100000, "public.orders", **{"Startup Cost": 0.4, "Index Name": "o_at"})
+    sorted_ = node("Sort", 9000.0, 100000, children=[node("Seq Scan", 2000.0, 100000, "public.orders")])
+    sorted_["Startup Cost"] = 8900.0
+    for child, want in ((ordered, 1.0), (sorted_, 2.0)):
+        plan = limited(child)
+        before = plan["Total Cost"]
+        after = scenarios.grown(plan, {}, {"public.orders": 2.0})[0]["Total Cost"]
+        assert after / before == pytest.approx(want, rel=0.05), child["Node Type"]

@@ -152,6 +152,16 @@ def _unique_lookup(node: dict[str, Any]) -> bool:
     return node["Node Type"] in ("Index Scan", "Index Only Scan") and float(node.get("Plan Rows", 0)) <= 1
 
 
+def _limit(node: dict[str, Any], child: dict[str, Any], child_before: tuple[float, float], rows_scale: float) -> None:
+    """A Limit reads its input's first rows: as many as before, from an input that grew by ``rows_scale``.
+    Its cost is the input's start-up plus the share of the input's run that yields them."""
+    rows_before, _ = child_before
+    share = min(1.0, float(node.get("Plan Rows", 0)) / max(rows_before * rows_scale, 1.0))
+    startup = float(child.get("Startup Cost", 0))
+    node["Total Cost"] = startup + (float(child.get("Total Cost", 0)) - startup) * share
+    node["Startup Cost"] = startup
+
+
 def grown(
     plan: Any, sizes: dict[str, dict[str, Any]], factors: dict[str, float]
 ) -> tuple[Any, dict[str, dict[str, Any]]]:
@@ -172,6 +182,7 @@ def grown(
 
     def visit(node: dict[str, Any]) -> float:
         children = node.get("Plans") or []
+        first = [(float(c.get("Plan Rows", 0)), float(c.get("Startup Cost", 0))) for c in children]
         before = sum(float(c.get("Total Cost", 0)) for c in children)
         scales = [visit(c) for c in children]
         after = sum(float(c.get("Total Cost", 0)) for c in children)
@@ -182,8 +193,13 @@ def grown(
             scale = factors.get(relation, 1.0)
         else:
             scale = max(scales, default=1.0)
+        if node["Node Type"] == "Limit" and children:
+            _limit(node, children[0], first[0], scales[0])
+            return 1.0
         own = max(float(node.get("Total Cost", 0)) - before, 0.0)
         node["Total Cost"] = after + own * scale
+        if "Startup Cost" in node and not relation:  # a scan starts as fast; a sort or hash needs all its input
+            node["Startup Cost"] = float(node["Startup Cost"]) * scale
         if not _rows_fixed(node):
             node["Plan Rows"] = float(node.get("Plan Rows", 0)) * scale
         return 1.0 if _rows_fixed(node) else scale
