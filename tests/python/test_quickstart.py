@@ -52,10 +52,11 @@ def test_the_quick_start_is_read_as_the_statements_it_shows():
     parts = quick_start()
     statements = [s for part in parts for s in part]
     assert len(parts) == 3
-    assert statements[:4] == [
+    assert statements[:5] == [
         "CREATE EXTENSION pg_stat_statements;",
         "CREATE EXTENSION pg_cron;                  -- the scheduler; only in cron.database_name, skip it without "
         "pg_cron",
+        "CREATE EXTENSION hypopg;                   -- optional: hypothetical indexes for what-if predictions",
         "CREATE EXTENSION pganalytics_ml CASCADE;   -- brings plpython3u",
         "SELECT * FROM pgml_schedule();             -- snapshots every 5 minutes, job queue, nightly retraining",
     ]
