@@ -13,8 +13,10 @@ and index of 0.2.0; retention by DELETE, as 0.2.0 did). Each server's history (5
 of 288 five-minute intervals or FLEET_INTERVALS of them, ending at yesterday's UTC midnight, so inside
 the partition of the day before) is written with one INSERT ... SELECT per batch of servers,
 with its statements, snapshots and counter baselines, so that the next push of each server is an
-ordinary capture: the bulk load is not what is measured. Then at each fleet size, in each layout, in
-each of the two modes of pganalytics_ml.push_forecasts (alternating which goes first):
+ordinary capture: the bulk load is not what is measured. The load ends with a first forecast refresh of
+every server, so that each statement has its forecast and forecaster state, as in steady state. Then at
+each fleet size, in each layout, in each of the two modes of pganalytics_ml.push_forecasts (alternating
+which goes first):
 8 collector threads, each pushing its own servers in order (real pgml_ingest_stats calls: validation,
 deltas, and either a forecast refresh of every statement pushed or one forecast job queued per server),
 payloads built before the clock starts. In the queued mode one drainer runs the forecast jobs while the
@@ -178,6 +180,15 @@ class Fleet:
                 conn.execute(BASELINE_SQL, {"servers": [server_name(s) for s in range(a, b)]})
             conn.execute("ANALYZE pganalytics_ml.query_stats, pganalytics_ml.statements, pganalytics_ml.snapshots")
             conn.execute("ANALYZE pganalytics_ml.counter_baseline")
+            # A server in steady state has a forecast and forecaster state for each statement: the first
+            # refresh of each (its pushes would otherwise all be first forecasts) is part of the load.
+            names = ", ".join(repr(server_name(s)) for s in range(self.servers, size))
+            conn.execute(
+                "DO $$\nGD.get('pganalytics_ml') or plpy.execute('SELECT pganalytics_ml._load_python()')\n"
+                "from pganalytics_ml.forecasting import forecasts\n"
+                f"for server in ({names},):\n    forecasts.refresh(plpy, server)\n$$ LANGUAGE plpython3u"
+            )
+            conn.execute("ANALYZE pganalytics_ml.forecasts, pganalytics_ml.forecaster_state")
             for row in conn.execute(
                 "SELECT server_id, queryid, (counters).calls, (counters).total_exec_time, (counters).rows,"
                 " (counters).shared_blks_hit, (counters).shared_blks_read, (counters).plans, (counters).total_plan_time"

@@ -2592,3 +2592,96 @@ COMMENT ON FUNCTION @extschema@.pgml_status() IS
     'Health and state of pganalytics_ml in this database, as JSON';
 REVOKE ALL ON FUNCTION @extschema@.pgml_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_status() TO pgml_reader;
+
+-- issue 18: the regression check computes the server's shift once per capture, not once per statement.
+CREATE OR REPLACE FUNCTION pganalytics_ml._after_capture(p_server_id text, p_captured_at timestamptz)
+RETURNS TABLE (predictions_validated integer, forecasts_checked integer)
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_validated integer;
+    v_checked   integer;
+BEGIN
+    WITH observed AS (
+        SELECT p.prediction_id, o.mean_exec_time AS actual
+          FROM pganalytics_ml.predictions p
+          CROSS JOIN LATERAL (
+                SELECT q.mean_exec_time FROM pganalytics_ml.query_stats q
+                 WHERE q.server_id = p.server_id AND q.queryid = p.queryid AND q.interval_end > p.based_on
+                 ORDER BY q.interval_end LIMIT 1) o
+         WHERE p.validated_at IS NULL AND p.server_id = p_server_id
+    )
+    UPDATE pganalytics_ml.predictions AS pr
+       SET actual_ms = o.actual,
+           error_percent = abs(pr.predicted_ms - o.actual) / o.actual * 100,
+           accuracy_score = greatest(0, 1 - abs(pr.predicted_ms - o.actual) / o.actual),
+           within_interval = o.actual BETWEEN pr.lower_ms AND pr.upper_ms,
+           validated_at = p_captured_at,
+           validated_by = 'observed'
+      FROM observed o
+     WHERE pr.prediction_id = o.prediction_id AND o.actual > 0;
+    GET DIAGNOSTICS v_validated = ROW_COUNT;
+
+    -- The regression alarm. An interval counts against a statement when its mean lies above the alarm
+    -- bound: its forecast times exp(3 * the statement's own error scale once the server's load is
+    -- accounted for; forecaster_state.alarm_scale), at least 1.5 times the forecast (both set by
+    -- forecasting.online as forecasts.alarm_upper_ms), moved by what the server's change of load explains
+    -- for it (the server's shift is the median log ratio of observed to predicted over its statements,
+    -- when at least 5 ran, times the statement's learned sensitivity to load, at least 1 when the server
+    -- slowed down: a server-wide slowdown excuses every statement as much as the median one). While intervals stay
+    -- above, the bound of the first is kept (moved only by later shifts of load), so that the forecast
+    -- learning the new level cannot hide it. The regressions view shows a statement after two such
+    -- intervals in a row.
+    WITH checked AS (
+        SELECT f.queryid, q.interval_start, q.interval_end, q.mean_exec_time AS observed, f.predicted_ms,
+               coalesce(f.reference_upper_ms, f.alarm_upper_ms, f.upper_ms) AS reference_upper,
+               pg_catalog.ln(greatest(q.mean_exec_time, 1e-9) / greatest(f.predicted_ms, 1e-9)) AS residual,
+               coalesce(s.is_internal, false) AS is_internal,
+               -- the statement's learned sensitivity to the server's load (1 until it has learned one)
+               coalesce(least(greatest((st.load_sdl + 0.02) / (st.load_sll + 0.02), 0), 3), 1) AS sensitivity
+          FROM pganalytics_ml.query_stats q
+          JOIN pganalytics_ml.forecasts f ON f.server_id = q.server_id AND f.queryid = q.queryid
+          LEFT JOIN pganalytics_ml.statements s ON s.server_id = q.server_id AND s.queryid = q.queryid
+          LEFT JOIN pganalytics_ml.forecaster_state st ON st.server_id = q.server_id AND st.queryid = q.queryid
+         WHERE q.server_id = p_server_id AND q.interval_end = p_captured_at AND f.based_on < q.interval_end
+    ), shift AS (
+        SELECT CASE WHEN count(*) >= 5 THEN percentile_cont(0.5) WITHIN GROUP (ORDER BY c.residual) ELSE 0 END AS up
+          FROM checked c WHERE NOT c.is_internal
+    ), judged AS (
+        SELECT c.*, sh.up,
+               c.reference_upper * pg_catalog.exp(CASE WHEN sh.up > 0 THEN greatest(c.sensitivity, 1)
+                                                       ELSE c.sensitivity END * sh.up) AS bound
+          -- the shift as a scalar subquery, computed once (issue 18): joined as a row source, the
+          -- planner, expecting one checked row, ran its median again for every statement
+          FROM checked c CROSS JOIN (SELECT (SELECT s.up FROM shift s) AS up) sh
+    )
+    UPDATE pganalytics_ml.forecasts AS f
+       SET checked_interval_end = j.interval_end,
+           checked_observed_ms = j.observed,
+           checked_predicted_ms = j.predicted_ms,
+           checked_upper_ms = j.bound,
+           server_shift = j.up,
+           consecutive_above = CASE WHEN j.observed > j.bound THEN f.consecutive_above + 1 ELSE 0 END,
+           -- kept while above the bound before the shift: an interval the shift excused still moves the
+           -- reference, so that peers adapting faster cannot make a statement look regressed later
+           reference_upper_ms = CASE WHEN j.observed > j.reference_upper THEN j.bound END,
+           above_upper_since = CASE WHEN j.observed > j.bound THEN coalesce(f.above_upper_since, j.interval_start) END
+      FROM judged j
+     WHERE f.server_id = p_server_id AND f.queryid = j.queryid;
+    GET DIAGNOSTICS v_checked = ROW_COUNT;
+
+    -- A statement that has not run in the server's last three captures is no longer running above its bound.
+    UPDATE pganalytics_ml.forecasts AS f
+       SET above_upper_since = NULL, consecutive_above = 0
+     WHERE f.server_id = p_server_id AND f.above_upper_since IS NOT NULL
+       AND f.checked_interval_end < (SELECT s.captured_at FROM pganalytics_ml.snapshots s
+                                      WHERE s.server_id = p_server_id
+                                      ORDER BY s.captured_at DESC OFFSET 2 LIMIT 1);
+    RETURN QUERY SELECT v_validated, v_checked;
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._after_capture(text, timestamptz) IS
+    'Validates logged predictions and checks forecasts against the interval a capture just observed';
+REVOKE ALL ON FUNCTION pganalytics_ml._after_capture(text, timestamptz) FROM PUBLIC;
