@@ -19,10 +19,10 @@ each fleet size, in each layout, in each of the two modes of pganalytics_ml.push
 which goes first):
 8 collector threads, each pushing its own servers in order (real pgml_ingest_stats calls: validation,
 deltas, and either a forecast refresh of every statement pushed or one forecast job queued per server),
-payloads built before the clock starts. In the queued mode one drainer runs the forecast jobs while the
-collectors push, on the same two cores, and the clock runs on until every forecast is fresh again
-("rows/s to fresh forecasts"). Backend CPU time of the collectors and the drainer is read from
-/proc. Then pgml_train of one server (linear_regression, a new backend: time and peak memory);
+payloads built before the clock starts. In the queued mode one drainer (FLEET_DRAINERS of them) runs
+the forecast jobs while the collectors push, on the same two cores, and the clock runs on until every
+forecast is fresh again ("rows/s to fresh forecasts"). Backend CPU time of the collectors and the
+drainers is read from /proc. Then pgml_train of one server (linear_regression, a new backend: time and peak memory);
 pgml_snapshot() of the local server and a forecast refresh of one server (500 statements). At 100
 servers: retention of the synthetic day, and sizes before and after. Last, the partitioned database
 gets the day partitions of 90 days of retention (empty) and the per-server figures are measured again:
@@ -124,6 +124,7 @@ FORECASTS_WAITING = (
 )
 FORECAST_JOBS_DONE = "SELECT count(*) FROM pganalytics_ml.jobs WHERE kind = 'forecast' AND status = 'completed'"
 MODES = ("inline", "queued")
+DRAINERS = int(os.environ.get("FLEET_DRAINERS", "1"))  # job workers running the forecast jobs, queued
 
 
 def cpu_seconds(conn: Any) -> float:
@@ -250,8 +251,10 @@ class Fleet:
         errors: list[BaseException] = []
         lock = threading.Lock()
         # Warm-ups first (each collector's first push; the drainer runs the jobs they queued), then all start.
-        warm = threading.Barrier(COLLECTORS + (mode == "queued"))
-        barrier = threading.Barrier(COLLECTORS + 1 + (mode == "queued"))
+        drainers = DRAINERS if mode == "queued" else 0
+        warm = threading.Barrier(COLLECTORS + drainers)
+        warmed = threading.Barrier(max(drainers, 1))
+        barrier = threading.Barrier(COLLECTORS + 1 + drainers)
         pushing = threading.Event()
         pushing.set()
 
@@ -276,6 +279,7 @@ class Fleet:
             except BaseException as exc:  # reported below
                 errors.append(exc)
                 warm.abort()
+                warmed.abort()
                 barrier.abort()
 
         def drainer() -> None:
@@ -283,27 +287,31 @@ class Fleet:
                 with self.connect() as conn:
                     warm.wait()
                     conn.execute("CALL pganalytics_ml.run_jobs(kinds => '{forecast}')")  # the warm-ups' jobs
+                    warmed.wait()
                     jobs_before[0] = conn.execute(FORECAST_JOBS_DONE).fetchone()[0]
                     barrier.wait()
                     used = cpu_seconds(conn)
                     while pushing.is_set() or conn.execute(FORECASTS_WAITING).fetchone()[0]:
                         conn.execute("CALL pganalytics_ml.run_jobs(kinds => '{forecast}')")
                         time.sleep(0.05)
-                    cpu["drain"] = cpu_seconds(conn) - used
+                    used = cpu_seconds(conn) - used
+                    with lock:
+                        cpu["drain"] += used
             except BaseException as exc:  # reported below
                 errors.append(exc)
                 warm.abort()
+                warmed.abort()
                 barrier.abort()
 
         jobs_before = [0]
         threads = [threading.Thread(target=collector, args=(p,)) for p in plans]
-        drain = threading.Thread(target=drainer) if mode == "queued" else None
-        for t in threads + ([drain] if drain else []):
+        drains = [threading.Thread(target=drainer) for _ in range(drainers)]
+        for t in threads + drains:
             t.start()
         try:
             barrier.wait()
         except threading.BrokenBarrierError:
-            for t in threads + ([drain] if drain else []):
+            for t in threads + drains:
                 t.join()
             raise errors[0] from None
         started = time.perf_counter()
@@ -311,13 +319,13 @@ class Fleet:
             t.join()
         wall = time.perf_counter() - started
         pushing.clear()
-        if drain:
-            drain.join()
+        for t in drains:
+            t.join()
         fresh = time.perf_counter() - started
         if errors:
             raise errors[0]
         with self.connect() as conn:
-            jobs = conn.execute(FORECAST_JOBS_DONE).fetchone()[0] - jobs_before[0] if drain else 0
+            jobs = conn.execute(FORECAST_JOBS_DONE).fetchone()[0] - jobs_before[0] if drains else 0
         latencies.sort()
         return {
             "rows_per_s": rows[0] / wall,
