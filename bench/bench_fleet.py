@@ -1,25 +1,32 @@
-"""History at fleet scale: a synthetic day of 10, 50 and 100 servers, partitioned layout beside unpartitioned.
+"""History at fleet scale: a synthetic day of 10, 50 and 100 servers, partitioned layout beside unpartitioned,
+forecasts refreshed in each push (inline) beside a forecast job per server (queued).
 
 Targets (issue 18): sustained ingest of at least 6,700 rows/s with 8 concurrent collectors (10x the
 rate of 100 servers of 2,000 statements each; the 100 servers of 500 statements simulated here write
 167 rows/s, so that target is 40x their rate), p99 latency of one push under 1 s; pgml_train of one
 server flat across fleet sizes (within 20%); retention of one day by dropping its partition at least
-100x faster than DELETE.
+100x faster than DELETE (bench_retention measures it at a whole day's size).
 
 Two databases in one cluster, the same data in each: `partitioned` (this version's layout: day
 partitions and a default one) and `unpartitioned` (query_stats as one heap table with the primary key
 and index of 0.2.0; retention by DELETE, as 0.2.0 did). Each server's history (500 statements, a day
-of 288 five-minute intervals or FLEET_INTERVALS of them, ending at today's UTC midnight, so inside
-yesterday's partition) is written with one INSERT ... SELECT per batch of servers,
+of 288 five-minute intervals or FLEET_INTERVALS of them, ending at yesterday's UTC midnight, so inside
+the partition of the day before) is written with one INSERT ... SELECT per batch of servers,
 with its statements, snapshots and counter baselines, so that the next push of each server is an
-ordinary capture: the bulk load is not what is measured. Then at each fleet size, in each layout:
+ordinary capture: the bulk load is not what is measured. The load ends with a first forecast refresh of
+every server, so that each statement has its forecast and forecaster state, as in steady state. Then at
+each fleet size, in each layout, in each of the two modes of pganalytics_ml.push_forecasts (alternating
+which goes first):
 8 collector threads, each pushing its own servers in order (real pgml_ingest_stats calls: validation,
-deltas, forecast refresh of every statement pushed), payloads built before the clock starts; pgml_train
-of one server (linear_regression, a new backend: time and peak memory); pgml_snapshot() of the local
-server and a forecast refresh of one server (500 statements). At 100 servers: retention of the
-synthetic day, and sizes before and after. Last, the partitioned database gets the day partitions of
-90 days of retention (empty) and the per-server figures are measured again: queries that do not name
-a time range visit every partition.
+deltas, and either a forecast refresh of every statement pushed or one forecast job queued per server),
+payloads built before the clock starts. In the queued mode one drainer (FLEET_DRAINERS of them) runs
+the forecast jobs while the collectors push, on the same two cores, and the clock runs on until every
+forecast is fresh again ("rows/s to fresh forecasts"). Backend CPU time of the collectors and the
+drainers is read from /proc. Then pgml_train of one server (linear_regression, a new backend: time and peak memory);
+pgml_snapshot() of the local server and a forecast refresh of one server (500 statements). At 100
+servers: retention of the synthetic day, and sizes before and after. Last, the partitioned database
+gets the day partitions of 90 days of retention (empty) and the per-server figures are measured again:
+queries that do not name a time range visit every partition.
 
 Sized for a shared 2-core machine: 12 pushes per collector (the first, which warms the connection, not
 measured) and one training run per size and layout.
@@ -48,9 +55,11 @@ COLLECTORS = 8
 PUSHES_PER_COLLECTOR = int(os.environ.get("FLEET_PUSHES", "12"))
 LOAD_BATCH = 10  # servers per INSERT ... SELECT
 STEP = timedelta(minutes=5)
-TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-DAY = TODAY - timedelta(days=1)  # the synthetic history ends at today's midnight, inside yesterday's partition
-HISTORY_START = TODAY - INTERVALS * STEP
+# The synthetic history ends at yesterday's midnight (UTC), inside the partition of the day before; the
+# collectors' pushes start there, so that a whole day of them stays in the past whenever the bench runs.
+HISTORY_END = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+DAY = HISTORY_END - timedelta(days=1)
+HISTORY_START = HISTORY_END - INTERVALS * STEP
 LAYOUTS = ("partitioned", "unpartitioned")
 TARGET_ROWS_PER_S = 6700
 
@@ -110,6 +119,20 @@ SELECT server_id, max(interval_end),
 """
 
 
+FORECASTS_WAITING = (
+    "SELECT count(*) FROM pganalytics_ml.jobs WHERE kind = 'forecast' AND status IN ('pending', 'running')"
+)
+FORECAST_JOBS_DONE = "SELECT count(*) FROM pganalytics_ml.jobs WHERE kind = 'forecast' AND status = 'completed'"
+MODES = ("inline", "queued")
+DRAINERS = int(os.environ.get("FLEET_DRAINERS", "1"))  # job workers running the forecast jobs, queued
+
+
+def cpu_seconds(conn: Any) -> float:
+    """User plus system CPU time of this connection's backend so far (/proc/self/stat, in 1/100 s)."""
+    fields = conn.execute("SELECT pg_read_file('/proc/self/stat')").fetchone()[0].rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100
+
+
 def server_name(s: int) -> str:
     return f"srv-{s:04d}"
 
@@ -141,7 +164,10 @@ class Fleet:
                 conn.execute(UNPARTITION)
             else:
                 conn.execute("SELECT * FROM pganalytics_ml._cleanup('7 days', '1000 days', '1000 days')")
-                conn.execute("SELECT pganalytics_ml._create_history_partition('query_stats', %s::date)", (DAY.date(),))
+                for day in (DAY, HISTORY_END):  # the synthetic day's partition, and the pushes'
+                    conn.execute(
+                        "SELECT pganalytics_ml._create_history_partition('query_stats', %s::date)", (day.date(),)
+                    )
 
     def grow(self, size: int) -> float:
         """Writes the synthetic day of servers [self.servers, size); returns seconds."""
@@ -155,6 +181,15 @@ class Fleet:
                 conn.execute(BASELINE_SQL, {"servers": [server_name(s) for s in range(a, b)]})
             conn.execute("ANALYZE pganalytics_ml.query_stats, pganalytics_ml.statements, pganalytics_ml.snapshots")
             conn.execute("ANALYZE pganalytics_ml.counter_baseline")
+            # A server in steady state has a forecast and forecaster state for each statement: the first
+            # refresh of each (its pushes would otherwise all be first forecasts) is part of the load.
+            names = ", ".join(repr(server_name(s)) for s in range(self.servers, size))
+            conn.execute(
+                "DO $$\nGD.get('pganalytics_ml') or plpy.execute('SELECT pganalytics_ml._load_python()')\n"
+                "from pganalytics_ml.forecasting import forecasts\n"
+                f"for server in ({names},):\n    forecasts.refresh(plpy, server)\n$$ LANGUAGE plpython3u"
+            )
+            conn.execute("ANALYZE pganalytics_ml.forecasts, pganalytics_ml.forecaster_state")
             for row in conn.execute(
                 "SELECT server_id, queryid, (counters).calls, (counters).total_exec_time, (counters).rows,"
                 " (counters).shared_blks_hit, (counters).shared_blks_read, (counters).plans, (counters).total_plan_time"
@@ -163,7 +198,7 @@ class Fleet:
             ):
                 self.counters.setdefault(row[0], {})[row[1]] = [float(v) for v in row[2:]]
         for s in range(self.servers, size):
-            self.next_at[server_name(s)] = TODAY
+            self.next_at[server_name(s)] = HISTORY_END
         self.servers = size
         return time.perf_counter() - started
 
@@ -194,8 +229,13 @@ class Fleet:
             )
         return json.dumps({"captured_at": at.isoformat(), "rows": rows})
 
-    def ingest(self) -> dict[str, float]:
-        """8 collectors, each pushing its own servers in turn; rows/s over the wall time and push latencies."""
+    def ingest(self, mode: str = "inline") -> dict[str, float]:
+        """8 collectors, each pushing its own servers in turn; rows/s over the wall time and push latencies.
+
+        ``mode`` is pganalytics_ml.push_forecasts: 'inline' refreshes the forecasts in each push (as before
+        issue 18's change), 'queued' queues a forecast job per server, which one drainer (as pg_cron's
+        drain would, but polling instead of once a minute) runs while the collectors push, on the same
+        cores; then the time until every forecast is fresh again is measured (catch-up)."""
         plans: list[list[tuple[str, str]]] = []
         for c in range(COLLECTORS):
             mine = [server_name(s) for s in range(c, self.servers, COLLECTORS)] or [server_name(c % self.servers)]
@@ -207,42 +247,97 @@ class Fleet:
                 plan[i] = (server, self.payload(server))
         latencies: list[float] = []
         rows = [0]
+        cpu = {"collectors": 0.0, "drain": 0.0}
         errors: list[BaseException] = []
         lock = threading.Lock()
-        barrier = threading.Barrier(COLLECTORS + 1)
+        # Warm-ups first (each collector's first push; the drainer runs the jobs they queued), then all start.
+        drainers = DRAINERS if mode == "queued" else 0
+        warm = threading.Barrier(COLLECTORS + drainers)
+        warmed = threading.Barrier(max(drainers, 1))
+        barrier = threading.Barrier(COLLECTORS + 1 + drainers)
+        pushing = threading.Event()
+        pushing.set()
 
         def collector(plan: list[tuple[str, str]]) -> None:
             try:
                 with self.connect() as conn:
+                    conn.execute("SELECT set_config('pganalytics_ml.push_forecasts', %s, false)", (mode,))
                     # A collector keeps its connection: its first push (plans, imports) is not measured.
                     conn.execute("SELECT pgml_ingest_stats(%s, %s::jsonb)", plan[0])
+                    warm.wait()
                     barrier.wait()
+                    used = cpu_seconds(conn)
                     for server, body in plan[1:]:
                         start = time.perf_counter()
                         n = conn.execute("SELECT pgml_ingest_stats(%s, %s::jsonb)", (server, body)).fetchone()[0]
                         with lock:
                             latencies.append(time.perf_counter() - start)
                             rows[0] += n
+                    used = cpu_seconds(conn) - used
+                    with lock:
+                        cpu["collectors"] += used
             except BaseException as exc:  # reported below
                 errors.append(exc)
+                warm.abort()
+                warmed.abort()
                 barrier.abort()
 
+        def drainer() -> None:
+            try:
+                with self.connect() as conn:
+                    warm.wait()
+                    conn.execute("CALL pganalytics_ml.run_jobs(kinds => '{forecast}')")  # the warm-ups' jobs
+                    warmed.wait()
+                    jobs_before[0] = conn.execute(FORECAST_JOBS_DONE).fetchone()[0]
+                    barrier.wait()
+                    used = cpu_seconds(conn)
+                    while pushing.is_set() or conn.execute(FORECASTS_WAITING).fetchone()[0]:
+                        conn.execute("CALL pganalytics_ml.run_jobs(kinds => '{forecast}')")
+                        time.sleep(0.05)
+                    used = cpu_seconds(conn) - used
+                    with lock:
+                        cpu["drain"] += used
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+                warm.abort()
+                warmed.abort()
+                barrier.abort()
+
+        jobs_before = [0]
         threads = [threading.Thread(target=collector, args=(p,)) for p in plans]
-        for t in threads:
+        drains = [threading.Thread(target=drainer) for _ in range(drainers)]
+        for t in threads + drains:
             t.start()
-        barrier.wait()
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            for t in threads + drains:
+                t.join()
+            raise errors[0] from None
         started = time.perf_counter()
         for t in threads:
             t.join()
         wall = time.perf_counter() - started
+        pushing.clear()
+        for t in drains:
+            t.join()
+        fresh = time.perf_counter() - started
         if errors:
             raise errors[0]
+        with self.connect() as conn:
+            jobs = conn.execute(FORECAST_JOBS_DONE).fetchone()[0] - jobs_before[0] if drains else 0
         latencies.sort()
         return {
             "rows_per_s": rows[0] / wall,
+            "sustained_rows_per_s": rows[0] / fresh,
+            "catch_up_s": fresh - wall,
             "pushes": len(latencies),
+            "refresh_jobs": jobs,
             "p50_ms": statistics.median(latencies) * 1000,
             "p99_ms": latencies[min(len(latencies) - 1, math.ceil(0.99 * len(latencies)) - 1)] * 1000,
+            "wall_s": wall,
+            "collector_cpu_s": cpu["collectors"],
+            "drain_cpu_s": cpu["drain"],
         }
 
     def train(self) -> tuple[float, float, int]:
@@ -287,14 +382,14 @@ class Fleet:
                 # A day past retention is long vacuumed and idle; just loaded, autovacuum would still be
                 # working on it, and DETACH waits for autovacuum to give way (deadlock_timeout, 1 s).
                 conn.execute("VACUUM (ANALYZE) pganalytics_ml.query_stats")
-            retention = datetime.now(UTC) - TODAY  # everything before today's midnight is past it
+            retention = datetime.now(UTC) - HISTORY_END  # everything before the pushes is past it
             start = time.perf_counter()
             if self.layout == "partitioned":
                 conn.execute(
                     "SELECT * FROM pganalytics_ml._maintain_history_partitions('query_stats', %s)", (retention,)
                 )
             else:
-                conn.execute("DELETE FROM pganalytics_ml.query_stats WHERE interval_end < %s", (TODAY,))
+                conn.execute("DELETE FROM pganalytics_ml.query_stats WHERE interval_end < %s", (HISTORY_END,))
             return time.perf_counter() - start
 
     def add_empty_days(self, days: int) -> None:
@@ -302,12 +397,47 @@ class Fleet:
             for d in range(2, days + 2):
                 conn.execute(
                     "SELECT pganalytics_ml._create_history_partition('query_stats', %s::date)",
-                    ((TODAY - timedelta(days=d)).date(),),
+                    ((HISTORY_END - timedelta(days=d)).date(),),
                 )
 
 
 def mib(n: float) -> str:
     return f"{n / 2**20:,.0f}"
+
+
+def ingest_row(size: Any, layout: str, mode: str, r: dict[str, Any]) -> list[Any]:
+    return [
+        size,
+        layout,
+        mode,
+        f"{r['rows_per_s']:,.0f}",
+        f"{r['sustained_rows_per_s']:,.0f}",
+        f"{r['catch_up_s']:.1f}",
+        f"{r['p50_ms']:.0f}",
+        f"{r['p99_ms']:.0f}",
+        f"{r['wall_s']:.1f}",
+        f"{r['collector_cpu_s']:.1f}",
+        f"{r['drain_cpu_s']:.1f}",
+        f"{1000 * (r['collector_cpu_s'] + r['drain_cpu_s']) / r['pushes']:.0f}",
+        f"{r['refresh_jobs']} / {r['pushes']}",
+    ]
+
+
+INGEST_HEADERS = [
+    "servers",
+    "layout",
+    "push forecasts",
+    "ingest rows/s",
+    "rows/s to fresh forecasts",
+    "catch-up s",
+    "push p50 ms",
+    "push p99 ms",
+    "push wall s",
+    "collectors CPU s",
+    "drain CPU s",
+    "backend CPU ms per push",
+    "refresh jobs / pushes",
+]
 
 
 def main() -> None:
@@ -320,23 +450,35 @@ def main() -> None:
         for fleet in fleets.values():
             fleet.setup()
         results: dict[tuple[str, int], dict[str, Any]] = {}
-        for size in SIZES:
+        ingests: dict[tuple[str, int, str], dict[str, Any]] = {}
+        for i, size in enumerate(SIZES):
             for layout, fleet in fleets.items():
                 r: dict[str, Any] = {"load_s": fleet.grow(size)}
-                r |= fleet.ingest()
+                # The two modes one after the other on the same data, in alternating order from size to size.
+                for mode in MODES if i % 2 == 0 else MODES[::-1]:
+                    ingests[(layout, size, mode)] = fleet.ingest(mode)
                 r["snapshot_ms"], r["refresh_ms"] = fleet.snapshot_and_refresh()
                 r["train_s"], r["train_mib"], r["samples"] = fleet.train()
                 results[(layout, size)] = r
+                q, n = ingests[(layout, size, "queued")], ingests[(layout, size, "inline")]
                 print(
-                    f"  {layout} at {size} servers: loaded in {r['load_s']:.0f} s, {r['rows_per_s']:,.0f} rows/s,"
-                    f" p99 {r['p99_ms']:.0f} ms, train {r['train_s']:.1f} s",
+                    f"  {layout} at {size} servers: loaded in {r['load_s']:.0f} s;"
+                    f" inline {n['rows_per_s']:,.0f} rows/s, p99 {n['p99_ms']:.0f} ms;"
+                    f" queued {q['rows_per_s']:,.0f} rows/s ({q['sustained_rows_per_s']:,.0f}"
+                    f" to fresh forecasts), p99 {q['p99_ms']:.0f} ms; train {r['train_s']:.1f} s",
                     flush=True,
                 )
 
         print(
-            f"\nPer fleet size ({STATEMENTS} statements per server, {INTERVALS} intervals of 5 minutes each; ingest: "
-            f"{COLLECTORS} collectors x {PUSHES_PER_COLLECTOR} pushes of {STATEMENTS} rows):\n"
+            f"\nIngest per fleet size ({STATEMENTS} statements per server, {INTERVALS} intervals of 5 minutes each; "
+            f"{COLLECTORS} collectors x {PUSHES_PER_COLLECTOR - 1} measured pushes of {STATEMENTS} rows):\n"
         )
+        print_table(
+            INGEST_HEADERS,
+            [ingest_row(size, layout, mode, ingests[(layout, size, mode)]) for size in SIZES for layout in LAYOUTS
+             for mode in MODES],
+        )  # fmt: skip
+        print("\nTraining, capture and refresh of one server per fleet size:\n")
         rows = []
         for size in SIZES:
             for layout in LAYOUTS:
@@ -346,9 +488,6 @@ def main() -> None:
                         size,
                         layout,
                         f"{size * STATEMENTS * INTERVALS:,}",
-                        f"{r['rows_per_s']:,.0f}",
-                        f"{r['p50_ms']:.0f}",
-                        f"{r['p99_ms']:.0f}",
                         f"{r['train_s']:.2f}",
                         f"{r['train_mib']:.0f}",
                         f"{r['samples']:,}",
@@ -361,9 +500,6 @@ def main() -> None:
                 "servers",
                 "layout",
                 "history rows",
-                "ingest rows/s",
-                "push p50 ms",
-                "push p99 ms",
                 "train s",
                 "train peak MiB",
                 "samples",
@@ -411,33 +547,44 @@ def main() -> None:
 
         part = fleets["partitioned"]
         part.add_empty_days(90)
-        after90: dict[str, Any] = dict(part.ingest())
-        after90["snapshot_ms"], after90["refresh_ms"] = part.snapshot_and_refresh()
+        after90 = {mode: part.ingest(mode) for mode in MODES}
+        extra: dict[str, Any] = {}
+        extra["snapshot_ms"], extra["refresh_ms"] = part.snapshot_and_refresh()
         try:
-            after90["train_s"], after90["train_mib"], after90["samples"] = part.train()
+            extra["train_s"], extra["train_mib"], extra["samples"] = part.train()
         except psycopg.errors.NoDataFound:  # few pushes since the retention: too little history left to train
-            after90["train_s"] = after90["train_mib"] = after90["samples"] = float("nan")
+            extra["train_s"] = extra["train_mib"] = extra["samples"] = float("nan")
         last = results[("partitioned", largest)]
         print(f"\nPartitioned, {largest} servers, with 90 more (empty) day partitions, as 90 days of retention keep:\n")
         print_table(
-            ["partitions", "ingest rows/s", "push p99 ms", "train s", "refresh ms", "pgml_snapshot ms"],
-            [
-                ["4 (as above)", f"{last['rows_per_s']:,.0f}", f"{last['p99_ms']:.0f}", f"{last['train_s']:.2f}",
-                 f"{last['refresh_ms']:.0f}", f"{last['snapshot_ms']:.0f}"],
-                ["94", f"{after90['rows_per_s']:,.0f}", f"{after90['p99_ms']:.0f}", f"{after90['train_s']:.2f}",
-                 f"{after90['refresh_ms']:.0f}", f"{after90['snapshot_ms']:.0f}"],
-            ],
+            INGEST_HEADERS,
+            [ingest_row(f"{largest} (4 partitions, as above)", "partitioned", m, ingests[("partitioned", largest, m)])
+             for m in MODES]
+            + [ingest_row(f"{largest} (94 partitions)", "partitioned", m, after90[m]) for m in MODES],
         )  # fmt: skip
+        print()
+        print_table(
+            ["partitions", "train s", "refresh ms", "pgml_snapshot ms"],
+            [
+                ["4 (as above)", f"{last['train_s']:.2f}", f"{last['refresh_ms']:.0f}", f"{last['snapshot_ms']:.0f}"],
+                ["94", f"{extra['train_s']:.2f}", f"{extra['refresh_ms']:.0f}", f"{extra['snapshot_ms']:.0f}"],
+            ],
+        )
 
-        big = results[("partitioned", largest)]
-        verdict = "meets" if big["rows_per_s"] >= TARGET_ROWS_PER_S else "MISSES"
+        big = ingests[("partitioned", largest, "queued")]
+        verdict = "meets" if big["sustained_rows_per_s"] >= TARGET_ROWS_PER_S else "MISSES"
         print(
             f"\n  {verdict}: ingest >= {TARGET_ROWS_PER_S:,} rows/s with {COLLECTORS} collectors at {largest} servers,"
-            f" partitioned (measured {big['rows_per_s']:,.0f}; unpartitioned"
-            f" {results[('unpartitioned', largest)]['rows_per_s']:,.0f})"
+            f" partitioned, forecasts queued, counted until every forecast is fresh (measured"
+            f" {big['sustained_rows_per_s']:,.0f}; {big['rows_per_s']:,.0f} while pushing; inline"
+            f" {ingests[('partitioned', largest, 'inline')]['rows_per_s']:,.0f}; unpartitioned queued"
+            f" {ingests[('unpartitioned', largest, 'queued')]['sustained_rows_per_s']:,.0f})"
         )
         verdict = "meets" if big["p99_ms"] < 1000 else "MISSES"
-        print(f"  {verdict}: p99 push latency < 1,000 ms at {COLLECTORS} collectors (measured {big['p99_ms']:.0f} ms)")
+        print(
+            f"  {verdict}: p99 push latency < 1,000 ms at {COLLECTORS} collectors, partitioned, forecasts queued"
+            f" (measured {big['p99_ms']:.0f} ms; inline {ingests[('partitioned', largest, 'inline')]['p99_ms']:.0f} ms)"
+        )
         trains = [results[("partitioned", s)]["train_s"] for s in SIZES]
         spread = max(trains) / min(trains) - 1
         verdict = "meets" if spread <= 0.2 else "MISSES"
@@ -449,7 +596,8 @@ def main() -> None:
         verdict = "meets" if ratio >= 100 else "MISSES"
         print(
             f"  {verdict}: retention of one day by partition >= 100x faster than DELETE (measured"
-            f" {retire['partitioned']:.3f} s against {retire['unpartitioned']:.1f} s: {ratio:,.0f}x)"
+            f" {retire['partitioned']:.3f} s against {retire['unpartitioned']:.1f} s: {ratio:,.0f}x;"
+            " bench_retention measures it at a whole day's size)"
         )
         print(f"\nWhole benchmark: {(time.perf_counter() - bench_started) / 60:.1f} minutes.")
     finally:

@@ -6,7 +6,8 @@ CREATE TABLE pganalytics_ml.jobs (
     job_id           text PRIMARY KEY DEFAULT CAST(pg_catalog.gen_random_uuid() AS pg_catalog.text),
     job_seq          bigint NOT NULL UNIQUE DEFAULT pg_catalog.nextval('pganalytics_ml.jobs_job_seq'),
     kind             text NOT NULL
-                     CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['train', 'snapshot', 'validate', 'cleanup', 'sleep', 'patterns', 'plans'])),
+                     CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['train', 'snapshot', 'validate', 'cleanup', 'sleep', 'patterns', 'plans',
+                                                      'forecast'])),
     arguments        jsonb NOT NULL DEFAULT '{}',
     status           text NOT NULL DEFAULT 'pending'
                      CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'training', 'running', 'completed', 'failed'])),

@@ -167,7 +167,8 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) IS
-    'Queues a job of any kind (train, snapshot, validate, cleanup, sleep, patterns, plans) with optional limits and start time';
+    'Queues a job of any kind (train, snapshot, validate, cleanup, sleep, patterns, plans, forecast) with optional '
+    'limits and start time';
 REVOKE ALL ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) TO pgml_admin;
 
@@ -214,10 +215,11 @@ BEGIN
         SELECT pg_catalog.string_agg(pg_catalog.quote_literal(pg_catalog.left(k, 40)), ', ' ORDER BY k)
           INTO v_unknown
           FROM pg_catalog.unnest(run_jobs.kinds) k
-         WHERE k OPERATOR(pg_catalog.<>) ALL (ARRAY['train', 'snapshot', 'validate', 'cleanup', 'sleep']);
+         WHERE k OPERATOR(pg_catalog.<>) ALL (ARRAY['train', 'snapshot', 'validate', 'cleanup', 'sleep', 'patterns',
+                                                     'plans', 'forecast']);
         IF v_unknown IS NOT NULL THEN
             RAISE EXCEPTION 'pganalytics_ml: unknown job kinds: %', v_unknown USING ERRCODE = '22023',
-                HINT = 'Job kinds: train, snapshot, validate, cleanup, sleep.';
+                HINT = 'Job kinds: train, snapshot, validate, cleanup, sleep, patterns, plans, forecast.';
         END IF;
     END IF;
     CALL pganalytics_ml._run_jobs(run_jobs.max_jobs, run_jobs.max_seconds, run_jobs.kinds);

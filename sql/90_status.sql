@@ -21,7 +21,24 @@ DECLARE
     v_last_snapshot  timestamptz := (SELECT max(captured_at) FROM pganalytics_ml.snapshots WHERE server_id = 'local');
     -- The expected cadence of snapshots: what pgml_schedule() registered, else its default.
     v_cadence        integer := coalesce((SELECT snapshot_seconds FROM pganalytics_ml.schedule_config), 300);
+    -- Forecast jobs queued by pushes (issue 18, sql/42_forecast_queue.sql): at most one waits per server.
+    v_forecast_mode  text;
+    v_forecast_wait  record;
 BEGIN
+    BEGIN
+        v_forecast_mode := pganalytics_ml._push_forecast_mode();
+    EXCEPTION WHEN invalid_parameter_value THEN
+        v_forecast_mode := 'invalid setting';
+        v_problems := v_problems || ('pganalytics_ml.push_forecasts is not auto, inline or queued: pushes fail until '
+                                     'it is RESET')::text;
+    END;
+    SELECT count(*) AS servers, min(j.created_at) AS oldest INTO v_forecast_wait
+      FROM pganalytics_ml.jobs j WHERE j.kind = 'forecast' AND j.status = 'pending';
+    IF v_forecast_wait.oldest < now() - interval '10 minutes' THEN
+        v_problems := v_problems || format('the forecasts of %s server(s) have waited %s for their refresh: is the job '
+                                           'worker running? CALL pganalytics_ml.run_jobs()',
+                                           v_forecast_wait.servers, date_trunc('second', now() - v_forecast_wait.oldest));
+    END IF;
     IF NOT v_pgss_loaded THEN
         v_problems := v_problems || 'pg_stat_statements is not in shared_preload_libraries'::text;
     ELSIF NOT v_pgss_installed THEN
@@ -90,6 +107,12 @@ BEGIN
         'failed_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'failed'),
         'dead_lettered_jobs', v_dead,
         'cancelled_jobs', v_cancelled,
+        -- How pushes refresh forecasts: 'inline' (in the push) or 'queued' (a forecast job per server, drained
+        -- by the job worker; until it runs, pgml_predict answers from the previous refresh).
+        'forecast_refresh', jsonb_build_object(
+            'push_forecasts', v_forecast_mode,
+            'servers_waiting', v_forecast_wait.servers,
+            'oldest_waiting_since', v_forecast_wait.oldest),
         'active_model', (SELECT jsonb_build_object('model_id', m.model_id, 'server_id', m.server_id,
                                                    'model_type', m.model_type, 'version', m.version,
                                                    'created_at', m.created_at, 'activated_at', m.activated_at,

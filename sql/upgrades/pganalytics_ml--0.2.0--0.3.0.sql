@@ -2631,3 +2631,344 @@ COMMENT ON FUNCTION @extschema@.pgml_predict_sql(text, jsonb, text) IS
     'under a scenario';
 REVOKE ALL ON FUNCTION @extschema@.pgml_predict_sql(text, jsonb, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_sql(text, jsonb, text) TO pgml_reader;
+
+-- issue 18 (forecast refresh off the push's path): a push queues one coalesced 'forecast' job per server
+-- when the pg_cron drain runs (pganalytics_ml.push_forecasts), run_jobs accepts every kind, pgml_status
+-- reports the refreshes waiting.
+ALTER TABLE pganalytics_ml.jobs DROP CONSTRAINT jobs_kind_check;
+ALTER TABLE pganalytics_ml.jobs ADD CONSTRAINT jobs_kind_check
+    CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['train', 'snapshot', 'validate', 'cleanup', 'sleep', 'patterns', 'plans',
+                                                      'forecast']));
+
+CREATE FUNCTION pganalytics_ml._push_forecast_mode() RETURNS text
+LANGUAGE plpgsql
+STABLE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_setting text := pganalytics_ml._setting('push_forecasts', 'auto');
+    v_mode    text := lower(btrim(v_setting));
+    v_drain   boolean;
+BEGIN
+    IF v_mode IN ('inline', 'queued') THEN
+        RETURN v_mode;
+    ELSIF v_mode <> 'auto' THEN
+        RAISE EXCEPTION 'the setting pganalytics_ml.push_forecasts must be auto, inline or queued, got %',
+            quote_literal(left(v_setting, 40))
+            USING ERRCODE = '22023',
+                  HINT = 'RESET pganalytics_ml.push_forecasts (auto: queued when the pg_cron drain is scheduled).';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN 'inline';
+    END IF;
+    EXECUTE 'SELECT EXISTS (SELECT FROM cron.job WHERE jobname = ''pganalytics_ml:drain'' AND active'
+            ' AND database = current_database())'
+       INTO v_drain;
+    RETURN CASE WHEN v_drain THEN 'queued' ELSE 'inline' END;
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._push_forecast_mode() IS
+    'Whether a push refreshes its forecasts itself (inline) or queues a forecast job (queued), '
+    'as pganalytics_ml.push_forecasts and the pg_cron drain decide';
+REVOKE ALL ON FUNCTION pganalytics_ml._push_forecast_mode() FROM PUBLIC;
+
+CREATE OR REPLACE PROCEDURE pganalytics_ml.run_jobs(max_jobs integer DEFAULT 100, max_seconds integer DEFAULT 50,
+                                         kinds text[] DEFAULT NULL)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_unknown text;
+BEGIN
+    IF NOT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER),
+                    false) THEN
+        RAISE EXCEPTION 'pganalytics_ml: the job worker must run as a superuser' USING ERRCODE = '42501',
+            HINT = 'pg_cron runs it as the extension owner (pgml_schedule() is SECURITY DEFINER); by hand, CALL it '
+                   'as a superuser.';
+    END IF;
+    IF run_jobs.max_jobs IS NULL THEN
+        RAISE EXCEPTION 'pganalytics_ml: max_jobs must not be NULL' USING ERRCODE = '22004',
+            HINT = 'The default drains up to 100 jobs.';
+    END IF;
+    IF run_jobs.max_jobs OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'pganalytics_ml: max_jobs must be at least 1, got %', run_jobs.max_jobs USING ERRCODE = '22023',
+            HINT = 'The default drains up to 100 jobs.';
+    END IF;
+    IF run_jobs.max_seconds IS NULL THEN
+        RAISE EXCEPTION 'pganalytics_ml: max_seconds must not be NULL' USING ERRCODE = '22004',
+            HINT = 'No new job is claimed after max_seconds (default 50).';
+    END IF;
+    IF run_jobs.max_seconds OPERATOR(pg_catalog.<) 0 THEN
+        RAISE EXCEPTION 'pganalytics_ml: max_seconds must be 0 or more, got %', run_jobs.max_seconds
+            USING ERRCODE = '22023',
+                  HINT = 'No new job is claimed after max_seconds; a job already started runs to its end.';
+    END IF;
+    IF run_jobs.kinds IS NOT NULL THEN
+        IF pg_catalog.cardinality(run_jobs.kinds) OPERATOR(pg_catalog.=) 0
+           OR pg_catalog.array_position(run_jobs.kinds, NULL) IS NOT NULL THEN
+            RAISE EXCEPTION 'pganalytics_ml: kinds must name at least one job kind, and no NULL' USING ERRCODE = '22023',
+                HINT = 'Leave kinds out (NULL) to run every kind.';
+        END IF;
+        SELECT pg_catalog.string_agg(pg_catalog.quote_literal(pg_catalog.left(k, 40)), ', ' ORDER BY k)
+          INTO v_unknown
+          FROM pg_catalog.unnest(run_jobs.kinds) k
+         WHERE k OPERATOR(pg_catalog.<>) ALL (ARRAY['train', 'snapshot', 'validate', 'cleanup', 'sleep', 'patterns',
+                                                     'plans', 'forecast']);
+        IF v_unknown IS NOT NULL THEN
+            RAISE EXCEPTION 'pganalytics_ml: unknown job kinds: %', v_unknown USING ERRCODE = '22023',
+                HINT = 'Job kinds: train, snapshot, validate, cleanup, sleep, patterns, plans, forecast.';
+        END IF;
+    END IF;
+    CALL pganalytics_ml._run_jobs(run_jobs.max_jobs, run_jobs.max_seconds, run_jobs.kinds);
+END
+$$;
+COMMENT ON PROCEDURE pganalytics_ml.run_jobs(integer, integer, text[]) IS
+    'Drains the job queue: rescues lost jobs, then runs ready jobs until max_jobs or max_seconds. CALL it outside '
+    'a transaction block (pg_cron does)';
+REVOKE ALL ON PROCEDURE pganalytics_ml.run_jobs(integer, integer, text[]) FROM PUBLIC;
+
+COMMENT ON FUNCTION @extschema@.pgml_job_enqueue(text, jsonb, integer, interval, interval, timestamptz) IS
+    'Queues a job of any kind (train, snapshot, validate, cleanup, sleep, patterns, plans, forecast) with optional '
+    'limits and start time';
+
+CREATE OR REPLACE FUNCTION @extschema@.pgml_status() RETURNS jsonb
+LANGUAGE plpgsql
+STABLE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_pgss_loaded    boolean := current_setting('shared_preload_libraries') ~ '(^|[\s,"])pg_stat_statements($|[\s,"])';
+    v_pgss_installed boolean := EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements');
+    v_cron_loaded    boolean := current_setting('shared_preload_libraries') ~ '(^|[\s,"])pg_cron($|[\s,"])';
+    v_cron_installed boolean := EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron');
+    v_cron_database  text := current_setting('cron.database_name', true);
+    v_problems       text[] := '{}';
+    v_dead           bigint := (SELECT count(*) FROM pganalytics_ml.jobs WHERE dead_lettered);
+    v_cancelled      bigint := (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'failed' AND cancelled);
+    v_scheduled      jsonb := pganalytics_ml._scheduled_jobs();
+    v_scheduler      text;
+    v_missing        text[];
+    v_failing        text[];
+    v_last_snapshot  timestamptz := (SELECT max(captured_at) FROM pganalytics_ml.snapshots WHERE server_id = 'local');
+    -- The expected cadence of snapshots: what pgml_schedule() registered, else its default.
+    v_cadence        integer := coalesce((SELECT snapshot_seconds FROM pganalytics_ml.schedule_config), 300);
+    -- Forecast jobs queued by pushes (issue 18, sql/42_forecast_queue.sql): at most one waits per server.
+    v_forecast_mode  text;
+    v_forecast_wait  record;
+BEGIN
+    BEGIN
+        v_forecast_mode := pganalytics_ml._push_forecast_mode();
+    EXCEPTION WHEN invalid_parameter_value THEN
+        v_forecast_mode := 'invalid setting';
+        v_problems := v_problems || ('pganalytics_ml.push_forecasts is not auto, inline or queued: pushes fail until '
+                                     'it is RESET')::text;
+    END;
+    SELECT count(*) AS servers, min(j.created_at) AS oldest INTO v_forecast_wait
+      FROM pganalytics_ml.jobs j WHERE j.kind = 'forecast' AND j.status = 'pending';
+    IF v_forecast_wait.oldest < now() - interval '10 minutes' THEN
+        v_problems := v_problems || format('the forecasts of %s server(s) have waited %s for their refresh: is the job '
+                                           'worker running? CALL pganalytics_ml.run_jobs()',
+                                           v_forecast_wait.servers, date_trunc('second', now() - v_forecast_wait.oldest));
+    END IF;
+    IF NOT v_pgss_loaded THEN
+        v_problems := v_problems || 'pg_stat_statements is not in shared_preload_libraries'::text;
+    ELSIF NOT v_pgss_installed THEN
+        v_problems := v_problems || 'the pg_stat_statements extension is not created in this database'::text;
+    END IF;
+    -- The scheduler: what runs snapshots and drains the queue when nobody calls them.
+    IF NOT v_cron_loaded THEN
+        v_scheduler := 'none';
+        v_problems := v_problems || ('no scheduler: pg_cron is not in shared_preload_libraries, so snapshots and '
+                                     'jobs run only when called (pgml_snapshot(), CALL pganalytics_ml.run_jobs())')::text;
+    ELSIF NOT v_cron_installed AND v_cron_database = current_database() THEN
+        v_scheduler := 'not installed';
+        v_problems := v_problems || ('no scheduler: pg_cron is not created in this database (its cron.database_name): '
+                                     'CREATE EXTENSION pg_cron; then SELECT * FROM pgml_schedule()')::text;
+    ELSIF NOT v_cron_installed THEN
+        -- Scheduled from pg_cron's own database, if at all: not visible from here; the snapshot age tells.
+        v_scheduler := 'in another database';
+    ELSE
+        SELECT array_agg(n ORDER BY n) INTO v_missing
+          FROM unnest(ARRAY['pganalytics_ml:snapshot', 'pganalytics_ml:drain', 'pganalytics_ml:watchdog']) n
+         WHERE NOT EXISTS (SELECT FROM jsonb_array_elements(v_scheduled) j
+                            WHERE j->>'job_name' = n AND (j->>'active')::boolean);
+        SELECT array_agg(j->>'job_name' ORDER BY j->>'job_name') INTO v_failing
+          FROM jsonb_array_elements(v_scheduled) j WHERE j->>'last_run_status' = 'failed';
+        v_scheduler := CASE WHEN jsonb_array_length(v_scheduled) = 0 THEN 'unscheduled' ELSE 'scheduled' END;
+        IF jsonb_array_length(v_scheduled) = 0 THEN
+            v_problems := v_problems || 'unscheduled: no pg_cron job of pganalytics_ml; SELECT * FROM pgml_schedule()'::text;
+        ELSIF v_missing IS NOT NULL THEN
+            v_problems := v_problems || format('scheduled jobs missing or inactive: %s; SELECT * FROM pgml_schedule()',
+                                               array_to_string(v_missing, ', '));
+        END IF;
+        IF v_failing IS NOT NULL THEN
+            v_problems := v_problems || format('the last run of %s failed: see cron.job_run_details',
+                                               array_to_string(v_failing, ', '));
+        END IF;
+    END IF;
+    IF v_last_snapshot IS NULL THEN
+        v_problems := v_problems || 'no snapshot yet: SELECT * FROM pgml_snapshot() (twice, a while apart), or schedule it'::text;
+    ELSIF v_last_snapshot < now() - 3 * v_cadence * interval '1 second' THEN
+        v_problems := v_problems || format('the last snapshot is %s old, more than 3 times the expected %s seconds',
+                                           date_trunc('second', now() - v_last_snapshot), v_cadence);
+    END IF;
+    IF v_dead > 0 THEN
+        v_problems := v_problems || format('%s dead-lettered job(s): SELECT * FROM pgml_jobs(''dead_lettered'')', v_dead);
+    END IF;
+    RETURN jsonb_build_object(
+        'service', 'pganalytics_ml',
+        'status', CASE WHEN cardinality(v_problems) = 0 THEN 'healthy' ELSE 'degraded' END,
+        'problems', to_jsonb(v_problems),
+        'version', (SELECT extversion FROM pg_extension WHERE extname = 'pganalytics_ml'),
+        'database', current_database(),
+        'database_connected', true,
+        'checked_at', now(),
+        'pg_stat_statements', jsonb_build_object('loaded', v_pgss_loaded, 'installed', v_pgss_installed),
+        'scheduler', jsonb_build_object(
+            'pg_cron_loaded', v_cron_loaded,
+            'pg_cron_installed', v_cron_installed,
+            'cron_database', v_cron_database,
+            'state', v_scheduler,
+            'snapshot_seconds', v_cadence,
+            'scheduled_jobs', v_scheduled),
+        'pending_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'pending'),
+        'training_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'training'),
+        'running_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'running'),
+        -- failed_jobs = dead_lettered_jobs (out of attempts, or past the hard limit) + cancelled_jobs
+        'failed_jobs', (SELECT count(*) FROM pganalytics_ml.jobs WHERE status = 'failed'),
+        'dead_lettered_jobs', v_dead,
+        'cancelled_jobs', v_cancelled,
+        -- How pushes refresh forecasts: 'inline' (in the push) or 'queued' (a forecast job per server, drained
+        -- by the job worker; until it runs, pgml_predict answers from the previous refresh).
+        'forecast_refresh', jsonb_build_object(
+            'push_forecasts', v_forecast_mode,
+            'servers_waiting', v_forecast_wait.servers,
+            'oldest_waiting_since', v_forecast_wait.oldest),
+        'active_model', (SELECT jsonb_build_object('model_id', m.model_id, 'server_id', m.server_id,
+                                                   'model_type', m.model_type, 'version', m.version,
+                                                   'created_at', m.created_at, 'activated_at', m.activated_at,
+                                                   'q_error_p90', m.metrics->'q_error_p90')
+                           FROM pganalytics_ml.models m WHERE m.is_active AND m.server_id = 'local'),
+        'active_models', (SELECT count(*) FROM pganalytics_ml.models WHERE is_active),
+        'prediction_accuracy_24h', (
+            SELECT jsonb_build_object(
+                       'validated', count(*),
+                       'mean_accuracy', round(avg(p.accuracy_score)::numeric, 4),
+                       'q_error_p50', round((percentile_cont(0.5) WITHIN GROUP (ORDER BY
+                           greatest(p.predicted_ms / p.actual_ms, p.actual_ms / p.predicted_ms)))::numeric, 4),
+                       'q_error_p90', round((percentile_cont(0.9) WITHIN GROUP (ORDER BY
+                           greatest(p.predicted_ms / p.actual_ms, p.actual_ms / p.predicted_ms)))::numeric, 4),
+                       'interval_coverage', round(avg(CASE WHEN p.within_interval THEN 1.0 ELSE 0.0 END), 4))
+              FROM pganalytics_ml.predictions p
+             WHERE p.validated_at > now() - interval '1 day'
+               AND NOT EXISTS (SELECT FROM pganalytics_ml.statements s
+                                WHERE s.server_id = p.server_id AND s.queryid = p.queryid AND s.is_internal)),
+        'regressions', (SELECT count(*) FROM pganalytics_ml.regressions),
+        'statements_tracked', (SELECT count(*) FROM pganalytics_ml.statements),
+        'servers', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                              'server_id', s.server_id,
+                              'statements', (SELECT count(*) FROM pganalytics_ml.statements st
+                                              WHERE st.server_id = s.server_id),
+                              'snapshots', s.snapshots,
+                              'last_snapshot_at', s.last_snapshot_at) ORDER BY s.server_id), '[]')
+                      FROM (SELECT server_id, count(*) AS snapshots, max(captured_at) AS last_snapshot_at
+                              FROM pganalytics_ml.snapshots GROUP BY server_id) s),
+        'last_snapshot_at', v_last_snapshot);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_status() IS
+    'Health and state of pganalytics_ml in this database, as JSON';
+REVOKE ALL ON FUNCTION @extschema@.pgml_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_status() TO pgml_reader;
+
+-- issue 18: the regression check computes the server's shift once per capture, not once per statement.
+CREATE OR REPLACE FUNCTION pganalytics_ml._after_capture(p_server_id text, p_captured_at timestamptz)
+RETURNS TABLE (predictions_validated integer, forecasts_checked integer)
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_validated integer;
+    v_checked   integer;
+BEGIN
+    WITH observed AS (
+        SELECT p.prediction_id, o.mean_exec_time AS actual
+          FROM pganalytics_ml.predictions p
+          CROSS JOIN LATERAL (
+                SELECT q.mean_exec_time FROM pganalytics_ml.query_stats q
+                 WHERE q.server_id = p.server_id AND q.queryid = p.queryid AND q.interval_end > p.based_on
+                 ORDER BY q.interval_end LIMIT 1) o
+         WHERE p.validated_at IS NULL AND p.server_id = p_server_id
+    )
+    UPDATE pganalytics_ml.predictions AS pr
+       SET actual_ms = o.actual,
+           error_percent = abs(pr.predicted_ms - o.actual) / o.actual * 100,
+           accuracy_score = greatest(0, 1 - abs(pr.predicted_ms - o.actual) / o.actual),
+           within_interval = o.actual BETWEEN pr.lower_ms AND pr.upper_ms,
+           validated_at = p_captured_at,
+           validated_by = 'observed'
+      FROM observed o
+     WHERE pr.prediction_id = o.prediction_id AND o.actual > 0;
+    GET DIAGNOSTICS v_validated = ROW_COUNT;
+
+    -- The regression alarm. An interval counts against a statement when its mean lies above the alarm
+    -- bound: its forecast times exp(3 * the statement's own error scale once the server's load is
+    -- accounted for; forecaster_state.alarm_scale), at least 1.5 times the forecast (both set by
+    -- forecasting.online as forecasts.alarm_upper_ms), moved by what the server's change of load explains
+    -- for it (the server's shift is the median log ratio of observed to predicted over its statements,
+    -- when at least 5 ran, times the statement's learned sensitivity to load, at least 1 when the server
+    -- slowed down: a server-wide slowdown excuses every statement as much as the median one). While intervals stay
+    -- above, the bound of the first is kept (moved only by later shifts of load), so that the forecast
+    -- learning the new level cannot hide it. The regressions view shows a statement after two such
+    -- intervals in a row.
+    WITH checked AS (
+        SELECT f.queryid, q.interval_start, q.interval_end, q.mean_exec_time AS observed, f.predicted_ms,
+               coalesce(f.reference_upper_ms, f.alarm_upper_ms, f.upper_ms) AS reference_upper,
+               pg_catalog.ln(greatest(q.mean_exec_time, 1e-9) / greatest(f.predicted_ms, 1e-9)) AS residual,
+               coalesce(s.is_internal, false) AS is_internal,
+               -- the statement's learned sensitivity to the server's load (1 until it has learned one)
+               coalesce(least(greatest((st.load_sdl + 0.02) / (st.load_sll + 0.02), 0), 3), 1) AS sensitivity
+          FROM pganalytics_ml.query_stats q
+          JOIN pganalytics_ml.forecasts f ON f.server_id = q.server_id AND f.queryid = q.queryid
+          LEFT JOIN pganalytics_ml.statements s ON s.server_id = q.server_id AND s.queryid = q.queryid
+          LEFT JOIN pganalytics_ml.forecaster_state st ON st.server_id = q.server_id AND st.queryid = q.queryid
+         WHERE q.server_id = p_server_id AND q.interval_end = p_captured_at AND f.based_on < q.interval_end
+    ), shift AS (
+        SELECT CASE WHEN count(*) >= 5 THEN percentile_cont(0.5) WITHIN GROUP (ORDER BY c.residual) ELSE 0 END AS up
+          FROM checked c WHERE NOT c.is_internal
+    ), judged AS (
+        SELECT c.*, sh.up,
+               c.reference_upper * pg_catalog.exp(CASE WHEN sh.up > 0 THEN greatest(c.sensitivity, 1)
+                                                       ELSE c.sensitivity END * sh.up) AS bound
+          -- the shift as a scalar subquery, computed once (issue 18): joined as a row source, the
+          -- planner, expecting one checked row, ran its median again for every statement
+          FROM checked c CROSS JOIN (SELECT (SELECT s.up FROM shift s) AS up) sh
+    )
+    UPDATE pganalytics_ml.forecasts AS f
+       SET checked_interval_end = j.interval_end,
+           checked_observed_ms = j.observed,
+           checked_predicted_ms = j.predicted_ms,
+           checked_upper_ms = j.bound,
+           server_shift = j.up,
+           consecutive_above = CASE WHEN j.observed > j.bound THEN f.consecutive_above + 1 ELSE 0 END,
+           -- kept while above the bound before the shift: an interval the shift excused still moves the
+           -- reference, so that peers adapting faster cannot make a statement look regressed later
+           reference_upper_ms = CASE WHEN j.observed > j.reference_upper THEN j.bound END,
+           above_upper_since = CASE WHEN j.observed > j.bound THEN coalesce(f.above_upper_since, j.interval_start) END
+      FROM judged j
+     WHERE f.server_id = p_server_id AND f.queryid = j.queryid;
+    GET DIAGNOSTICS v_checked = ROW_COUNT;
+
+    -- A statement that has not run in the server's last three captures is no longer running above its bound.
+    UPDATE pganalytics_ml.forecasts AS f
+       SET above_upper_since = NULL, consecutive_above = 0
+     WHERE f.server_id = p_server_id AND f.above_upper_since IS NOT NULL
+       AND f.checked_interval_end < (SELECT s.captured_at FROM pganalytics_ml.snapshots s
+                                      WHERE s.server_id = p_server_id
+                                      ORDER BY s.captured_at DESC OFFSET 2 LIMIT 1);
+    RETURN QUERY SELECT v_validated, v_checked;
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._after_capture(text, timestamptz) IS
+    'Validates logged predictions and checks forecasts against the interval a capture just observed';
+REVOKE ALL ON FUNCTION pganalytics_ml._after_capture(text, timestamptz) FROM PUBLIC;

@@ -90,6 +90,7 @@ INSERT INTO expected_functions VALUES
     ('pganalytics_ml._cleanup_models(integer)',              NULL,           false),
     ('pganalytics_ml._train_async(integer,text,text)',       NULL,           false),
     ('pganalytics_ml._job_enqueue(text,jsonb,integer,interval,interval,timestamptz)', NULL, false),
+    ('pganalytics_ml._push_forecast_mode()', NULL, false),
     ('pganalytics_ml._pattern_series(text,integer,integer)', NULL,          false),
     ('pganalytics_ml._store_plan(text,bigint,text,text,jsonb,text,timestamptz)', NULL, false),
     -- Called by the plan_changes view, so as whoever reads it: reads query_stats, which readers may read.

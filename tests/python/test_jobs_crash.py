@@ -158,3 +158,31 @@ def test_a_real_pg_cron_tick_drains_a_queued_training_job(crash_cluster: Cluster
         removed = {r[0] for r in conn.execute("SELECT * FROM pgml_unschedule()").fetchall()}
         assert removed == names
         assert conn.execute("SELECT jobname FROM cron.job").fetchall() == [("someone-elses-job",)]
+
+
+def test_under_pg_cron_a_push_queues_its_forecasts_and_the_drain_refreshes_them(crash_cluster: Cluster):
+    # issue 18: with the drain scheduled, push_forecasts = auto queues the refresh instead of running it.
+    with crash_cluster.connect(DB) as conn:
+        conn.execute("SELECT * FROM pgml_schedule(snapshot_seconds => 60)")
+        assert conn.execute("SELECT pganalytics_ml._push_forecast_mode()").fetchone()[0] == "queued"
+        History(conn, "db-9").steady(statements(4), intervals=4)
+        last = conn.execute("SELECT max(captured_at) FROM pganalytics_ml.snapshots WHERE server_id = 'db-9'").fetchone()
+        waiting = conn.execute(
+            "SELECT job_id FROM pganalytics_ml.jobs WHERE kind = 'forecast' AND status = 'pending'"
+            " AND arguments->>'server_id' = 'db-9'"
+        ).fetchall()
+        assert len(waiting) == 1
+    done = wait_for(
+        lambda: (j := job(crash_cluster, waiting[0][0]))["status"] == "completed" and j,
+        100,
+        interval=1,
+        what="pg_cron's drain to run the forecast job",
+    )
+    assert done["result"]["forecasts_refreshed"] == 4
+    with crash_cluster.connect(DB) as conn:
+        fresh = conn.execute(
+            "SELECT count(*) FROM pganalytics_ml.forecasts WHERE server_id = 'db-9' AND based_on = %s", last
+        ).fetchone()[0]
+        assert fresh == 4
+        conn.execute("SELECT * FROM pgml_unschedule()")
+        assert conn.execute("SELECT pganalytics_ml._push_forecast_mode()").fetchone()[0] == "inline"

@@ -154,7 +154,9 @@ def after_push(plpy: Any, server_id: str, captured_at: str, items: str | None = 
     follows every capture."""
     parse_pending(plpy, server_id)
     plans.store_pushed(plpy, server_id, captured_at, plans.pushed_items(items, _epoch(captured_at)))
-    _after_capture(plpy, server_id, captured_at)
+    # Refreshed here, or by a forecast job the push queues (issue 18: sql/42_forecast_queue.sql).
+    queued = plpy.execute("SELECT pganalytics_ml._push_forecast_mode() AS mode")[0]["mode"] == "queued"
+    _after_capture(plpy, server_id, captured_at, queue=queued)
 
 
 def _epoch(timestamp: str | None) -> float:
@@ -162,10 +164,10 @@ def _epoch(timestamp: str | None) -> float:
     return datetime.fromisoformat(timestamp).timestamp() if timestamp else datetime.now(UTC).timestamp()
 
 
-def _after_capture(plpy: Any, server_id: str, captured_at: str) -> None:
+def _after_capture(plpy: Any, server_id: str, captured_at: str, queue: bool = False) -> None:
     from pganalytics_ml.forecasting import forecasts  # imported here: validating input and parsing need no numpy
 
-    forecasts.after_capture(plpy, server_id, captured_at)
+    forecasts.after_capture(plpy, server_id, captured_at, queue=queue)
 
 
 def parse_pending(plpy: Any, server_id: str) -> int:

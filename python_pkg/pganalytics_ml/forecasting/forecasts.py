@@ -163,10 +163,26 @@ def _refresh_chunk(plpy: Any, server_id: str, queryids: list[int]) -> int:
     return len(forecast.queryid)
 
 
-def after_capture(plpy: Any, server_id: str, captured_at: str) -> dict[str, int]:
-    """What every capture triggers: validation of what it observed, then fresh forecasts for what ran."""
+def after_capture(plpy: Any, server_id: str, captured_at: str, queue: bool = False) -> dict[str, Any]:
+    """What every capture triggers: validation of what it observed, then fresh forecasts for what ran.
+
+    With ``queue`` (a push, when pganalytics_ml._push_forecast_mode() says 'queued'), only statements
+    without a forecast yet get theirs here, so that pgml_predict answers for every statement with history
+    right after the push; the others keep their forecast until the server's forecast job, queued here
+    (``queue_refresh``), refreshes them.
+    """
     plan = plpy.prepare("SELECT * FROM pganalytics_ml._after_capture($1, $2)", ["text", "timestamptz"])
     checked = plpy.execute(plan, [server_id, captured_at])[0]
+    if queue:
+        ran = plpy.execute(plpy.prepare(_RAN, ["text", "timestamptz"]), [server_id, captured_at])[0]
+        if ran["known"]:
+            queue_refresh(plpy, server_id)
+        return {
+            "predictions_validated": checked["predictions_validated"],
+            "forecasts_checked": checked["forecasts_checked"],
+            "forecasts_refreshed": refresh(plpy, server_id, list(ran["new"]), observe=True) if ran["new"] else 0,
+            "forecast_queued": bool(ran["known"]),
+        }
     active = plpy.execute(
         plpy.prepare(
             "SELECT coalesce(array_agg(queryid), '{}') AS ids FROM pganalytics_ml.query_stats"
@@ -181,6 +197,52 @@ def after_capture(plpy: Any, server_id: str, captured_at: str) -> dict[str, int]
         "forecasts_checked": checked["forecasts_checked"],
         "forecasts_refreshed": refreshed,
     }
+
+
+# One waiting forecast job per server: a push finds the one already queued and adds nothing. Pushes of one
+# server hold its capture lock (sql/10_capture.sql) until they commit, so two cannot both queue one.
+_QUEUE_REFRESH = """
+    SELECT pganalytics_ml._enqueue('forecast', pg_catalog.jsonb_build_object('server_id', $1::text))
+     WHERE NOT EXISTS (SELECT FROM pganalytics_ml.jobs j
+                        WHERE j.kind = 'forecast' AND j.status = 'pending'
+                          AND j.arguments @> pg_catalog.jsonb_build_object('server_id', $1::text))
+"""
+# The statements that ran in a capture: those without a forecast yet, and how many have one.
+_RAN = """
+    SELECT coalesce(array_agg(q.queryid ORDER BY q.queryid) FILTER (WHERE f.queryid IS NULL), '{}') AS new,
+           count(f.queryid) AS known
+      FROM pganalytics_ml.query_stats q
+      LEFT JOIN pganalytics_ml.forecasts f ON f.server_id = q.server_id AND f.queryid = q.queryid
+     WHERE q.server_id = $1 AND q.interval_end = $2
+"""
+# The statements that ran since their forecast was computed (or never had one): what a forecast job refreshes.
+_STALE = """
+    SELECT coalesce(array_agg(st.queryid ORDER BY st.queryid), '{}') AS ids
+      FROM pganalytics_ml.statements st
+      LEFT JOIN pganalytics_ml.forecasts f ON f.server_id = st.server_id AND f.queryid = st.queryid
+     WHERE st.server_id = $1 AND st.last_active_at IS NOT NULL
+       AND (f.based_on IS NULL OR f.based_on < st.last_active_at)
+"""
+
+
+def queue_refresh(plpy: Any, server_id: str) -> None:
+    plpy.execute(plpy.prepare(_QUEUE_REFRESH, ["text"]), [server_id])
+
+
+def refresh_queued(plpy: Any, server_id: str) -> dict[str, Any]:
+    """The forecast job: refreshes, as a push would have, every statement of ``server_id`` that ran since
+    its forecast. It holds the server's capture lock, so that no push of the server lands between what it
+    reads and what it writes; pushes of other servers go on."""
+    plpy.execute(
+        plpy.prepare(
+            "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('pganalytics_ml.capture:' || $1, 0))",
+            ["text"],
+        ),
+        [server_id],
+    )
+    ids = plpy.execute(plpy.prepare(_STALE, ["text"]), [server_id])[0]["ids"]
+    refreshed = refresh(plpy, server_id, list(ids), observe=True) if ids else 0
+    return {"server_id": server_id, "forecasts_refreshed": refreshed}
 
 
 def validate_observed(plpy: Any) -> dict[str, int]:

@@ -24,7 +24,7 @@ from pganalytics_ml.errors import (
     sql_entry,
 )
 
-KINDS = ("train", "snapshot", "validate", "cleanup", "sleep", "patterns", "plans")
+KINDS = ("train", "snapshot", "validate", "cleanup", "sleep", "patterns", "plans", "forecast")
 CLEANUP_DEFAULTS = {
     "job_ttl": "7 days",
     "keep_models": 5,
@@ -273,6 +273,14 @@ def _plans(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, floa
     return plans.capture(plpy, only_new=bool(arguments.get("only_new", False)), commit=plpy.commit, progress=checkpoint)
 
 
+def _forecast(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, float], None]) -> dict[str, Any]:
+    """The forecasts of one server's statements that ran since their last refresh (queued by its pushes)."""
+    from pganalytics_ml.forecasting import forecasts
+
+    checkpoint("refreshing forecasts", 10)
+    return forecasts.refresh_queued(plpy, arguments["server_id"])
+
+
 def _sleep(plpy: Any, arguments: dict[str, Any], checkpoint: Callable[[str, float], None]) -> dict[str, Any]:
     """A diagnostic job: sleeps in SQL, checking in every step unless told not to (to test hard limits)."""
     seconds = float(arguments.get("seconds", 1))
@@ -299,6 +307,7 @@ RUNNERS: dict[str, Callable[[Any, dict[str, Any], Callable[[str, float], None]],
     "sleep": _sleep,
     "patterns": _patterns,
     "plans": _plans,
+    "forecast": _forecast,
 }
 
 
@@ -347,6 +356,19 @@ def check_job_arguments(kind: str | None, arguments: dict[str, Any]) -> dict[str
         raise invalid(f"a {kind} job takes no arguments", hint="Pass '{}' or leave arguments out.")
     if kind == "plans" and (set(arguments) - {"only_new"} or not isinstance(arguments.get("only_new", False), bool)):
         raise invalid("a plans job takes only only_new (true or false)", hint='For example {"only_new": true}.')
+    if kind == "forecast":
+        from pganalytics_ml.servers import SERVER_ID_PATTERN
+
+        server_id = arguments.get("server_id")
+        if (
+            set(arguments) != {"server_id"}
+            or not isinstance(server_id, str)
+            or not SERVER_ID_PATTERN.fullmatch(server_id)
+        ):
+            raise invalid(
+                "a forecast job takes one argument, server_id: a server's name",
+                hint='For example {"server_id": "db-prod-1"}; pushes queue these jobs themselves.',
+            )
     if kind == "sleep":
         unknown = set(arguments) - set(SLEEP_ARGUMENTS)
         if unknown:
