@@ -447,6 +447,21 @@ def _loads_at(plpy: Any, server_id: str, ends_us: np.ndarray) -> tuple[np.ndarra
     return ends[order], totals[order].reshape(-1, 4)
 
 
+def _server_totals(
+    plpy: Any, server_id: str, chosen: sampling.Plan, start_us: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The server's totals over the intervals that ended when the targets started: as each capture recorded
+    them, else (history captured before they were recorded) summed over the statements' intervals."""
+    needed = np.unique(start_us)
+    known, totals = chosen.totals_at(needed)
+    if known.all():
+        return needed, totals
+    ends, summed = _loads_at(plpy, server_id, needed[~known])
+    all_ends = np.concatenate([needed[known], ends])
+    order = np.argsort(all_ends, kind="stable")
+    return all_ends[order], np.concatenate([totals, summed])[order]
+
+
 def _load_features(start_us: np.ndarray, ends: np.ndarray, totals: np.ndarray) -> np.ndarray:
     """LOAD features of targets starting at ``start_us``: the server's interval that ended then, or the
     latest read before it (a target only the representation step added); zeros when there is none."""
@@ -534,7 +549,7 @@ def _assemble(plpy: Any, server_id: str, chunks: list[_Chunk], chosen: sampling.
     window, target, queryid, start_us, end_us = (a[order] for a in (window, target, queryid, start_us, end_us))
     longrun = _longrun(chunks, queryid, end_us) if len(queryid) else np.zeros(0)
     ends, totals = (
-        _loads_at(plpy, server_id, chosen.start_us) if len(queryid) else (np.zeros(0, np.int64), np.zeros((0, 4)))
+        _server_totals(plpy, server_id, chosen, start_us) if len(queryid) else (np.zeros(0, np.int64), np.zeros((0, 4)))
     )
     structures = _structures(plpy, server_id)
     unknown = [0.0] * len(STRUCTURE)

@@ -55,7 +55,10 @@ _CAPTURES_SQL = """
                AS end_us,
            string_agg(int8send((extract(epoch FROM interval_start) * 1000000)::bigint), ''::bytea ORDER BY captured_at)
                AS start_us,
-           string_agg(int4send(active_statements), ''::bytea ORDER BY captured_at) AS active
+           string_agg(int4send(active_statements), ''::bytea ORDER BY captured_at) AS active,
+           string_agg(float8send(coalesce(server_calls, 'NaN')), ''::bytea ORDER BY captured_at) AS calls,
+           string_agg(float8send(coalesce(server_blks_read, 'NaN')), ''::bytea ORDER BY captured_at) AS reads,
+           string_agg(float8send(coalesce(server_exec_time, 'NaN')), ''::bytea ORDER BY captured_at) AS busy
       FROM pganalytics_ml.snapshots
      WHERE server_id = $1 AND captured_at > $2 AND captured_at <= $3 AND interval_start IS NOT NULL
        AND active_statements > 0
@@ -103,6 +106,17 @@ class Plan:
     estimated_bytes: int
     settings: Settings
     runs: Runs | None = None  # when sampled: the training part, drawn per statement
+    # The server's totals over each capture's interval (calls, blocks read, busy ms, seconds), for the load
+    # features; NaN for a capture that did not record them (captured before 0.3.0).
+    window_totals: np.ndarray | None = None
+
+    def totals_at(self, ends_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which of ``ends_us`` (sorted) are captures of the window with recorded totals, and those totals."""
+        at = np.minimum(np.searchsorted(self.window_us, ends_us), max(len(self.window_us) - 1, 0))
+        if self.window_totals is None or not len(self.window_us):
+            return np.zeros(len(ends_us), dtype=bool), np.zeros((len(ends_us), 4))
+        known = (self.window_us[at] == ends_us) & np.isfinite(self.window_totals[at]).all(axis=1)
+        return known, self.window_totals[at[known]]
 
     @property
     def sampled(self) -> bool:
@@ -200,6 +214,11 @@ def plan(plpy: Any, server_id: str, window_start: str, window_end: str, chosen: 
     row = plpy.execute(query, [server_id, window_start, window_end])[0]
     end_us, start_us = _bytes_array(row["end_us"], ">i8"), _bytes_array(row["start_us"], ">i8")
     active = _bytes_array(row["active"], ">i4").astype(np.int64)
+    totals = (
+        np.column_stack([_bytes_array(row[c], ">f8") for c in ("calls", "reads", "busy")] + [(end_us - start_us) / 1e6])
+        if len(end_us)
+        else np.zeros((0, 4))
+    )
     available = int(active.sum())
     fit = fitting(chosen.memory_limit)
     limit = min(fit, chosen.max_samples or fit)
@@ -213,7 +232,9 @@ def plan(plpy: Any, server_id: str, window_start: str, window_end: str, chosen: 
         )
     per_statement = chosen.max_per_statement or len(end_us)
     if available <= limit and len(end_us) <= per_statement:
-        return Plan(end_us, end_us, start_us, active, None, available, limit, estimated_bytes(available), chosen)
+        return Plan(
+            end_us, end_us, start_us, active, None, available, limit, estimated_bytes(available), chosen, None, totals
+        )
     # A twentieth of the sample is left for the statements no chosen block has (history.training_set).
     budget = limit - limit // 20
     holdout_from = _holdout(active, budget, per_statement)
@@ -240,6 +261,7 @@ def plan(plpy: Any, server_id: str, window_start: str, window_end: str, chosen: 
         estimated_bytes(limit),
         chosen,
         runs,
+        totals,
     )
 
 
