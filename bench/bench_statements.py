@@ -10,6 +10,7 @@ Each figure is a median; each backend's peak memory is its VmHWM.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import time
@@ -49,6 +50,18 @@ def in_new_backend(cluster: Any, sql: str, warm: str | None = None) -> tuple[flo
         return time_ms(call), peak_mib(conn)
 
 
+def cpu_ms(conn: Any) -> float:
+    fields = conn.execute("SELECT pg_read_file('/proc/self/stat')").fetchone()[0].rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 10.0  # utime + stime, clock ticks of 10 ms
+
+
+def snapshot_ms(conn: Any) -> tuple[float, float]:
+    """Wall and backend CPU milliseconds of one pgml_snapshot() in ``conn``."""
+    cpu = cpu_ms(conn)
+    wall = time_ms(lambda: conn.execute("SELECT * FROM pgml_snapshot()").fetchall())
+    return wall, cpu_ms(conn) - cpu
+
+
 def run(tables: int, runs: int) -> list[list[Any]]:
     bench_snapshot.TABLES = tables
     cluster = bench_cluster(
@@ -72,7 +85,7 @@ def run(tables: int, runs: int) -> list[list[Any]]:
             baseline_ms = []
             for _ in range(max(runs, 5)):  # at least 5 intervals: enough history to train on
                 conn.execute(workload)
-                baseline_ms.append(time_ms(lambda: conn.execute("SELECT * FROM pgml_snapshot()").fetchall()))
+                baseline_ms.append(snapshot_ms(conn))
             active = conn.execute(
                 "SELECT active_statements FROM pganalytics_ml.snapshots ORDER BY captured_at DESC LIMIT 1"
             ).fetchone()[0]
@@ -83,7 +96,7 @@ def run(tables: int, runs: int) -> list[list[Any]]:
             model_ms = []
             for _ in range(runs):
                 conn.execute(workload)
-                model_ms.append(time_ms(lambda: conn.execute("SELECT * FROM pgml_snapshot()").fetchall()))
+                model_ms.append(snapshot_ms(conn))
             forecasts = conn.execute("SELECT count(*) FROM pganalytics_ml.forecasts WHERE source = 'model'").fetchone()[
                 0
             ]
@@ -96,30 +109,41 @@ def run(tables: int, runs: int) -> list[list[Any]]:
         cluster.destroy()
     med = statistics.median
     return [
-        ["pgml_snapshot(), no model (baseline forecasts)", tracked, active, med(baseline_ms), "-", len(baseline_ms)],
+        [
+            "pgml_snapshot(), no model (baseline forecasts)",
+            tracked,
+            active,
+            med(w for w, _ in baseline_ms),
+            med(c for _, c in baseline_ms),
+            "-",
+            " ".join(f"{w:.0f}" for w, _ in baseline_ms),
+        ],
         [
             f"pgml_snapshot(), model active ({forecasts:,} model forecasts)",
             tracked,
             active,
-            med(model_ms),
+            med(w for w, _ in model_ms),
+            med(c for _, c in model_ms),
             snapshot_peak[1],
-            runs,
+            " ".join(f"{w:.0f}" for w, _ in model_ms),
         ],
         [
             "forecast refresh of every statement (warm backend)",
             tracked,
             "-",
             med(r[0] for r in refresh),
+            "-",
             max(r[1] for r in refresh),
-            runs,
+            " ".join(f"{r[0]:.0f}" for r in refresh),
         ],
         [
             "pgml_predict_all('local') (new backend)",
             tracked,
             "-",
             med(r[0] for r in predict_all),
+            "-",
             max(r[1] for r in predict_all),
-            runs,
+            " ".join(f"{r[0]:.0f}" for r in predict_all),
         ],
     ]
 
@@ -133,16 +157,18 @@ def main() -> None:
     for tables in (int(t) for t in args.tables.split(",")):
         rows += run(tables, args.runs)
     print(
-        f"\nAt 5,000 and 20,000 tracked statements (median ms; {time.monotonic() - started:.0f} s in all; "
+        f"\nBy tracked statements (median ms; {time.monotonic() - started:.0f} s in all; "
         f"load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])})\n"
     )
-    print_table(["operation", "statements tracked", "intervals written", "median ms", "peak MiB (VmHWM)", "runs"], rows)
+    headers = ["operation", "statements tracked", "intervals written", "median ms", "backend CPU ms (median)"]
+    print_table([*headers, "peak MiB (VmHWM)", "every run, ms"], rows)
     snapshots = [r for r in rows if r[0].startswith("pgml_snapshot(), model")]
-    if len(snapshots) == 2:
-        (small, large) = snapshots
+    for small, large in itertools.pairwise(snapshots):
         ratio = (large[3] / small[3]) / (large[1] / small[1])
+        cpu_ratio = (large[4] / small[4]) / (large[1] / small[1])
         print(
-            f"\nSnapshot cost per statement at {large[1]:,} against {small[1]:,}: x{ratio:.2f} (<= 1: linear or better)"
+            f"\nSnapshot cost per statement at {large[1]:,} against {small[1]:,}: x{ratio:.2f} wall, x{cpu_ratio:.2f}"
+            " backend CPU (<= 1: linear or better)"
         )
         print(
             f"\n  {'meets' if ratio <= 1.1 else 'MISSES'}: snapshot cost grows no worse than linearly from "

@@ -130,11 +130,25 @@ def measure_bounded(cluster: Cluster, sql: str, params: Any, settings: str | Non
         return {"seconds": seconds, "cpu": cpu_seconds(conn) - cpu, "peak_mib": peak_mib(conn), "row": row}
 
 
+def measure_runs(cluster: Cluster, sql: str, params: Any, settings: str | None, runs: int) -> dict[str, Any]:
+    """``measure_bounded`` ``runs`` times: median wall and CPU, the highest peak, and every run."""
+    every = [measure_bounded(cluster, sql, params, settings) for _ in range(runs)]
+    return {
+        "seconds": statistics.median(r["seconds"] for r in every),
+        "cpu": statistics.median(r["cpu"] for r in every),
+        "peak_mib": max(r["peak_mib"] for r in every),
+        "row": every[-1]["row"],
+        "every": " ".join(f"{r['seconds']:.0f}/{r['cpu']:.1f}" for r in every),
+    }
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def bounded(cluster: Cluster, names: list[str], model_types: list[str], full: bool, auto: bool) -> list[list[Any]]:
+def bounded(
+    cluster: Cluster, names: list[str], model_types: list[str], full: bool, auto: bool, runs: int = 1
+) -> list[list[Any]]:
     """pgml_train on each history: default settings (bounded), and the whole history where it fits."""
     rows = []
     with cluster.connect(DB) as conn:
@@ -152,7 +166,7 @@ def bounded(cluster: Cluster, names: list[str], model_types: list[str], full: bo
             [("whole history", FULL_SETTINGS)] if full and name in FULL_FITS else []
         )
         for mode, settings in modes:
-            r = measure_bounded(cluster, LOAD_SQL.format(server=server), None, settings)
+            r = measure_runs(cluster, LOAD_SQL.format(server=server), None, settings, runs)
             rows.append(
                 [
                     name,
@@ -165,10 +179,11 @@ def bounded(cluster: Cluster, names: list[str], model_types: list[str], full: bo
                     "-",
                     "-",
                     load_average(),
+                    r["every"],
                 ]
             )
             for model_type in model_types + (["auto"] if auto and name == names[-1] and settings is None else []):
-                r = measure_bounded(cluster, TRAIN_SQL, (model_type, server), settings)
+                r = measure_runs(cluster, TRAIN_SQL, (model_type, server), settings, runs)
                 t = r["row"]
                 rows.append(
                     [
@@ -182,6 +197,7 @@ def bounded(cluster: Cluster, names: list[str], model_types: list[str], full: bo
                         t["q_error_p50"],
                         t["q_error_p90"],
                         load_average(),
+                        r["every"],
                     ]
                 )
                 print(f"  {name} {model_type} {mode}: {r['seconds']:.0f} s", file=sys.stderr, flush=True)
@@ -199,6 +215,7 @@ BOUNDED_HEADERS = [
     "holdout q p50",
     "holdout q p90",
     "load average (1/5/15 min)",
+    "every run (wall s / CPU s)",
 ]
 
 
@@ -214,6 +231,7 @@ def main() -> None:
     parser.add_argument("--no-full", action="store_true", help="skip training on the whole history")
     parser.add_argument("--no-auto", action="store_true", help="skip model type auto on the largest history")
     parser.add_argument("--skip-sizes", action="store_true", help="only the bounded-training part")
+    parser.add_argument("--bounded-runs", type=int, default=1, help="runs per figure of the bounded-training part")
     parser.add_argument("--plot", type=Path, default=PLOTS / "training.png")
     args = parser.parse_args()
     sizes = tuple(int(s) for s in args.sizes.split(","))
@@ -245,7 +263,12 @@ def main() -> None:
                 print(f"  {size:,} samples done after {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
         if args.histories:
             bounded_rows = bounded(
-                cluster, args.histories.split(","), list(MODEL_TYPES), not args.no_full, not args.no_auto
+                cluster,
+                args.histories.split(","),
+                list(MODEL_TYPES),
+                not args.no_full,
+                not args.no_auto,
+                args.bounded_runs,
             )
     finally:
         cluster.destroy()
@@ -254,7 +277,8 @@ def main() -> None:
         report_sizes(results, sizes, args, history_seconds, imports)
     if bounded_rows:
         print(
-            "\npgml_train on long histories (issue 13), each call in a new backend, one run each; "
+            f"\npgml_train on long histories (issue 13), each call in a new backend, median of {args.bounded_runs} "
+            "run(s); "
             "a history is 1,000 or 2,000 statements over 103 to 5,150 intervals of 5 minutes; "
             "'bounded (defaults)' is pgml_train as installed (training_max_samples 200,000, "
             "training_max_samples_per_statement 1,000, training_memory_limit 1GB); 'whole history' sets "

@@ -152,6 +152,16 @@ SELECT %(target)s, captured_at - %(shift)s::interval, interval_start - %(shift)s
 """
 
 
+_FILL_TOTALS = """
+UPDATE pganalytics_ml.snapshots s
+   SET server_calls = t.calls, server_exec_time = t.busy, server_blks_read = t.reads
+  FROM (SELECT interval_end, sum(calls)::float8 AS calls, sum(total_exec_time) AS busy,
+               sum(shared_blks_read)::float8 AS reads
+          FROM pganalytics_ml.query_stats WHERE server_id = %(target)s GROUP BY interval_end) t
+ WHERE s.server_id = %(target)s AND s.captured_at = t.interval_end
+"""
+
+
 def clone_history(conn: Any, source: str, target: str, copies: int, stretches: int, progress: Any = None) -> int:
     """``copies`` perturbed copies of ``source``'s statements over ``stretches`` back-to-back copies of its
     time span, as server ``target``: statements x copies, intervals x copies x stretches. Returns intervals."""
@@ -169,6 +179,8 @@ def clone_history(conn: Any, source: str, target: str, copies: int, stretches: i
             conn.execute(_COPY_STATS_AT, params | {"shift": span * k})
         if progress:
             progress(k + 1, stretches)
+    with conn.transaction():  # the server's totals per capture, as a capture records them
+        conn.execute(_FILL_TOTALS, params)
     conn.execute("ANALYZE pganalytics_ml.query_stats")
     conn.execute("ANALYZE pganalytics_ml.snapshots")
     return conn.execute("SELECT count(*) FROM pganalytics_ml.query_stats WHERE server_id = %s", (target,)).fetchone()[0]
@@ -178,6 +190,6 @@ def clone_server(conn: Any, source: str, target: str, copies: int) -> None:
     """``copies`` perturbed copies of ``source``'s history as server ``target`` (statements x copies)."""
     params = {"source": source, "target": target, "copies": copies, "stride": COPY_STRIDE}
     with conn.transaction():
-        for statement in (_COPY_STATEMENTS, _COPY_SNAPSHOTS, _COPY_STATS):
+        for statement in (_COPY_STATEMENTS, _COPY_SNAPSHOTS, _COPY_STATS, _FILL_TOTALS):
             conn.execute(statement, params)
     conn.execute("ANALYZE pganalytics_ml.query_stats")

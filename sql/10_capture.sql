@@ -43,6 +43,10 @@ CREATE TABLE pganalytics_ml.snapshots (
     new_statements    integer NOT NULL,
     active_statements integer NOT NULL,
     content_digest    bytea,                -- of the counters captured; a collector's retry carries the same
+    -- The server's totals over the interval, summed over its statements (training's load features):
+    server_calls      double precision,
+    server_exec_time  double precision,     -- ms
+    server_blks_read  double precision,     -- shared blocks read
     UNIQUE (server_id, captured_at)
 );
 ALTER SEQUENCE pganalytics_ml.snapshots_snapshot_id_seq OWNED BY pganalytics_ml.snapshots.snapshot_id;
@@ -156,6 +160,9 @@ DECLARE
     v_statements integer;
     v_new        integer;
     v_active     integer := 0;
+    v_calls      double precision;
+    v_time       double precision;
+    v_reads      double precision;
     v_digest     bytea := pg_catalog.sha256(pg_catalog.convert_to(ROW(p_rows, p_stats_reset)::text, 'UTF8'));
     v_seen       bytea;
 BEGIN
@@ -304,7 +311,7 @@ BEGIN
                    s.wal_records, s.wal_fpi, s.wal_bytes, s.plans, s.total_plan_time,
                    s.total_plan_time / nullif(s.plans, 0)
               FROM per_statement s
-            RETURNING queryid
+            RETURNING queryid, calls, total_exec_time, shared_blks_read
         ), touched AS (
             UPDATE pganalytics_ml.statements st
                SET last_active_at = p_captured_at
@@ -312,7 +319,10 @@ BEGIN
              WHERE st.server_id = p_server_id AND st.queryid = i.queryid
             RETURNING 1
         )
-        SELECT count(*) INTO v_active FROM touched;
+        SELECT (SELECT count(*) FROM touched), coalesce(sum(i.calls), 0), coalesce(sum(i.total_exec_time), 0),
+               coalesce(sum(i.shared_blks_read), 0)
+          INTO v_active, v_calls, v_time, v_reads
+          FROM inserted i;
     END IF;
 
     DELETE FROM pganalytics_ml.counter_baseline b WHERE b.server_id = p_server_id;
@@ -324,8 +334,9 @@ BEGIN
      WHERE (c).queryid IS NOT NULL;
 
     INSERT INTO pganalytics_ml.snapshots
-        (server_id, captured_at, interval_start, statements, new_statements, active_statements, content_digest)
-    VALUES (p_server_id, p_captured_at, v_prev, v_statements, v_new, v_active, v_digest);
+        (server_id, captured_at, interval_start, statements, new_statements, active_statements, content_digest,
+         server_calls, server_exec_time, server_blks_read)
+    VALUES (p_server_id, p_captured_at, v_prev, v_statements, v_new, v_active, v_digest, v_calls, v_time, v_reads);
 
     RETURN QUERY SELECT p_captured_at, v_statements, v_new, v_active,
                         EXTRACT(epoch FROM p_captured_at - v_prev)::double precision;

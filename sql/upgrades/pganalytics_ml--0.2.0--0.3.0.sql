@@ -291,6 +291,11 @@ COMMENT ON VIEW pganalytics_ml.regressions IS
 
 -- A collector's retry is recognized by the digest of what it sent.
 ALTER TABLE pganalytics_ml.snapshots ADD COLUMN content_digest bytea;
+-- issue 13 (bounded training): each capture keeps the server's totals over its interval, so that training
+-- reads the load features of any capture from here instead of summing every statement's interval
+-- (captures before the upgrade have none: training sums their intervals, as before).
+ALTER TABLE pganalytics_ml.snapshots ADD COLUMN server_calls double precision,
+    ADD COLUMN server_exec_time double precision, ADD COLUMN server_blks_read double precision;
 
 DROP FUNCTION pganalytics_ml._cleanup(interval, interval, interval);
 CREATE FUNCTION pganalytics_ml._cleanup(p_job_ttl interval, p_prediction_retention interval,
@@ -347,6 +352,9 @@ DECLARE
     v_statements integer;
     v_new        integer;
     v_active     integer := 0;
+    v_calls      double precision;
+    v_time       double precision;
+    v_reads      double precision;
     v_digest     bytea := pg_catalog.sha256(pg_catalog.convert_to(ROW(p_rows, p_stats_reset)::text, 'UTF8'));
     v_seen       bytea;
 BEGIN
@@ -495,7 +503,7 @@ BEGIN
                    s.wal_records, s.wal_fpi, s.wal_bytes, s.plans, s.total_plan_time,
                    s.total_plan_time / nullif(s.plans, 0)
               FROM per_statement s
-            RETURNING queryid
+            RETURNING queryid, calls, total_exec_time, shared_blks_read
         ), touched AS (
             UPDATE pganalytics_ml.statements st
                SET last_active_at = p_captured_at
@@ -503,7 +511,10 @@ BEGIN
              WHERE st.server_id = p_server_id AND st.queryid = i.queryid
             RETURNING 1
         )
-        SELECT count(*) INTO v_active FROM touched;
+        SELECT (SELECT count(*) FROM touched), coalesce(sum(i.calls), 0), coalesce(sum(i.total_exec_time), 0),
+               coalesce(sum(i.shared_blks_read), 0)
+          INTO v_active, v_calls, v_time, v_reads
+          FROM inserted i;
     END IF;
 
     DELETE FROM pganalytics_ml.counter_baseline b WHERE b.server_id = p_server_id;
@@ -515,8 +526,9 @@ BEGIN
      WHERE (c).queryid IS NOT NULL;
 
     INSERT INTO pganalytics_ml.snapshots
-        (server_id, captured_at, interval_start, statements, new_statements, active_statements, content_digest)
-    VALUES (p_server_id, p_captured_at, v_prev, v_statements, v_new, v_active, v_digest);
+        (server_id, captured_at, interval_start, statements, new_statements, active_statements, content_digest,
+         server_calls, server_exec_time, server_blks_read)
+    VALUES (p_server_id, p_captured_at, v_prev, v_statements, v_new, v_active, v_digest, v_calls, v_time, v_reads);
 
     RETURN QUERY SELECT p_captured_at, v_statements, v_new, v_active,
                         EXTRACT(epoch FROM p_captured_at - v_prev)::double precision;
@@ -2007,7 +2019,9 @@ BEGIN
           LEFT JOIN pganalytics_ml.statements s ON s.server_id = q.server_id AND s.queryid = q.queryid
           LEFT JOIN pganalytics_ml.forecaster_state st ON st.server_id = q.server_id AND st.queryid = q.queryid
          WHERE q.server_id = p_server_id AND q.interval_end = p_captured_at AND f.based_on < q.interval_end
-    ), shift AS (
+    ), shift AS MATERIALIZED (
+        -- Computed once: inlined, the planner may rescan it for every statement checked, a median
+        -- over all of them each time (quadratic in the statements that ran).
         SELECT CASE WHEN count(*) >= 5 THEN percentile_cont(0.5) WITHIN GROUP (ORDER BY c.residual) ELSE 0 END AS up
           FROM checked c WHERE NOT c.is_internal
     ), judged AS (

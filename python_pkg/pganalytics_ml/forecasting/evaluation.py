@@ -10,19 +10,56 @@ import numpy as np
 COVERAGE = 0.9
 CLOSE = math.log(1.25)  # `confidence` is the chance the next mean lands within 25% of the prediction
 SCORE_QUANTILES = 101
+NO_SCORES_Q = math.log(10)  # the 90% quantile of |e| / E|e| for Laplace errors (calibration.START_Q)
 
 
-def q_errors(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
-    """Percentiles of q = max(p/a, a/p): 1.0 is perfect, 2.0 means off by a factor of two."""
-    p = np.maximum(np.asarray(predicted, dtype=float), 1e-9)
-    a = np.maximum(np.asarray(actual, dtype=float), 1e-9)
-    q = np.maximum(p / a, a / p)
-    return {name: round(float(np.percentile(q, pct)), 4) for name, pct in (("p50", 50), ("p90", 90), ("p95", 95))}
+def q_errors(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float | None]:
+    """Percentiles of q = max(p/a, a/p): 1.0 is perfect, 2.0 means off by a factor of two.
+
+    Taken in log space over the rows where both are finite numbers; None when there is no such row (an
+    infinite q would make the percentiles NaN).
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        p = np.log(np.maximum(np.asarray(predicted, dtype=float), 1e-9))
+        a = np.log(np.maximum(np.asarray(actual, dtype=float), 1e-9))
+        log_q = np.abs(p - a)
+    log_q = log_q[np.isfinite(log_q)]
+    if not len(log_q):
+        return {"p50": None, "p90": None, "p95": None}
+    with np.errstate(over="ignore"):
+        values = np.exp(np.percentile(log_q, (50, 90, 95)))
+    return {name: round(float(v), 4) for name, v in zip(("p50", "p90", "p95"), values, strict=True)}
 
 
-def log_scale_fit(predicted_log: np.ndarray, actual_log: np.ndarray) -> dict[str, float]:
+def finite_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics with every number that is not finite (NaN, infinity) replaced by None, and the reason
+    kept under "unavailable" (path -> reason): JSON has no NaN, and a metric that cannot be computed is
+    reported as missing, never as a number."""
+    unavailable: dict[str, str] = {}
+
+    def clean(value: Any, path: str) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, float | np.floating) and not math.isfinite(float(value)):
+            unavailable[path] = f"not computable: {float(value)} (no finite value on the holdout)"
+            return None
+        return value
+
+    out = clean(metrics, "")
+    if unavailable:
+        out["unavailable"] = {**metrics.get("unavailable", {}), **unavailable}
+    return out
+
+
+def log_scale_fit(predicted_log: np.ndarray, actual_log: np.ndarray) -> dict[str, float | None]:
     """r_squared, rmse and mae of the natural log of the mean time (rmse 0.1 is a typical error of ~10%)."""
     err = predicted_log - actual_log
+    finite = np.isfinite(err)
+    if not finite.any():
+        return {"r_squared": None, "rmse": None, "mae": None}
+    err, actual_log = err[finite], actual_log[finite]
     total = float(np.sum((actual_log - actual_log.mean()) ** 2))
     return {
         "r_squared": round(float(1 - np.sum(err**2) / total), 4) if total > 0 else 0.0,
@@ -45,6 +82,10 @@ def calibrate(predicted_log: np.ndarray, actual_log: np.ndarray, scale: np.ndarr
     the holdout (split by time) and counting on the other, both ways.
     """
     scores = np.abs(actual_log - predicted_log) / scale
+    finite = np.isfinite(scores)
+    if not finite.any():  # nothing to calibrate on: the wide start of live calibration, coverage unknown
+        return {"q": NO_SCORES_Q, "scores": [NO_SCORES_Q] * SCORE_QUANTILES, "coverage": None}
+    scores, end = scores[finite], np.asarray(end)[finite]
     order = np.argsort(end, kind="stable")
     halves = np.array_split(order, 2)
     covered = 0

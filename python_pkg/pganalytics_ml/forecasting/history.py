@@ -210,6 +210,23 @@ _EXACT_SQL = f"""
               FROM unnest($2::bigint[], $4::bigint[]) WITH ORDINALITY AS t(queryid, end_us, k)) t
     {_WINDOW_ROWS}
 """
+_CHANNEL_NUMBERS = range(len(CHANNELS))
+# Runs of one statement's intervals (the training part of a sampled window): every interval of each run's
+# statement ending in (lo, hi], numbered by run (k). OFFSET 0 keeps the lateral read per run, by the key.
+_RUNS_SQL = f"""
+    SELECT string_agg(int4send(r.k::integer), ''::bytea) AS k,
+           string_agg(int8send(r.queryid), ''::bytea) AS queryid,
+           string_agg(int8send((extract(epoch FROM w.interval_end) * 1000000)::bigint), ''::bytea) AS end_us,
+           string_agg(int8send((extract(epoch FROM w.interval_start) * 1000000)::bigint), ''::bytea) AS start_us,
+           {", ".join(f"string_agg(float8send(coalesce(w.c{i}, 'NaN')), ''::bytea) AS c{i}" for i in _CHANNEL_NUMBERS)}
+      FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS r(queryid, lo_us, hi_us, k)
+     CROSS JOIN LATERAL (
+           SELECT q.interval_start, q.interval_end, {", ".join(f"{sql} AS c{i}" for i, sql in enumerate(CHANNEL_SQL))}
+             FROM pganalytics_ml.query_stats q
+            WHERE q.server_id = $1 AND q.queryid = r.queryid
+              AND q.interval_end > {_US.format("r.lo_us")} AND q.interval_end <= {_US.format("r.hi_us")}
+           OFFSET 0) w
+"""
 # Targets: the latest intervals before the holdout of the statements no chosen capture represents.
 _REPRESENT_SQL = f"""
     SELECT {_PACKED}
@@ -259,6 +276,7 @@ class _Chunk:
     seen_queryid: np.ndarray
     seen_end_us: np.ndarray
     seen_time: np.ndarray  # (m, 2)
+    priority: np.ndarray | None = None  # of the run each target was drawn in (sampled training part)
 
 
 def _read_chunk(row: dict[str, Any]) -> _Chunk:
@@ -337,6 +355,88 @@ def _read_range(
     return chunk, again
 
 
+def _read_runs(
+    plpy: Any, server_id: str, chosen: sampling.Plan, runs: np.ndarray, window_start_us: int
+) -> tuple[_Chunk, list[_Chunk]]:
+    """The targets of ``chosen.runs[runs]``, each with the WINDOW intervals of its statement before it.
+
+    A run is read with room for WINDOW predecessors of its first target; a target with fewer before it in
+    its run (its statement skipped captures) is read again, exactly, through the primary key.
+    """
+    r = chosen.runs
+    lo, hi = r.ranges_us(chosen.window_us, window_start_us)
+    query = plpy.prepare(_RUNS_SQL, ["text", "bigint[]", "bigint[]", "bigint[]"])
+    row = plpy.execute(query, [server_id, r.queryid[runs].tolist(), lo[runs].tolist(), hi[runs].tolist()])[0]
+    k = _packed(row, "k", ">i4") - 1
+    queryid, end_us, start_us = (_packed(row, c, ">i8") for c in ("queryid", "end_us", "start_us"))
+    channels = np.column_stack([_packed(row, f"c{i}", ">f8") for i in range(len(CHANNELS))])
+    del row
+    order = np.lexsort((end_us, k))
+    k, queryid, end_us, start_us, channels = k[order], queryid[order], end_us[order], start_us[order], channels[order]
+    run_start = np.searchsorted(k, np.arange(len(runs)))
+    position = np.arange(len(k)) - run_start[k]
+    own = np.flatnonzero(end_us >= chosen.window_us[r.first[runs]][k])  # the run's targets
+    back = own[:, None] - np.arange(WINDOW, 0, -1)  # oldest first
+    found = position[own, None] - np.arange(WINDOW, 0, -1)[None, :] >= 0
+    window = np.where(found[..., None], channels[np.maximum(back, 0)], np.nan)
+    complete = (position[own] >= WINDOW) | (lo[runs][k[own]] <= window_start_us)
+    good = np.flatnonzero(complete)
+    chunk = _Chunk(
+        queryid[own[good]],
+        start_us[own[good]],
+        end_us[own[good]],
+        channels[own[good]],
+        window[good],
+        queryid,
+        end_us,
+        channels[:, :2].copy(),
+    )
+    chunk.priority = r.priority[runs][k[own[good]]]
+    again = []
+    redo = own[~complete]
+    exact = plpy.prepare(_EXACT_SQL, ["text", "bigint[]", "bigint", "bigint[]"])
+    for i in range(0, len(redo), sampling.CHUNK_TARGETS):
+        part = redo[i : i + sampling.CHUNK_TARGETS]
+        read = _read_chunk(
+            plpy.execute(exact, [server_id, queryid[part].tolist(), window_start_us, end_us[part].tolist()])[0]
+        )
+        read.priority = r.priority[runs][k[part]]
+        again.append(read)
+    return chunk, again
+
+
+def _run_groups(runs: sampling.Runs) -> list[np.ndarray]:
+    """Indices of the runs, best first, in groups expected to hold at most CHUNK_TARGETS targets."""
+    size = (runs.last - runs.first + 1).astype(np.int64)
+    group = np.cumsum(size) // sampling.CHUNK_TARGETS
+    return [np.flatnonzero(group == g) for g in np.unique(group)]
+
+
+def _best(chunks: list[_Chunk], budget: int) -> list[_Chunk]:
+    """The targets of the runs' chunks, cut to the ``budget`` of highest priority (their windows kept)."""
+    priority = np.concatenate([c.priority for c in chunks]) if chunks else np.zeros(0)
+    if len(priority) <= budget:
+        return chunks
+    cutoff = np.sort(priority, kind="stable")[budget - 1]
+    out, kept = [], 0
+    for c in chunks:
+        keep = np.flatnonzero(c.priority <= cutoff)[: max(0, budget - kept)]
+        kept += len(keep)
+        out.append(
+            _Chunk(
+                c.queryid[keep],
+                c.start_us[keep],
+                c.end_us[keep],
+                c.target[keep],
+                c.window[keep],
+                c.seen_queryid,
+                c.seen_end_us,
+                c.seen_time,
+            )
+        )
+    return out
+
+
 def _loads_at(plpy: Any, server_id: str, ends_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The server's totals over the intervals ending at ``ends_us``: sorted ends and their (calls, reads, busy, s)."""
     query = plpy.prepare(_LOAD_AT_SQL, ["text", "bigint[]"])
@@ -345,6 +445,21 @@ def _loads_at(plpy: Any, server_id: str, ends_us: np.ndarray) -> tuple[np.ndarra
     totals = np.column_stack([_packed(row, c, ">f8") for c in ("calls", "reads", "busy", "seconds")])
     order = np.argsort(ends)
     return ends[order], totals[order].reshape(-1, 4)
+
+
+def _server_totals(
+    plpy: Any, server_id: str, chosen: sampling.Plan, start_us: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The server's totals over the intervals that ended when the targets started: as each capture recorded
+    them, else (history captured before they were recorded) summed over the statements' intervals."""
+    needed = np.unique(start_us)
+    known, totals = chosen.totals_at(needed)
+    if known.all():
+        return needed, totals
+    ends, summed = _loads_at(plpy, server_id, needed[~known])
+    all_ends = np.concatenate([needed[known], ends])
+    order = np.argsort(all_ends, kind="stable")
+    return all_ends[order], np.concatenate([totals, summed])[order]
 
 
 def _load_features(start_us: np.ndarray, ends: np.ndarray, totals: np.ndarray) -> np.ndarray:
@@ -400,9 +515,17 @@ def training_set(plpy: Any, server_id: str, window_start: str, window_end: str) 
         )[0]["us"]
     )
     chunks = []
-    for targets in chosen.chunks():
+    for targets in chosen.chunks():  # every capture, or the holdout's when sampled: read whole
         chunk, again = _read_range(plpy, server_id, chosen, targets, start_us)
         chunks += [chunk, *again]
+    if chosen.runs is not None:  # the training part, runs of one statement's intervals, best first
+        drawn = []
+        for runs in _run_groups(chosen.runs):
+            chunk, again = _read_runs(plpy, server_id, chosen, runs, start_us)
+            drawn += [chunk, *again]
+            if sum(len(c.queryid) for c in drawn) >= chosen.runs.budget:
+                break
+        chunks += _best(drawn, chosen.runs.budget)
     if chosen.sampled:
         represented = np.unique(np.concatenate([c.queryid for c in chunks])) if chunks else np.zeros(0, np.int64)
         room = max(0, chosen.limit - int(sum(len(c.queryid) for c in chunks)))
@@ -426,7 +549,7 @@ def _assemble(plpy: Any, server_id: str, chunks: list[_Chunk], chosen: sampling.
     window, target, queryid, start_us, end_us = (a[order] for a in (window, target, queryid, start_us, end_us))
     longrun = _longrun(chunks, queryid, end_us) if len(queryid) else np.zeros(0)
     ends, totals = (
-        _loads_at(plpy, server_id, chosen.start_us) if len(queryid) else (np.zeros(0, np.int64), np.zeros((0, 4)))
+        _server_totals(plpy, server_id, chosen, start_us) if len(queryid) else (np.zeros(0, np.int64), np.zeros((0, 4)))
     )
     structures = _structures(plpy, server_id)
     unknown = [0.0] * len(STRUCTURE)

@@ -35,6 +35,9 @@ HOLDOUT_FRACTION = 0.2
 # Each tree of a forest sees at most this many rows: 40 trees on 100k samples train in about 10 s of CPU
 # (bench/RESULTS.md, bench_training), the time of the default model bounded whatever the sample.
 MAX_FOREST_SAMPLES = 20_000
+MAX_RESIDUAL = 50.0  # log units: a factor of e^50 from the EWMA, beyond any real change of a mean time
+WEIGHT_FIT_ROWS = 40_000  # rows of the fit that chooses the residual weight (_residual_weight)
+WEIGHT_FIT_TREES = 10
 
 Progress = Callable[[str, float], None]
 
@@ -115,15 +118,23 @@ class ResidualModel:
     def __init__(self, estimator: Any, weight: float):
         self.estimator = estimator
         self.weight = weight
+        self.bounds: tuple[float, float] | None = None
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> ResidualModel:
         self.estimator.fit(x, y)
+        self.bounds = (float(np.min(y)), float(np.max(y))) if len(y) else None
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """The damped residual, never beyond the residuals it was trained on: a linear model extrapolating
+        from a feature that barely varied in training would otherwise forecast without bound (an overflow
+        to an infinite time, NaN q-errors)."""
         if self.weight == 0:
             return np.zeros(len(x))
-        return self.weight * self.estimator.predict(x)
+        learned = np.nan_to_num(self.estimator.predict(x), nan=0.0)
+        bounds = getattr(self, "bounds", None)  # a model pickled before the bound: clipped only to finite
+        low, high = bounds if bounds else (-MAX_RESIDUAL, MAX_RESIDUAL)
+        return self.weight * np.clip(learned, low, high)
 
 
 RESIDUAL_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -135,13 +146,27 @@ def latest(end: np.ndarray, fraction: float) -> np.ndarray:
     return end >= cutoff
 
 
-def _residual_weight(model_type: str, x: np.ndarray, residual: np.ndarray, end: np.ndarray) -> float:
-    """The weight of the learned residual that does best on the latest quarter of the training rows."""
+def _residual_weight(
+    model_type: str, x: np.ndarray, residual: np.ndarray, end: np.ndarray, fit_cap: int | None = WEIGHT_FIT_ROWS
+) -> float:
+    """The weight of the learned residual that does best on the latest quarter of the training rows.
+
+    The estimator that judges it is fitted on at most ``fit_cap`` of the earlier rows (a seeded draw), a
+    forest with WEIGHT_FIT_TREES trees: the weight is one of five levels, and the cheaper fit chose the
+    same one as the full fit while costing a fifth to a half of its time (bench/RESULTS.md,
+    bench_training). ``fit_cap`` None: every earlier row and the full estimator.
+    """
     check_rows = latest(end, 0.25)
     fit_rows = ~check_rows
     if fit_rows.sum() < MIN_HOLDOUT or check_rows.sum() < MIN_HOLDOUT:
         return 1.0
-    estimator = make_estimator(model_type, int(fit_rows.sum())).fit(x[fit_rows], residual[fit_rows])
+    rows = np.flatnonzero(fit_rows)
+    if fit_cap is not None and len(rows) > fit_cap:
+        rows = np.sort(np.random.default_rng(0).choice(rows, fit_cap, replace=False))
+    estimator = make_estimator(model_type, len(rows))
+    if fit_cap is not None and model_type == "random_forest":
+        estimator.set_params(n_estimators=WEIGHT_FIT_TREES)
+    estimator.fit(x[rows], residual[rows])
     learned = estimator.predict(x[check_rows])
     errors = [np.percentile(np.abs(residual[check_rows] - w * learned), 90) for w in RESIDUAL_WEIGHTS]
     return RESIDUAL_WEIGHTS[int(np.argmin(errors))]
@@ -233,7 +258,7 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
         q = evaluation.q_errors(np.exp(predicted_log), actual)
         results.append((q["p90"], model_type, estimator, predicted_log, q))
     report("evaluating", 82)
-    _, model_type, estimator, predicted_log, q = min(results, key=lambda r: r[0])
+    _, model_type, estimator, predicted_log, q = min(results, key=lambda r: math.inf if r[0] is None else r[0])
     calibration = evaluation.calibrate(
         predicted_log, data.target[test_rows], feats.scale[test_rows], data.target_end[test_rows]
     )
@@ -255,9 +280,11 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
         "forecasters": held["forecasters"],
         "forecaster_note": held["note"],
     }
+    metrics = evaluation.finite_metrics(metrics)  # no NaN is ever stored: a metric that cannot be computed is None
     active_id = models.active_model_id(plpy, server_id)
     active_p90 = _active_p90(plpy, active_id, feats.matrix[test_rows], feats.anchor[test_rows], actual)
-    activate = active_p90 is None or q["p90"] < active_p90
+    # A model whose holdout q-error cannot be computed is stored, never activated.
+    activate = q["p90"] is not None and (active_p90 is None or q["p90"] < active_p90)
     report("saving", 95)
 
     record = {
@@ -284,10 +311,9 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
         "model_type": model_type,
         "server_id": server_id,
         **{k: metrics[k] for k in ("r_squared", "rmse", "mae", "training_samples", "holdout_samples")},
-        **{f"q_error_{k}": v for k, v in q.items()},
-        "baseline_last_q_error_p90": baselines["last"]["p90"],
-        "baseline_longrun_q_error_p90": baselines["longrun"]["p90"],
-        "interval_coverage": calibration["coverage"],
+        **{f"q_error_{k}": metrics[f"q_error_{k}"] for k in q},
+        **{f"baseline_{b}_q_error_p90": metrics[f"baseline_{b}_q_error_p90"] for b in ("last", "longrun")},
+        "interval_coverage": metrics["interval_coverage"],
         "active_model_q_error_p90": active_p90,
         "activated": activate,
         "feature_importance": metrics["feature_importance"],
@@ -348,8 +374,8 @@ def train_sql(plpy: Any, lookback_days: Any, model_type: Any, server_id: Any) ->
     return [
         result
         | {
-            "feature_importance": json.dumps(result["feature_importance"]),
-            "forecasters": json.dumps(result["forecasters"]),
+            "feature_importance": json.dumps(result["feature_importance"], allow_nan=False),
+            "forecasters": json.dumps(result["forecasters"], allow_nan=False),
         }
     ]
 
