@@ -314,9 +314,7 @@ BEGIN
         SELECT c.*, sh.up,
                c.reference_upper * pg_catalog.exp(CASE WHEN sh.up > 0 THEN greatest(c.sensitivity, 1)
                                                        ELSE c.sensitivity END * sh.up) AS bound
-          -- the shift as a scalar subquery, computed once (issue 18): joined as a row source, the
-          -- planner, expecting one checked row, ran its median again for every statement
-          FROM checked c CROSS JOIN (SELECT (SELECT s.up FROM shift s) AS up) sh
+          FROM checked c CROSS JOIN shift sh
     )
     UPDATE pganalytics_ml.forecasts AS f
        SET checked_interval_end = j.interval_end,

@@ -2947,16 +2947,16 @@ BEGIN
           LEFT JOIN pganalytics_ml.statements s ON s.server_id = q.server_id AND s.queryid = q.queryid
           LEFT JOIN pganalytics_ml.forecaster_state st ON st.server_id = q.server_id AND st.queryid = q.queryid
          WHERE q.server_id = p_server_id AND q.interval_end = p_captured_at AND f.based_on < q.interval_end
-    ), shift AS (
+    ), shift AS MATERIALIZED (
+        -- Computed once: inlined, the planner may rescan it for every statement checked, a median
+        -- over all of them each time (quadratic in the statements that ran).
         SELECT CASE WHEN count(*) >= 5 THEN percentile_cont(0.5) WITHIN GROUP (ORDER BY c.residual) ELSE 0 END AS up
           FROM checked c WHERE NOT c.is_internal
     ), judged AS (
         SELECT c.*, sh.up,
                c.reference_upper * pg_catalog.exp(CASE WHEN sh.up > 0 THEN greatest(c.sensitivity, 1)
                                                        ELSE c.sensitivity END * sh.up) AS bound
-          -- the shift as a scalar subquery, computed once (issue 18): joined as a row source, the
-          -- planner, expecting one checked row, ran its median again for every statement
-          FROM checked c CROSS JOIN (SELECT (SELECT s.up FROM shift s) AS up) sh
+          FROM checked c CROSS JOIN shift sh
     )
     UPDATE pganalytics_ml.forecasts AS f
        SET checked_interval_end = j.interval_end,
