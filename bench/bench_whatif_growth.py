@@ -130,12 +130,16 @@ def one_seed(seed: int) -> list[dict]:
                     print(f"seed {seed} {shape}: no plan ({capture}), left out", file=sys.stderr)
                     del queryid[shape]
                     continue
-                row = app.execute(
-                    "SELECT p.predicted_execution_time_ms, p.source, c.predicted_execution_time_ms"
-                    "  FROM pgml_predict(%s, 'local', '{\"growth\": {\"orders\": 2}}') p,"
-                    "       pgml_predict(%s) c",
-                    (q, q),
-                ).fetchone()
+                try:
+                    row = app.execute(
+                        "SELECT p.predicted_execution_time_ms, p.source, c.predicted_execution_time_ms"
+                        "  FROM public.pgml_predict(%s::bigint, 'local', %s::jsonb) p,"
+                        "       public.pgml_predict(%s::bigint) c",
+                        (q, json.dumps({"growth": {"orders": 2}}), q),
+                    ).fetchone()
+                except Exception as exc:
+                    print(f"seed {seed} {shape} ({q}): {exc}", file=sys.stderr)
+                    continue
                 before[shape] = {"grown": row[0], "source": row[1], "current": row[2]}
             fill_orders(app, orders + 1, orders, customers, rng)
             app.execute("ANALYZE orders")
@@ -143,6 +147,8 @@ def one_seed(seed: int) -> list[dict]:
             run_rounds(pg, app, ROUNDS_AFTER, rng, customers, orders * 2)
             rows = []
             for shape, q in queryid.items():
+                if shape not in before:
+                    continue
                 actual = (
                     pg.connect()
                     .execute(
@@ -152,6 +158,9 @@ def one_seed(seed: int) -> list[dict]:
                     )
                     .fetchone()[0]
                 )
+                if actual is None:
+                    print(f"seed {seed} {shape}: no interval after the growth, left out", file=sys.stderr)
+                    continue
                 b = before[shape]
                 rows.append(
                     {
