@@ -186,7 +186,7 @@ def _texts(plpy: Any, queryids: list[int]) -> dict[int, tuple[str, str]]:
               JOIN pg_catalog.pg_roles r ON r.oid = s.userid
              WHERE s.queryid = ANY ($1::bigint[]) AND s.query IS NOT NULL
                AND s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
-             ORDER BY s.queryid, s.calls DESC
+             ORDER BY s.queryid, s.toplevel DESC, s.calls DESC
             """,
             ["bigint[]"],
         ),
