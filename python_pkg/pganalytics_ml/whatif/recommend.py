@@ -8,7 +8,8 @@ hypothetically, a greedy choice in milliseconds, and a record to check against r
    never executed), and its candidate indexes read from its parse tree (whatif.candidates).
 3. Each candidate is created hypothetically (hypopg) and the statements it may serve planned again: those
    with a candidate on the same table with the same leading column. Where the new plan uses it, its time
-   is estimated by whatif.estimate.scaled from the statement's forecast and the two plans.
+   is estimated by whatif.estimate.scaled from the statement's forecast and the two plans. Candidates whose
+   statements read disjoint sets of tables are tried in one batch (one planning function per batch).
 4. Greedy choice: each round takes the candidate that saves the most milliseconds per second beyond what
    the indexes already taken save (each statement counted at its best index so far, and only when its
    predicted speed-up is at least ``min_speedup``), so that overlapping indexes ((a) and (a, b)) are
@@ -239,10 +240,14 @@ def recommend(plpy: Any, top: int, min_speedup: float, max_indexes: int) -> list
     pool = _pools(statements)
     trials: dict[Candidate, dict[int, Trial]] = {}
     sizes: dict[Candidate, int] = {}
-    for cand, served in pool.items():
-        tried = _try(plpy, [cand], served, paths, baseline)
-        if tried is not None:
-            sizes[cand], trials[cand] = tried[0][0], tried[1]
+    for cands, served in _batches(pool):
+        made, tried = _try(plpy, cands, served, paths, baseline)
+        sizes |= made
+        for cand in made:
+            mine = {s.queryid for s in pool[cand]}
+            trials[cand] = {
+                q: t for q, t in tried.items() if q in mine and t.description["uses"] == [cand.create_sql()]
+            }
     chosen = _greedy(statements, trials, sizes, min_speedup, max_indexes)
     return _joint(plpy, statements, chosen, trials, sizes, paths, baseline, min_speedup)
 
@@ -262,37 +267,52 @@ def _pools(statements: list[Statement]) -> dict[Candidate, list[Statement]]:
     return pool
 
 
+def _batches(pool: dict[Candidate, list[Statement]]) -> list[tuple[list[Candidate], list[Statement]]]:
+    """Candidates tried together: within a batch, no statement reads the table of another batch member's
+    candidate (their served statements read disjoint sets of tables), so each plan sees only one of them."""
+    batches: list[tuple[list[Candidate], list[Statement], set[str]]] = []
+    for cand, served in pool.items():
+        tables = {t for s in served for t in s.current.get("relations", [])}
+        for cands, statements, taken in batches:
+            if not tables & taken:
+                cands.append(cand)
+                statements += [s for s in served if s not in statements]
+                taken |= tables
+                break
+        else:
+            batches.append(([cand], list(served), tables))
+    return [(cands, statements) for cands, statements, _ in batches]
+
+
 def _try(
     plpy: Any,
     cands: list[Candidate],
     served: list[Statement],
     paths: dict[str, str],
     baseline: dict[str, Any],
-) -> tuple[list[int], dict[int, Trial]] | None:
-    """``cands`` created hypothetically together, ``served`` planned under them: the sizes, and per statement
-    whose plan uses one of them, its estimate (description["indexes"] names hypopg's indexes as
-    '<relid>btree_...'; the Trial's description carries them). None when hypopg refuses one."""
-    made: list[int] = []
-    sizes: list[int] = []
+) -> tuple[dict[Candidate, int], dict[int, Trial]]:
+    """``cands`` created hypothetically together, ``served`` planned under them: each candidate's size, and
+    per statement whose plan uses some of them, its estimate (the Trial's description lists them in
+    "uses"). A candidate hypopg refuses (a column type without a btree operator class) is left out."""
+    made: dict[Candidate, int] = {}
+    sizes: dict[Candidate, int] = {}
     try:
         for cand in cands:
             try:
                 with plpy.subtransaction():
-                    relid, size = hypothetical.create(plpy, cand.create_sql())
-            except (PgmlError, plpy.SPIError):  # e.g. a column type without a btree operator class
-                return None
-            made.append(relid)
-            sizes.append(size)
-        names = hypothetical.names(plpy, made)
-        results = _plan_groups(plpy, served, paths, baseline)
+                    made[cand], sizes[cand] = hypothetical.create(plpy, cand.create_sql())
+            except (PgmlError, plpy.SPIError):
+                continue
+        names = hypothetical.names(plpy, list(made.values()))
+        results = _plan_groups(plpy, served, paths, baseline) if made else {}
     finally:
-        hypothetical.drop(plpy, made)
+        hypothetical.drop(plpy, list(made.values()))
     trials = {}
     for s in served:
         planned = results.get(s.queryid)
         if planned is None:
             continue
-        used = [cands[i] for i, relid in enumerate(made) if _uses(planned.description, names.get(relid, ""))]
+        used = [c for c, relid in made.items() if _uses(planned.description, names.get(relid, ""))]
         if used:
             described = dict(planned.description, uses=[c.create_sql() for c in used])
             trials[s.queryid] = Trial(_estimate(plpy, s, planned.description), described)
@@ -343,10 +363,9 @@ def _joint(
     """The chosen indexes together: which statements each still serves, and their predicted times."""
     ids = {queryid for cand in chosen for queryid in trials[cand]}
     served = [s for s in statements if s.queryid in ids]
-    tried = _try(plpy, chosen, served, paths, baseline) if chosen else None
-    if tried is None:
+    if not chosen:
         return []
-    joint = tried[1]
+    joint = _try(plpy, chosen, served, paths, baseline)[1]
     out = []
     for cand in chosen:
         helped = []
