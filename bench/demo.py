@@ -477,7 +477,8 @@ def index_recommendation(cluster: Cluster, conn: Any) -> None:
         app.execute("CREATE TABLE orders (id int PRIMARY KEY, customer_id int, total numeric)")
         app.execute("INSERT INTO orders SELECT g, g % 5000, g % 1000 FROM generate_series(1, 300000) g")
         app.execute("VACUUM ANALYZE orders")
-        print(f"    {SHOP_ROLE}.orders: 300,000 rows, no index on customer_id; '{SHOP_QUERY}' run by {SHOP_ROLE}")
+        shown = SHOP_QUERY.replace("%s", "$1")
+        print(f"    {SHOP_ROLE}.orders: 300,000 rows, no index on customer_id; '{shown}' run by {SHOP_ROLE}")
         conn.execute("SELECT * FROM pgml_snapshot()").fetchall()
         for r in range(3):
             shop_round(app, 40, r)
