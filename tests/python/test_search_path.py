@@ -165,6 +165,8 @@ DEFINER_CALLS: list[tuple[str, str]] = [
     # hostile search_path without them.
     ("pgml_capture_plans", "SELECT * FROM pgml_capture_plans()"),
     ("pgml_detect_patterns", "SELECT * FROM pgml_detect_patterns(1, 'db-1')"),
+    # Without hypopg in the twins: the same 55000 in both (test_recommend.py calls it with hypopg).
+    ("pgml_recommend_indexes", "SELECT * FROM pgml_recommend_indexes()"),
     ("pgml_detect_patterns_json", "SELECT pgml_detect_patterns_json(1, 'db-1')"),
     ("pgml_schedule", "SELECT * FROM pgml_schedule()"),
     ("pgml_unschedule", "SELECT * FROM pgml_unschedule()"),
