@@ -316,7 +316,7 @@ def latency(cluster: Cluster, tables: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--latency-tables", type=int, default=200)
     args = parser.parse_args()
     cluster = bench_cluster("whatif-indexes", **{"pg_stat_statements.track": "all"})
