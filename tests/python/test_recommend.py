@@ -219,3 +219,29 @@ def test_a_statement_is_planned_as_its_own_role_never_as_the_owner(db: Database,
     conn.execute(f"REVOKE ALL ON ledger FROM {role}")
     db.one("SELECT count(*) FROM pgml_snapshot()")
     assert all("ledger" not in r["table_name"] for r in recommend(db))  # planning it as the role fails
+
+
+def test_the_callers_search_path_changes_nothing(db: Database, shop):
+    _role, conn = shop
+    captured(db, conn)
+    # Fakes of what it calls and reads, first in the caller's search_path: none may be used.
+    db.conn.execute("CREATE SCHEMA hostile")
+    db.conn.execute("CREATE SEQUENCE hostile.hits")
+    fakes = {
+        "hypopg_create_index(text) RETURNS TABLE (indexrelid oid, indexname text)": "nextval('hostile.hits')::oid, ''",
+        "hypopg_drop_index(oid) RETURNS boolean": "nextval('hostile.hits') > 0",
+        "hypopg_relation_size(oid) RETURNS bigint": "nextval('hostile.hits')",
+    }
+    for fake, body in fakes.items():
+        db.conn.execute(f"CREATE FUNCTION hostile.{fake} LANGUAGE sql AS $$ SELECT {body} $$")
+    db.conn.execute("CREATE TABLE hostile.recommendations (x int)")
+    db.conn.execute("CREATE VIEW hostile.pg_stat_statements AS SELECT nextval('hostile.hits') AS queryid")
+    plain = recommend(db)
+    db.conn.execute("SET search_path = hostile, public, pg_catalog")
+    hostile = recommend(db)
+    db.conn.execute("RESET search_path")
+    assert [(r["index_sql"], r["query_hashes"], r["speedups"]) for r in hostile] == [
+        (r["index_sql"], r["query_hashes"], r["speedups"]) for r in plain
+    ]
+    assert plain and db.one("SELECT count(*) FROM hostile.recommendations") == 0
+    assert db.one("SELECT last_value FROM hostile.hits") == 1 and not db.one("SELECT is_called FROM hostile.hits")

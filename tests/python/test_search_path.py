@@ -165,14 +165,15 @@ DEFINER_CALLS: list[tuple[str, str]] = [
     # hostile search_path without them.
     ("pgml_capture_plans", "SELECT * FROM pgml_capture_plans()"),
     ("pgml_detect_patterns", "SELECT * FROM pgml_detect_patterns(1, 'db-1')"),
-    # Without hypopg in the twins: the same 55000 in both (test_recommend.py calls it with hypopg).
+    # Plans as pgml_capture_plans does, so refuses a session with temporary objects too: test_recommend.py
+    # calls it under a hostile search_path without them.
     ("pgml_recommend_indexes", "SELECT * FROM pgml_recommend_indexes()"),
     ("pgml_detect_patterns_json", "SELECT pgml_detect_patterns_json(1, 'db-1')"),
     ("pgml_schedule", "SELECT * FROM pgml_schedule()"),
     ("pgml_unschedule", "SELECT * FROM pgml_unschedule()"),
 ]
 NEEDS_PG_CRON = {"pgml_schedule", "pgml_unschedule"}
-REFUSES_TEMP_OBJECTS = {"pgml_capture_plans"}
+REFUSES_TEMP_OBJECTS = {"pgml_capture_plans", "pgml_recommend_indexes"}
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 VARYING_KEYS = {"database"}  # pgml_status names the database it runs in: the twins differ by name
