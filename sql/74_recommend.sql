@@ -108,12 +108,14 @@ SELECT r.recommendation_id,
        st.query,
        rs.current_ms AS predicted_ms_before,
        rs.predicted_ms AS predicted_ms_after,
-       rs.current_ms OPERATOR(pg_catalog./) NULLIF(rs.predicted_ms, 0) AS predicted_speedup,
+       CASE WHEN rs.predicted_ms OPERATOR(pg_catalog.>) 0
+            THEN rs.current_ms OPERATOR(pg_catalog./) rs.predicted_ms END AS predicted_speedup,
        b.mean_ms AS actual_ms_before,
        b.calls AS calls_before,
        a.mean_ms AS actual_ms_after,
        a.calls AS calls_after,
-       b.mean_ms OPERATOR(pg_catalog./) NULLIF(a.mean_ms, 0) AS actual_speedup
+       CASE WHEN a.mean_ms OPERATOR(pg_catalog.>) 0
+            THEN b.mean_ms OPERATOR(pg_catalog./) a.mean_ms END AS actual_speedup
   FROM pganalytics_ml.recommendations r
   JOIN pganalytics_ml.recommendation_statements rs
     ON rs.recommendation_id OPERATOR(pg_catalog.=) r.recommendation_id
