@@ -1,11 +1,13 @@
 """Index recommendations (issue 15): recommend on a schema missing useful indexes, create them, measure.
 
 Per seed: a shop schema (orders, items, customers; sizes and value spreads drawn from the seed) with
-primary keys only, and a workload of eight statement shapes run by a login role that owns the tables:
+primary keys only, and a workload of thirteen statement shapes run by a login role that owns the tables:
 four that an index serves (orders by customer, items by order, a date range with ORDER BY ... LIMIT,
-a join), two that no index serves (a GROUP BY over the whole table, a filter matching a seventh of the
-rows), two on customers. Rounds of the workload (parameters drawn from the seed), each followed by
-pgml_snapshot(); then pgml_train(), then pgml_recommend_indexes() (timed). The recommended indexes are
+a join), a GROUP BY over the whole table that no index serves, a filter matching a seventh of the rows,
+two on customers, and five the primary keys already serve. Rounds of the workload (parameters drawn
+from the seed), each followed by pgml_snapshot(); then pgml_capture_plans() and pgml_train() (a plan
+model, where the extension trains one, learns across the statements' plans), then
+pgml_recommend_indexes() (timed). The recommended indexes are
 then created for real (CREATE INDEX CONCURRENTLY, as the role), the next snapshot notices them, more
 rounds run, and pganalytics_ml.recommendation_outcomes gives predicted against measured speed-up (means
 from pg_stat_statements, the intervals before against those after).
@@ -51,6 +53,12 @@ SHAPES = {
     "orders by status": "SELECT count(*) FROM orders WHERE status = %s",
     "customers of a region": "SELECT count(*) FROM customers WHERE region = %s",
     "customer by id": "SELECT name FROM customers WHERE id = %s",
+    # already indexed (primary keys): more statements with plans for the plan model to learn across
+    "order by id": "SELECT * FROM orders WHERE id = %s",
+    "item by id": "SELECT * FROM items WHERE id = %s",
+    "orders by id range": "SELECT count(*) FROM orders WHERE id BETWEEN %s AND %s",
+    "items below an id": "SELECT sum(qty) FROM items WHERE id < %s",
+    "all customers": "SELECT count(*) FROM customers",
 }
 CALLS_PER_ROUND = 12
 ROUNDS_BEFORE = 8  # enough intervals for pgml_train (60 samples)
@@ -72,6 +80,13 @@ def params(shape: str, rng: random.Random, n: dict[str, int]) -> tuple[Any, ...]
         return (rng.randrange(n["regions"]),)
     if shape == "customer by id":
         return (rng.randrange(1, n["customers"]),)
+    if shape in ("order by id", "item by id"):
+        return (rng.randrange(1, n["orders"]),)
+    if shape == "orders by id range":
+        start = rng.randrange(1, n["orders"] - 2000)
+        return (start, start + rng.randrange(10, 2000))
+    if shape == "items below an id":
+        return (rng.randrange(1, 5000),)
     return ()
 
 
@@ -185,6 +200,7 @@ def run_seed(cluster: Cluster, seed: int) -> dict[str, Any]:
         for _ in range(ROUNDS_BEFORE):
             workload(app, rng, n, shapes)
             conn.execute("SELECT * FROM pgml_snapshot()").fetchall()
+        conn.execute("SELECT * FROM pgml_capture_plans()").fetchall()  # plans, for a plan model to learn from
         try:
             model = conn.execute("SELECT model_type, training_samples FROM pgml_train()").fetchone()
             trained = f"{model[0]} on {model[1]} samples"
