@@ -203,6 +203,8 @@ def scopes(sql: str) -> list[Scope]:
 
 def path_schemas(search_path: str, user: str | None = None) -> list[str]:
     """The schemas of a SET search_path value, in order, read by PostgreSQL's parser ("$user" as ``user``)."""
+    if not search_path.strip():
+        return []  # an empty search_path: only pg_catalog (searched anyway)
     try:
         tree = parse_tree(f"SET search_path = {search_path}")
         ((kind, fields),) = tree["stmts"][0]["stmt"].items()
@@ -216,7 +218,7 @@ def path_schemas(search_path: str, user: str | None = None) -> list[str]:
         name = (const.get("sval") or {}).get("sval")
         if name == "$user":
             name = user
-        if isinstance(name, str) and name != "pg_temp" and name not in names:
+        if isinstance(name, str) and name not in ("", "pg_temp") and name not in names:
             names.append(name)
     return names
 
