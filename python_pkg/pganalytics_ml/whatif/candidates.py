@@ -243,6 +243,17 @@ _INDEXES_SQL = """
 """
 
 
+_PREPARED: dict[tuple[int, str], Any] = {}
+
+
+def prepared(plpy: Any, query: str, types: list[str]) -> Any:
+    """plpy.prepare once per session (per plpy module) and query: statements are resolved by the hundred."""
+    key = (id(plpy), query)
+    if key not in _PREPARED:
+        _PREPARED[key] = plpy.prepare(query, types)
+    return _PREPARED[key]
+
+
 @dataclass
 class Relation:
     relid: int
@@ -261,7 +272,7 @@ def resolve(
     where = sorted({s for s, _ in wanted if s} | set(schemas) | {"pg_catalog"})
     if not names:
         return {}
-    rows = plpy.execute(plpy.prepare(_RELATIONS_SQL, ["text[]", "text[]"]), [names, where])
+    rows = plpy.execute(prepared(plpy, _RELATIONS_SQL, ["text[]", "text[]"]), [names, where])
     found = {(r["nspname"], r["relname"]): r for r in rows}
     out = {}
     for schema, name in wanted:
@@ -355,6 +366,6 @@ def _existing(plpy: Any, relids: list[int]) -> dict[int, list[list[str | None]]]
     if not relids:
         return {}
     out: dict[int, list[list[str | None]]] = {}
-    for row in plpy.execute(plpy.prepare(_INDEXES_SQL, ["oid[]"]), [relids]):
+    for row in plpy.execute(prepared(plpy, _INDEXES_SQL, ["oid[]"]), [relids]):
         out.setdefault(int(row["relid"]), []).append(list(row["columns"]))
     return out

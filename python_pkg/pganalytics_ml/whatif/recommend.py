@@ -329,10 +329,12 @@ def _greedy(
     by_id = {s.queryid: s for s in statements}
     best = {s.queryid: s.ms for s in statements}
     chosen: list[Candidate] = []
+    taken: set[Candidate] = set()
+    sql = {cand: cand.create_sql() for cand in trials}
     while len(chosen) < max_indexes:
         scored = []
         for cand, per in trials.items():
-            if cand in chosen:
+            if cand in taken:
                 continue
             gain = 0.0
             for queryid, trial in per.items():
@@ -340,11 +342,12 @@ def _greedy(
                 if s.ms >= min_speedup * ms and ms < best[queryid]:
                     gain += s.calls_per_s * (best[queryid] - ms)
             if gain > 0:
-                scored.append((-gain, sizes[cand], len(cand.columns), cand.create_sql(), cand))
+                scored.append((-gain, sizes[cand], len(cand.columns), sql[cand], cand))
         if not scored:
             break
-        pick = min(scored)[-1]
+        pick = min(scored, key=lambda x: x[:4])[-1]
         chosen.append(pick)
+        taken.add(pick)
         for queryid, trial in trials[pick].items():
             best[queryid] = min(best[queryid], trial.estimate.predicted_ms)
     return chosen
