@@ -5,7 +5,9 @@ workload of bench/mixed_workload.py (pgbench at two scales, analytical queries, 
 going up and down), captures history with the scheduled snapshots (pg_cron, every 10 s), trains through
 a queued job drained by pg_cron, predicts every statement, lets the workload go on while every snapshot
 scores the predictions, and reports how good they were next to two naive baselines, with plots. Last,
-the workload patterns of a synthetic ten-day history (the live one is minutes long: too short for any).
+the workload patterns of a synthetic ten-day history (the live one is minutes long: too short for any),
+and a missing index: found by pgml_recommend_indexes (hypopg), created, and its predicted speed-up
+printed beside the measured one (pganalytics_ml.recommendation_outcomes).
 
 make demo         run it (8 to 9.5 minutes); leaves the cluster running to explore with psql
 make demo-stop    stop it and remove ./demo
@@ -48,7 +50,7 @@ WORST_MIN_SCORED = 3
 
 
 def phase(number: int, title: str) -> None:
-    print(f"\n==> [{number}/7] {title}", flush=True)
+    print(f"\n==> [{number}/8] {title}", flush=True)
 
 
 def stop() -> None:
@@ -456,6 +458,81 @@ def patterns(conn: Any) -> None:
     print("    'synthetic-10d') shows them all, with their metadata.)")
 
 
+SHOP_ROLE = "demo_shop"
+SHOP_QUERY = "SELECT count(*), sum(total) FROM orders WHERE customer_id = %s"
+
+
+def shop_round(app: Any, calls: int, first: int) -> None:
+    for i in range(calls):
+        app.execute(SHOP_QUERY, ((first + i * 37) % 5000,)).fetchall()
+
+
+def index_recommendation(cluster: Cluster, conn: Any) -> None:
+    """A missing index found (hypothetically), created for real, and its predicted against measured speed-up."""
+    phase(8, "a missing index: pgml_recommend_indexes(), then created, then checked (recommendation_outcomes)")
+    conn.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
+    conn.execute(f"DO $$ BEGIN CREATE ROLE {SHOP_ROLE} LOGIN; EXCEPTION WHEN duplicate_object THEN END $$")
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SHOP_ROLE} AUTHORIZATION {SHOP_ROLE}")
+    with cluster.connect(DEMO_DB, user=SHOP_ROLE) as app:
+        app.execute("CREATE TABLE orders (id int PRIMARY KEY, customer_id int, total numeric)")
+        app.execute("INSERT INTO orders SELECT g, g % 5000, g % 1000 FROM generate_series(1, 300000) g")
+        app.execute("VACUUM ANALYZE orders")
+        shown = SHOP_QUERY.replace("%s", "$1")
+        print(f"    {SHOP_ROLE}.orders: 300,000 rows, no index on customer_id; '{shown}' run by {SHOP_ROLE}")
+        conn.execute("SELECT * FROM pgml_snapshot()").fetchall()
+        for r in range(3):
+            shop_round(app, 40, r)
+            conn.execute("SELECT * FROM pgml_snapshot()").fetchall()
+        rows = conn.execute(
+            "SELECT index_sql, query_hashes, speedups, saved_ms_per_s, saved_lower_ms_per_s, saved_upper_ms_per_s,"
+            " estimated_size_bytes, source FROM pgml_recommend_indexes()"
+        ).fetchall()
+        print("\nRecommended (tried with hypopg, each statement planned as its own role; nothing created):\n")
+        print_table(
+            ["index", "statements", "predicted speed-up", "ms saved / s (interval)", "size", "source"],
+            [
+                [
+                    _short(r[0], 70),
+                    len(r[1]),
+                    ", ".join(f"{x:.1f}x" for x in r[2]),
+                    f"{r[3]:.2f} ({r[4]:.2f} to {r[5]:.2f})",
+                    f"{r[6] / 2**20:.1f} MB",
+                    r[7],
+                ]
+                for r in rows
+            ],
+        )
+        mine = [r[0] for r in rows if f" {SHOP_ROLE}.orders " in r[0]]
+        if not mine:
+            print(f"    (no recommendation on {SHOP_ROLE}.orders: nothing to create)")
+            return
+        app.execute(mine[0])  # created by the table's owner, as a DBA would
+        print(f"\n    created: {mine[0]}; the next snapshot notices it, then the workload runs on")
+        conn.execute("SELECT * FROM pgml_snapshot()").fetchall()
+        for r in range(2):
+            shop_round(app, 40, 10 + r)
+            conn.execute("SELECT * FROM pgml_snapshot()").fetchall()
+    outcome = conn.execute(
+        "SELECT index_sql, appeared_index, predicted_ms_before, predicted_ms_after, predicted_speedup,"
+        " actual_ms_before, actual_ms_after, actual_speedup FROM pganalytics_ml.recommendation_outcomes"
+        " WHERE index_sql = %s ORDER BY recommendation_id DESC LIMIT 1",
+        (mine[0],),
+    ).fetchone()
+    print("\nPredicted against measured (pganalytics_ml.recommendation_outcomes):\n")
+    print_table(
+        ["index found", "predicted ms", "predicted speed-up", "measured ms", "measured speed-up"],
+        [
+            [
+                outcome[1],
+                f"{outcome[2]:.3f} -> {outcome[3]:.3f}",
+                f"{outcome[4]:.1f}x",
+                f"{outcome[5]:.3f} -> {outcome[6]:.3f}" if outcome[6] is not None else "-",
+                f"{outcome[7]:.1f}x" if outcome[7] is not None else "-",
+            ]
+        ],
+    )
+
+
 def run_demo() -> None:
     demo_started = time.monotonic()
     cluster = start_cluster()
@@ -472,6 +549,7 @@ def run_demo() -> None:
             for path in plot(conn, outcome) if outcome else []:
                 print(f"    {path}")
             patterns(conn)
+            index_recommendation(cluster, conn)
     finally:
         load.stop()  # idempotent; raises what broke the workload, if anything did
     elapsed = time.monotonic() - demo_started
@@ -481,7 +559,8 @@ def run_demo() -> None:
     print("    SELECT * FROM pgml_models();  SELECT * FROM pganalytics_ml.prediction_accuracy;")
     print("    SELECT * FROM pgml_jobs();    SELECT pgml_status();")
     print("    SELECT * FROM pgml_detect_patterns(10, 'synthetic-10d');")
-    print("    SELECT * FROM pganalytics_ml.plan_changes;\n")
+    print("    SELECT * FROM pganalytics_ml.plan_changes;")
+    print("    SELECT * FROM pganalytics_ml.recommendation_outcomes;\n")
     print("and remove it with: make demo-stop")
 
 

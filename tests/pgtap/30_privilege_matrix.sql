@@ -32,6 +32,8 @@ INSERT INTO expected_functions VALUES
     ('pgml_unschedule()',                                    'pgml_admin',   true),
     -- Runs EXPLAIN of other roles' statements, each as that role (capture/plans.py): admin only.
     ('pgml_capture_plans(boolean)',                          'pgml_admin',   true),
+    -- Plans other roles' statements under hypothetical indexes, each as that role (issue 15): admin only.
+    ('pgml_recommend_indexes(text,integer,double precision,integer)', 'pgml_admin', true),
     ('pganalytics_ml.rescue_jobs()',                         'pgml_admin',   true),
     -- Loads the Python package; reads pg_file_settings, hence a definer. The roles may call it so that a
     -- role someone granted a worker procedure gets that procedure's own refusal (it must be a superuser).
@@ -85,6 +87,8 @@ INSERT INTO expected_functions VALUES
     ('pganalytics_ml._detect_patterns(integer,text)',        NULL,           false),
     ('pganalytics_ml._detect_patterns_json(integer,text)',   NULL,           false),
     ('pganalytics_ml._capture_plans(boolean)',               NULL,           false),
+    ('pganalytics_ml._recommend_indexes(text,integer,double precision,integer)', NULL, false),
+    ('pganalytics_ml._note_recommended_indexes(timestamptz)', NULL,          false),
     ('pganalytics_ml._train(integer,text,text)',             NULL,           false),
     ('pganalytics_ml._activate_model(bigint)',               NULL,           false),
     ('pganalytics_ml._cleanup_models(integer)',              NULL,           false),
@@ -115,6 +119,10 @@ INSERT INTO expected_relations VALUES
     ('pganalytics_ml.plan_capture',                 'pgml_reader'),
     ('pganalytics_ml.plan_events',                  'pgml_reader'),
     ('pganalytics_ml.plan_changes',                 'pgml_reader'),
+    ('pganalytics_ml.recommendations',              'pgml_reader'),
+    ('pganalytics_ml.recommendation_statements',    'pgml_reader'),
+    ('pganalytics_ml.recommendation_outcomes',      'pgml_reader'),
+    ('pganalytics_ml.recommendations_recommendation_id_seq', NULL),
     ('pganalytics_ml.counter_baseline',             NULL),
     ('pganalytics_ml.query_stats_default',          NULL),  -- partitions: read through the parent
     ('pganalytics_ml.predictions_default',          NULL),

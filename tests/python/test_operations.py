@@ -138,6 +138,7 @@ ARGUMENT_ERRORS = [
     ("SELECT * FROM pgml_detect_patterns(0)", "22023", "lookback_days"),
     ("SELECT pgml_detect_patterns_json(7, NULL)", "22004", "server_id"),
     ("SELECT * FROM pgml_capture_plans(NULL)", "22023", "only_new must be true or false"),
+    ("SELECT * FROM pgml_recommend_indexes(top_statements => 0)", "22023", "top_statements must be from 1"),
     ("SELECT pgml_cleanup_models(-1)", "22023", "keep_count must be 0 or more"),
     ("CALL pganalytics_ml.run_jobs(max_jobs => 0)", "22023", "max_jobs must be at least 1"),
     ("CALL pganalytics_ml.run_jobs(max_seconds => NULL)", "22004", "max_seconds must not be NULL"),

@@ -184,12 +184,15 @@ DEFINER_CALLS: list[tuple[str, str]] = [
     # hostile search_path without them.
     ("pgml_capture_plans", "SELECT * FROM pgml_capture_plans()"),
     ("pgml_detect_patterns", "SELECT * FROM pgml_detect_patterns(1, 'db-1')"),
+    # Plans as pgml_capture_plans does, so refuses a session with temporary objects too: test_recommend.py
+    # calls it under a hostile search_path without them.
+    ("pgml_recommend_indexes", "SELECT * FROM pgml_recommend_indexes()"),
     ("pgml_detect_patterns_json", "SELECT pgml_detect_patterns_json(1, 'db-1')"),
     ("pgml_schedule", "SELECT * FROM pgml_schedule()"),
     ("pgml_unschedule", "SELECT * FROM pgml_unschedule()"),
 ]
 NEEDS_PG_CRON = {"pgml_schedule", "pgml_unschedule"}
-REFUSES_TEMP_OBJECTS = {"pgml_capture_plans"}
+REFUSES_TEMP_OBJECTS = {"pgml_capture_plans", "pgml_recommend_indexes"}
 # The sample state has no plan model (P0002: a statement never run has no answer) and no captured plan for
 # db-1's statements (P0002: nothing to apply a scenario to).
 EXPECTED_ERRORS = {("_what_if_answer_sql", "P0002"), ("_what_if_answer_known", "P0002")}

@@ -86,6 +86,7 @@ def test_search_path_is_read_by_the_parser():
     assert c.path_schemas('"$user", public', user="app") == ["app", "public"]
     assert c.path_schemas('"$user", public') == ["public"]
     assert c.path_schemas('"My Schema", public, pg_temp') == ["My Schema", "public"]
+    assert c.path_schemas("") == [] and c.path_schemas("''") == []
     with pytest.raises(PgmlError) as caught:
         c.path_schemas("public; DROP TABLE x")
     assert caught.value.sqlstate == "22023"

@@ -104,6 +104,8 @@ def snapshot(plpy: Any) -> list[dict[str, Any]]:
     result = plpy.execute("SELECT * FROM pganalytics_ml._capture_local()")
     parse_pending(plpy, LOCAL_SERVER)
     plans.queue_new(plpy)  # statements never planned: the job worker plans them (issue 14)
+    note = plpy.prepare("SELECT pganalytics_ml._note_recommended_indexes($1)", ["timestamptz"])
+    plpy.execute(note, [result[0]["captured_at"]])  # recommended indexes that appeared since (issue 15)
     _after_capture(plpy, LOCAL_SERVER, result[0]["captured_at"])
     return list(result)
 

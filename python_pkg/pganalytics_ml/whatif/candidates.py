@@ -203,6 +203,8 @@ def scopes(sql: str) -> list[Scope]:
 
 def path_schemas(search_path: str, user: str | None = None) -> list[str]:
     """The schemas of a SET search_path value, in order, read by PostgreSQL's parser ("$user" as ``user``)."""
+    if not search_path.strip():
+        return []  # an empty search_path: only pg_catalog (searched anyway)
     try:
         tree = parse_tree(f"SET search_path = {search_path}")
         ((kind, fields),) = tree["stmts"][0]["stmt"].items()
@@ -216,7 +218,7 @@ def path_schemas(search_path: str, user: str | None = None) -> list[str]:
         name = (const.get("sval") or {}).get("sval")
         if name == "$user":
             name = user
-        if isinstance(name, str) and name != "pg_temp" and name not in names:
+        if isinstance(name, str) and name not in ("", "pg_temp") and name not in names:
             names.append(name)
     return names
 
@@ -241,6 +243,17 @@ _INDEXES_SQL = """
 """
 
 
+_PREPARED: dict[tuple[int, str], Any] = {}
+
+
+def prepared(plpy: Any, query: str, types: list[str]) -> Any:
+    """plpy.prepare once per session (per plpy module) and query: statements are resolved by the hundred."""
+    key = (id(plpy), query)
+    if key not in _PREPARED:
+        _PREPARED[key] = plpy.prepare(query, types)
+    return _PREPARED[key]
+
+
 @dataclass
 class Relation:
     relid: int
@@ -259,7 +272,7 @@ def resolve(
     where = sorted({s for s, _ in wanted if s} | set(schemas) | {"pg_catalog"})
     if not names:
         return {}
-    rows = plpy.execute(plpy.prepare(_RELATIONS_SQL, ["text[]", "text[]"]), [names, where])
+    rows = plpy.execute(prepared(plpy, _RELATIONS_SQL, ["text[]", "text[]"]), [names, where])
     found = {(r["nspname"], r["relname"]): r for r in rows}
     out = {}
     for schema, name in wanted:
@@ -353,6 +366,6 @@ def _existing(plpy: Any, relids: list[int]) -> dict[int, list[list[str | None]]]
     if not relids:
         return {}
     out: dict[int, list[list[str | None]]] = {}
-    for row in plpy.execute(plpy.prepare(_INDEXES_SQL, ["oid[]"]), [relids]):
+    for row in plpy.execute(prepared(plpy, _INDEXES_SQL, ["oid[]"]), [relids]):
         out.setdefault(int(row["relid"]), []).append(list(row["columns"]))
     return out

@@ -24,8 +24,12 @@ INDEX_HINT = "e.g. CREATE INDEX ON public.orders (customer_id, created_at): plai
 def require_hypopg(plpy: Any) -> str:
     """hypopg's schema in this database; else 55000 with how to get it."""
     rows = plpy.execute(
-        "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
-        " WHERE e.extname = 'hypopg'"
+        candidates.prepared(
+            plpy,
+            "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n"
+            " ON n.oid = e.extnamespace WHERE e.extname = 'hypopg'",
+            [],
+        )
     )
     if not len(rows):
         raise PgmlError(
@@ -88,7 +92,8 @@ def create(plpy: Any, index_sql: str, search_path: str | None = None) -> tuple[i
     schema = require_hypopg(plpy)
     statement = index_statement(plpy, index_sql, search_path)
     row = plpy.execute(
-        plpy.prepare(
+        candidates.prepared(
+            plpy,
             f"SELECT h.indexrelid::bigint AS relid, {schema}.hypopg_relation_size(h.indexrelid)::bigint AS size"
             f"  FROM {schema}.hypopg_create_index($1) h",
             ["text"],
@@ -105,7 +110,7 @@ def drop(plpy: Any, indexrelids: list[int]) -> None:
     if not indexrelids:
         return
     schema = require_hypopg(plpy)
-    plan = plpy.prepare(f"SELECT {schema}.hypopg_drop_index($1::oid)", ["bigint"])
+    plan = candidates.prepared(plpy, f"SELECT {schema}.hypopg_drop_index($1::oid)", ["bigint"])
     for relid in indexrelids:
         plpy.execute(plan, [relid])
 
@@ -116,7 +121,8 @@ def names(plpy: Any, indexrelids: list[int]) -> dict[int, str]:
         return {}
     schema = require_hypopg(plpy)
     rows = plpy.execute(
-        plpy.prepare(
+        candidates.prepared(
+            plpy,
             f"SELECT indexrelid::bigint AS relid, indexname AS name FROM {schema}.hypopg()"
             " WHERE indexrelid = ANY ($1::bigint[]::oid[])",
             ["bigint[]"],
