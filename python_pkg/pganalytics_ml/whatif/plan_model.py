@@ -46,7 +46,7 @@ _LOAD_RATES = tuple(FEATURE_NAMES.index(n) for n in _RATES)
 _SIGNED = ("plan_model_id", "model_id", "server_id", "feature_names", "calibration", "sklearn_version")
 
 
-def make_estimator(rows_per_statement: int) -> Any:
+def make_estimator(rows_per_statement: float) -> Any:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     # Absolute loss: the q-error is a function of |log error|. A leaf spans at least three statements'
@@ -56,7 +56,7 @@ def make_estimator(rows_per_statement: int) -> Any:
         max_iter=150,
         learning_rate=0.05,
         max_depth=3,
-        min_samples_leaf=3 * rows_per_statement,
+        min_samples_leaf=max(3, round(3 * rows_per_statement)),
         l2_regularization=1.0,
         early_stopping=False,
         random_state=0,
@@ -91,13 +91,13 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return float(values[order][np.searchsorted(cum, cum[-1] / 2)])
 
 
-def fit_model(x: np.ndarray, y: np.ndarray, groups: np.ndarray, rows_per_statement: int) -> PlanModel:
+def fit_model(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> PlanModel:
     """The cost factor (weighted median of log ms - log cost, each statement weighing once) and the correction."""
     _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
     weight = 1.0 / counts[inverse.ravel()]
     residual = y - log_cost(x)
     factor = _weighted_median(residual, weight)
-    estimator = make_estimator(rows_per_statement).fit(x, residual - factor, sample_weight=weight)
+    estimator = make_estimator(len(y) / len(counts)).fit(x, residual - factor, sample_weight=weight)
     return PlanModel(estimator, factor)
 
 
@@ -157,9 +157,7 @@ def rows(
     return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), target[keep], queryid[keep]
 
 
-def evaluate(
-    x: np.ndarray, y: np.ndarray, groups: np.ndarray, rows_per_statement: int = ROWS_PER_STATEMENT
-) -> dict[str, Any]:
+def evaluate(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
     """Grouped out-of-fold predictions (every statement predicted by a model that never saw it), per statement:
     the model's and the cost baseline's log predictions and the actual log mean."""
     from sklearn.model_selection import GroupKFold
@@ -168,7 +166,7 @@ def evaluate(
     folds = min(FOLDS, len(statements))
     model_log, base_log = np.zeros(len(y)), np.zeros(len(y))
     for train_rows, test_rows in GroupKFold(n_splits=folds).split(x, y, groups):
-        fitted = fit_model(x[train_rows], y[train_rows], groups[train_rows], rows_per_statement)
+        fitted = fit_model(x[train_rows], y[train_rows], groups[train_rows])
         base_log[test_rows] = fitted.baseline_log(x[test_rows])
         model_log[test_rows] = fitted.predict_log(x[test_rows])
     return {
@@ -190,11 +188,11 @@ def fit(training_set: Any, per_statement_rows: int = ROWS_PER_STATEMENT) -> Fitt
             f"no plan model: {n} statements of the sample have a captured plan, at least {MIN_STATEMENTS} are "
             "needed (pgml_capture_plans() captures them; the plans job does so for new statements)",
         )
-    held = evaluate(x, y, groups, per_statement_rows)
+    held = evaluate(x, y, groups)
     actual = np.exp(held["actual"])
     q_model = evaluation.q_errors(np.exp(held["model"]), actual)
     q_base = evaluation.q_errors(np.exp(held["baseline"]), actual)
-    model = fit_model(x, y, groups, per_statement_rows)
+    model = fit_model(x, y, groups)
     model.use_correction = not (q_model["p50"] > q_base["p50"] and q_model["p90"] > q_base["p90"])
     served = held["model"] if model.use_correction else held["baseline"]
     scores = np.abs(served - held["actual"])
