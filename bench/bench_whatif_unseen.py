@@ -4,7 +4,8 @@ Each run builds a workload on a fresh cluster: tables of several sizes and query
 instantiated on each table, run by a login role for a few snapshot intervals. A few shapes are held out
 entirely: none of their statements runs before the prediction. pgml_capture_plans() plans the statements
 that ran, pgml_train() trains the forecaster and the plan model, and then each held-out statement is
-planned as the role (never executed) and predicted: by the plan model, and by the baseline, the
+planned as the role (never executed), with the parameter values it will run with written in as
+literals, and predicted: by the plan model, and by the baseline, the
 optimizer's total cost times the one factor fitted on the same training statements. Only then are the
 held-out statements run, and their mean time from pg_stat_statements is the actual.
 
@@ -49,20 +50,69 @@ SHAPES: dict[str, tuple[str, Any]] = {
     ),
     "like": ("SELECT count(*) FROM {t} WHERE pad LIKE %s", lambda n, r: ("%7a%",)),
     "window": ("SELECT max(r) FROM (SELECT row_number() OVER (ORDER BY b) AS r FROM {t}) s", lambda n, r: ()),
+    "in_list": ("SELECT count(*) FROM {t} WHERE a IN (%s, %s, %s)", lambda n, r: (1, 2, 3)),
+    "or_filter": ("SELECT count(*) FROM {t} WHERE b < %s OR a = %s", lambda n, r: (50, 7)),
+    "group_b": ("SELECT b, count(*) FROM {t} GROUP BY b", lambda n, r: ()),
+    "sort_limit": ("SELECT id FROM {t} ORDER BY a, b LIMIT %s", lambda n, r: (20,)),
+    "exists": ("SELECT count(*) FROM {t} x WHERE EXISTS (SELECT 1 FROM {u} y WHERE y.id = x.b)", lambda n, r: ()),
+    "self_join": (
+        "SELECT count(*) FROM {t} x JOIN {t} y ON x.a = y.a WHERE x.id < %s",
+        lambda n, r: (max(n // 100, 10),),
+    ),
+    "min_max": ("SELECT min(b), max(b), avg(b) FROM {t}", lambda n, r: ()),
+    "pad_order": ("SELECT pad FROM {t} WHERE id < %s ORDER BY pad", lambda n, r: (n // 10,)),
+    "cte_agg": (
+        "WITH s AS (SELECT a, sum(b) AS total FROM {t} GROUP BY a) SELECT max(total) FROM s",
+        lambda n, r: (),
+    ),
+    "left_join": ("SELECT count(y.id) FROM {t} x LEFT JOIN {u} y ON y.id = x.id", lambda n, r: ()),
 }
 WORKLOADS = {
     "scans": {
         "sizes": (5_000, 20_000, 60_000, 150_000),
         "index_a": False,
-        "shapes": ("count", "group", "topn", "filter", "distinct", "join", "like", "window", "range_sum"),
+        "shapes": (
+            "count",
+            "group",
+            "topn",
+            "filter",
+            "distinct",
+            "join",
+            "like",
+            "window",
+            "range_sum",
+            "or_filter",
+            "group_b",
+            "sort_limit",
+            "min_max",
+            "cte_agg",
+            "left_join",
+            "exists",
+        ),
     },
     "lookups": {
         "sizes": (10_000, 50_000, 200_000),
         "index_a": True,
-        "shapes": ("point", "eq_a", "range_sum", "join_filter", "join", "filter", "topn", "count", "group"),
+        "shapes": (
+            "point",
+            "eq_a",
+            "range_sum",
+            "join_filter",
+            "join",
+            "filter",
+            "topn",
+            "count",
+            "group",
+            "in_list",
+            "self_join",
+            "pad_order",
+            "or_filter",
+            "exists",
+            "left_join",
+        ),
     },
     "mixed": {
-        "sizes": (3_000, 30_000, 100_000),
+        "sizes": (2_000, 10_000, 30_000, 80_000, 150_000),
         "index_a": True,
         "shapes": tuple(SHAPES),
     },
@@ -120,6 +170,13 @@ def numbered(sql: str) -> str:
     return parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], start=1))
 
 
+def literal(sql: str, params: tuple[Any, ...]) -> str:
+    """The text with its parameters written in as literals, as a DBA would ask about it."""
+    parts = sql.split("%s")
+    quoted = [str(v) if isinstance(v, int) else "'" + str(v).replace("'", "''") + "'" for v in params]
+    return parts[0] + "".join(q + p for q, p in zip(quoted, parts[1:], strict=True))
+
+
 def setup(cluster: Cluster, workload: dict[str, Any], seed: int) -> None:
     with cluster.connect() as conn:
         conn.execute("CREATE EXTENSION pg_stat_statements")
@@ -168,14 +225,16 @@ def run_once(name: str, seed: int) -> dict[str, Any]:
             conn.execute(ROWS_FUNCTION)
             rows_compared = json.loads(conn.execute("SELECT pg_temp.bench_rows()").fetchone()[0])
             texts = [numbered(sql) for _, _, sql, _ in unseen]
+            params = [SHAPES[shape][1](n, rng) for shape, _, _, n in unseen]
+            asked = [literal(sql, p) for (_, _, sql, _), p in zip(unseen, params, strict=True)]
             # Predicted before any of them runs: none is in pg_stat_statements yet.
             ran = conn.execute("SELECT count(*) FROM pg_stat_statements WHERE query = ANY (%s)", (texts,)).fetchone()
             assert ran[0] == 0, "a held-out statement ran before its prediction"
             via = "pgml_predict_sql" if _has_predict_sql(conn) else "Python API (plan_as + estimate.absolute)"
-            predictions = _predict(conn, app, texts, via)
-            for shape, _, sql, n in unseen:
+            predictions = _predict(conn, app, asked, via)
+            for (_, _, sql, _), p in zip(unseen, params, strict=True):
                 for _ in range(HELD_OUT_RUNS):
-                    app.execute(sql, SHAPES[shape][1](n, rng)).fetchall()
+                    app.execute(sql, p).fetchall()
             actual = dict(
                 conn.execute(
                     "SELECT query, mean_exec_time FROM pg_stat_statements WHERE query = ANY (%s)", (texts,)
