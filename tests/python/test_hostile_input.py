@@ -69,6 +69,9 @@ def test_deep_statements_run_by_a_role_without_grants_never_stop_capture(db: Dat
     job = db.one("SELECT job_id FROM pgml_job_enqueue('snapshot')")
     db.conn.execute("CALL pganalytics_ml.run_jobs(max_jobs => 1, kinds => ARRAY['snapshot'])")  # not the plans job
     assert db.one("SELECT status FROM pgml_job_status(%s)", (job,)) == "completed"
+    # Plan capture reads the same texts: each is skipped as unparsable, the others are planned.
+    outcomes = dict(db.all("SELECT outcome, statements FROM pgml_capture_plans()"))
+    assert outcomes["unparsable"] >= len(DEEP_STATEMENTS) and outcomes["planned"] > 0, outcomes
 
 
 def test_deep_statements_in_a_push_are_stored_as_not_parsed(db: Database):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pganalytics_ml.capture import plan_features
-from pganalytics_ml.capture.statements import KINDS, ParseError, parse_sql_json
+from pganalytics_ml.capture.statements import KINDS, parse_tree
 from pganalytics_ml.errors import PREREQUISITE_STATE, PgmlError, invalid, sql_entry
 from pganalytics_ml.servers import LOCAL_SERVER
 
@@ -83,10 +83,11 @@ class Skipped:
 
 
 def statement_shape(sql: str) -> tuple[str | None, int]:
-    """(skip reason or None, number of $n parameters) of a normalized text, from PostgreSQL's parser."""
+    """(skip reason or None, number of $n parameters) of a normalized text, from PostgreSQL's parser
+    (within the bounds capture holds every text to: a text past them is not parsed at all)."""
     try:
-        tree = json.loads(parse_sql_json(sql))
-    except ParseError:
+        tree = parse_tree(sql)
+    except ValueError:
         return "unparsable", 0
     stmts = [s["stmt"] for s in tree.get("stmts", []) if "stmt" in s]
     if len(stmts) != 1:

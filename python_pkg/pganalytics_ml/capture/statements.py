@@ -205,7 +205,7 @@ def redact_and_count(query: str) -> tuple[str, int]:
     return "".join([*pieces, query[done:]]), operators
 
 
-def _parse_tree(query: str, operators: int | None) -> dict[str, Any]:
+def parse_tree(query: str, operators: int | None = None) -> dict[str, Any]:
     """The parser's tree of ``query``, within the bounds above (``ValueError`` beyond them)."""
     if operators is None:
         operators = sum(1 for token in _scan(query) if token.name not in _FLAT_TOKENS)
@@ -227,7 +227,7 @@ def _parse_tree(query: str, operators: int | None) -> dict[str, Any]:
 def parse_statement(query: str, operators: int | None = None) -> dict[str, Any]:
     """Structural features of ``query``; raises ``ValueError`` when PostgreSQL's parser refuses it or
     the text passes the bounds above. ``operators``: its count from ``redact_and_count``, if known."""
-    tree = _parse_tree(query, operators)
+    tree = parse_tree(query, operators)
     stmts = [s["stmt"] for s in tree.get("stmts", []) if "stmt" in s]
     if not stmts:
         raise ValueError("no statement in the text")

@@ -3,7 +3,8 @@
 Both ask the server's plan model (whatif/plan_model.py: the one trained with the active model, else the
 newest). ``absolute`` answers with the model's prediction and its 90% interval, calibrated on statements
 held out whole when it was trained. ``scaled`` multiplies a known statement's forecast and interval by
-model(scenario) / model(current), both at the server's latest load (the scenario's times ``load_scale``).
+model(scenario) / model(current), both at the server's latest load (the scenario's times ``load_scale``);
+its confidence is unknown (None) here: the caller's forecast has its own.
 Without a plan model ``absolute`` has no answer (P0002) and ``scaled`` falls back to the ratio of the two
 plans' total costs (source 'plan_cost').
 
@@ -32,6 +33,8 @@ class Estimate:
     upper_ms: float
     source: str  # 'plan_model' (the trained plan model) or 'plan_cost' (from the optimizer's costs)
     model_id: int | None  # the plan model's id, or None
+    # Estimated probability of landing within 25% of predicted_ms (as pgml_predict's confidence), None: unknown.
+    confidence: float | None = None
 
 
 def cost_ratio(current: dict[str, Any], scenario: dict[str, Any]) -> float:
@@ -88,6 +91,7 @@ def absolute(plpy: Any, server_id: str, description: dict[str, Any], load_scale:
         math.exp(predicted + width),
         "plan_model" if loaded.model.use_correction else "plan_cost",
         loaded.plan_model_id,
+        loaded.calibration.get("confidence"),
     )
 
 

@@ -200,6 +200,8 @@ def fit(training_set: Any, per_statement_rows: int = ROWS_PER_STATEMENT) -> Fitt
         "coverage": COVERAGE,
         "q": evaluation.conformal_quantile(scores, COVERAGE),
         "baseline_q": evaluation.conformal_quantile(np.abs(held["baseline"] - held["actual"]), COVERAGE),
+        # P(within 25%), as pgml_predict's confidence: the share of held-out statements that close.
+        "confidence": round(float(np.mean(scores <= evaluation.CLOSE)), 4),
     }
     metrics = {
         "statements": n,
@@ -211,6 +213,7 @@ def fit(training_set: Any, per_statement_rows: int = ROWS_PER_STATEMENT) -> Fitt
         "cost_factor": round(math.exp(model.log_factor), 8),
         "uses_correction": model.use_correction,
         "interval_q": round(calibration["q"], 4),
+        "confidence": calibration["confidence"],
     }
     note = (
         f"plan model on {n} statements, evaluated on statements held out whole ({metrics['folds']} grouped folds)"
