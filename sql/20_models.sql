@@ -191,9 +191,14 @@ CREATE TYPE pganalytics_ml.prediction AS (
     based_on                    timestamptz,
     logged                      boolean,
     query                       text,         -- the statement's text, shortened to 80 characters for reading
-    forecaster                  text
+    forecaster                  text,
+    total_cost                  double precision,  -- the optimizer's total cost of the plan (captured, or what-if)
+    plan_fingerprint            text,              -- that plan's shape (pganalytics_ml.plans.fingerprint)
+    scenario                    jsonb,             -- what was assumed: {"scenario": "current"} unless asked
+    recommended_indexes         text[],            -- 'optimized': the hypothetical indexes applied
+    optimization_suggestion     text               -- 'optimized': what they would change, in one sentence
 );
-COMMENT ON TYPE pganalytics_ml.prediction IS 'One prediction as pgml_predict returns it';
+COMMENT ON TYPE pganalytics_ml.prediction IS 'One prediction as pgml_predict and pgml_predict_sql return it';
 
 CREATE TYPE pganalytics_ml.model_summary AS (
     model_id                     bigint,

@@ -34,7 +34,8 @@ COMMENT ON FUNCTION pganalytics_ml._short_query(text, bigint) IS
     'A statement''s text shortened to 80 characters, as prediction rows show it';
 REVOKE ALL ON FUNCTION pganalytics_ml._short_query(text, bigint) FROM PUBLIC;
 
-CREATE FUNCTION @extschema@.pgml_predict(query_hash bigint, server_id text DEFAULT 'local')
+-- The lookup and its log line, as the extension owner (callers cannot write the log themselves).
+CREATE FUNCTION pganalytics_ml._predict(p_query_hash bigint, p_server_id text)
 RETURNS SETOF pganalytics_ml.prediction
 LANGUAGE plpgsql
 VOLATILE PARALLEL UNSAFE SECURITY DEFINER
@@ -46,14 +47,13 @@ DECLARE
     v_at     timestamptz := now();
     v_logged boolean := false;
 BEGIN
-    IF pgml_predict.query_hash IS NULL OR pgml_predict.server_id IS NULL THEN
-        RAISE EXCEPTION '% must not be NULL', CASE WHEN pgml_predict.query_hash IS NULL THEN 'query_hash' ELSE 'server_id' END
+    IF p_query_hash IS NULL OR p_server_id IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', CASE WHEN p_query_hash IS NULL THEN 'query_hash' ELSE 'server_id' END
             USING ERRCODE = '22004', HINT = 'Pass pg_stat_statements.queryid of the statement to predict.';
     END IF;
-    SELECT * INTO f FROM pganalytics_ml.forecasts fc
-     WHERE fc.server_id = pgml_predict.server_id AND fc.queryid = pgml_predict.query_hash;
+    SELECT * INTO f FROM pganalytics_ml.forecasts fc WHERE fc.server_id = p_server_id AND fc.queryid = p_query_hash;
     IF NOT FOUND THEN
-        PERFORM pganalytics_ml._no_forecast(pgml_predict.server_id, pgml_predict.query_hash);
+        PERFORM pganalytics_ml._no_forecast(p_server_id, p_query_hash);
     END IF;
     -- A hot standby cannot write the log: the prediction is still answered, marked as not logged.
     IF NOT pg_is_in_recovery() THEN
@@ -66,43 +66,77 @@ BEGIN
     END IF;
     RETURN QUERY SELECT v_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
                         f.model_version, f.source, v_at, f.server_id, f.based_on, v_logged,
-                        pganalytics_ml._short_query(f.server_id, f.queryid), f.forecaster;
+                        pganalytics_ml._short_query(f.server_id, f.queryid), f.forecaster, pl.total_cost,
+                        pl.fingerprint, '{"scenario": "current"}'::jsonb, '{}'::text[], NULL::text
+                   FROM (SELECT) one
+                   LEFT JOIN pganalytics_ml.plan_capture c ON c.server_id = f.server_id AND c.queryid = f.queryid
+                   LEFT JOIN pganalytics_ml.plans pl
+                          ON pl.server_id = c.server_id AND pl.queryid = c.queryid AND pl.fingerprint = c.fingerprint;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.pgml_predict(bigint, text) IS
-    'Predicted mean execution time (ms) of the statement''s next interval, with a 90% interval; logged for validation';
-REVOKE ALL ON FUNCTION @extschema@.pgml_predict(bigint, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict(bigint, text) TO pgml_reader;
+COMMENT ON FUNCTION pganalytics_ml._predict(bigint, text) IS
+    'pgml_predict''s lookup of the current forecast and its line in the log, as the extension owner';
+REVOKE ALL ON FUNCTION pganalytics_ml._predict(bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pganalytics_ml._predict(bigint, text) TO pgml_reader;
+
+-- pgml_predict and pgml_predict_json run as the caller (SECURITY INVOKER) and pin no search_path: a
+-- scenario's index statements are the caller's, resolved and created as the caller would (sql/70_whatif.sql).
+-- Every object they name is schema-qualified. Without a scenario they are the lookup above.
+CREATE FUNCTION @extschema@.pgml_predict(query_hash bigint, server_id text DEFAULT 'local', scenario jsonb DEFAULT NULL)
+RETURNS SETOF pganalytics_ml.prediction
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+AS $$
+BEGIN
+    IF scenario IS NULL OR scenario OPERATOR(pg_catalog.=) '"current"'::pg_catalog.jsonb
+       OR scenario OPERATOR(pg_catalog.=) '{}'::pg_catalog.jsonb THEN
+        RETURN QUERY SELECT * FROM pganalytics_ml._predict(pgml_predict.query_hash, pgml_predict.server_id);
+    ELSE
+        RETURN QUERY SELECT * FROM pganalytics_ml._what_if('pgml_predict', NULL, pgml_predict.query_hash,
+                                                            pgml_predict.scenario, pgml_predict.server_id,
+                                                            pg_catalog.current_setting('search_path'));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_predict(bigint, text, jsonb) IS
+    'Predicted mean execution time (ms) of the statement''s next interval, with a 90% interval; logged for '
+    'validation. With a scenario (''optimized'', {"indexes": ...}, {"growth": ...}, {"load": ...}): what-if, not logged';
+REVOKE ALL ON FUNCTION @extschema@.pgml_predict(bigint, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict(bigint, text, jsonb) TO pgml_reader;
 
 -- Numbers in the document keep every digit whatever the session's extra_float_digits (jsonb prints float8
 -- with the session's setting).
-CREATE FUNCTION @extschema@.pgml_predict_json(query_hash bigint, server_id text DEFAULT 'local')
+CREATE FUNCTION @extschema@.pgml_predict_json(query_hash bigint, server_id text DEFAULT 'local',
+                                              scenario jsonb DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE sql
-VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+VOLATILE PARALLEL UNSAFE
 SET extra_float_digits = 1
 AS $$
-    SELECT jsonb_build_object(
+    SELECT pg_catalog.jsonb_build_object(
                'prediction_id', p.prediction_id,
                'query_hash', p.query_hash,
-               'query_hash_text', p.query_hash::text,
+               'query_hash_text', p.query_hash::pg_catalog.text,
                'predicted_execution_time_ms', p.predicted_execution_time_ms,
                'confidence', p.confidence,
-               'range', jsonb_build_object('min', p.lower_bound_ms, 'max', p.upper_bound_ms),
+               'range', pg_catalog.jsonb_build_object('min', p.lower_bound_ms, 'max', p.upper_bound_ms),
                'model_id', p.model_id,
                'model_version', p.model_version,
                'source', p.source,
                'server_id', p.server_id,
                'logged', p.logged,
                'forecaster', p.forecaster,
-               'timestamp', p.predicted_at)
-      FROM @extschema@.pgml_predict(pgml_predict_json.query_hash, pgml_predict_json.server_id) p
+               'timestamp', p.predicted_at,
+               'scenario', p.scenario,
+               'recommended_indexes', pg_catalog.to_jsonb(p.recommended_indexes),
+               'optimization_suggestion', p.optimization_suggestion)
+      FROM @extschema@.pgml_predict($1, $2, $3) p
 $$;
-COMMENT ON FUNCTION @extschema@.pgml_predict_json(bigint, text) IS
-    'pgml_predict as the JSON document the pganalytics Go backend expects (query_hash_text: exact for JavaScript)';
-REVOKE ALL ON FUNCTION @extschema@.pgml_predict_json(bigint, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_json(bigint, text) TO pgml_reader;
+COMMENT ON FUNCTION @extschema@.pgml_predict_json(bigint, text, jsonb) IS
+    'pgml_predict as the JSON document the pganalytics Go backend expects (query_hash_text: exact for JavaScript; '
+    'recommended_indexes and optimization_suggestion filled for the ''optimized'' scenario)';
+REVOKE ALL ON FUNCTION @extschema@.pgml_predict_json(bigint, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_json(bigint, text, jsonb) TO pgml_reader;
 
 CREATE FUNCTION @extschema@.pgml_predict_all(server_id text DEFAULT 'local', log boolean DEFAULT false)
 RETURNS SETOF pganalytics_ml.prediction
@@ -117,25 +151,37 @@ BEGIN
     END IF;
     IF pgml_predict_all.log AND NOT pg_is_in_recovery() THEN
         RETURN QUERY
-        INSERT INTO pganalytics_ml.predictions AS p (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
-                                                     model_id, model_version, source, based_on, forecaster, expert_ms)
-        SELECT f.server_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
-               f.model_version, f.source, f.based_on, f.forecaster, f.expert_ms
-          FROM pganalytics_ml.forecasts f
-         WHERE f.server_id = pgml_predict_all.server_id
-           AND NOT EXISTS (SELECT FROM pganalytics_ml.statements s
-                            WHERE s.server_id = f.server_id AND s.queryid = f.queryid AND s.is_internal)
-         ORDER BY f.queryid
-        RETURNING p.prediction_id, p.queryid, p.predicted_ms, p.lower_ms, p.upper_ms, p.confidence, p.model_id,
-                  p.model_version, p.source, p.predicted_at, p.server_id, p.based_on, true,
-                  pganalytics_ml._short_query(p.server_id, p.queryid), p.forecaster;
+        WITH logged AS (
+            INSERT INTO pganalytics_ml.predictions AS p (server_id, queryid, predicted_ms, lower_ms, upper_ms,
+                                                         confidence, model_id, model_version, source, based_on,
+                                                         forecaster, expert_ms)
+            SELECT f.server_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
+                   f.model_version, f.source, f.based_on, f.forecaster, f.expert_ms
+              FROM pganalytics_ml.forecasts f
+             WHERE f.server_id = pgml_predict_all.server_id
+               AND NOT EXISTS (SELECT FROM pganalytics_ml.statements s
+                                WHERE s.server_id = f.server_id AND s.queryid = f.queryid AND s.is_internal)
+            RETURNING p.*)
+        SELECT p.prediction_id, p.queryid, p.predicted_ms, p.lower_ms, p.upper_ms, p.confidence, p.model_id,
+               p.model_version, p.source, p.predicted_at, p.server_id, p.based_on, true,
+               pganalytics_ml._short_query(p.server_id, p.queryid), p.forecaster, pl.total_cost, pl.fingerprint,
+               '{"scenario": "current"}'::jsonb, '{}'::text[], NULL::text
+          FROM logged p
+          LEFT JOIN pganalytics_ml.plan_capture c ON c.server_id = p.server_id AND c.queryid = p.queryid
+          LEFT JOIN pganalytics_ml.plans pl
+                 ON pl.server_id = c.server_id AND pl.queryid = c.queryid AND pl.fingerprint = c.fingerprint
+         ORDER BY p.queryid;
     ELSE
         RETURN QUERY
         SELECT NULL::bigint, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
                f.model_version, f.source, now(), f.server_id, f.based_on, false,
-               CASE WHEN length(s.query) > 80 THEN left(s.query, 77) || '...' ELSE s.query END, f.forecaster
+               CASE WHEN length(s.query) > 80 THEN left(s.query, 77) || '...' ELSE s.query END, f.forecaster,
+               pl.total_cost, pl.fingerprint, '{"scenario": "current"}'::jsonb, '{}'::text[], NULL::text
           FROM pganalytics_ml.forecasts f
           LEFT JOIN pganalytics_ml.statements s ON s.server_id = f.server_id AND s.queryid = f.queryid
+          LEFT JOIN pganalytics_ml.plan_capture c ON c.server_id = f.server_id AND c.queryid = f.queryid
+          LEFT JOIN pganalytics_ml.plans pl
+                 ON pl.server_id = c.server_id AND pl.queryid = c.queryid AND pl.fingerprint = c.fingerprint
          WHERE f.server_id = pgml_predict_all.server_id
            AND NOT EXISTS (SELECT FROM pganalytics_ml.statements s
                             WHERE s.server_id = f.server_id AND s.queryid = f.queryid AND s.is_internal)

@@ -1898,76 +1898,6 @@ GRANT SELECT ON pganalytics_ml.prediction_accuracy, pganalytics_ml.regressions, 
    TO pgml_reader;
 
 
-CREATE OR REPLACE FUNCTION @extschema@.pgml_predict(query_hash bigint, server_id text DEFAULT 'local')
-RETURNS SETOF pganalytics_ml.prediction
-LANGUAGE plpgsql
-VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    f        pganalytics_ml.forecasts;
-    v_id     bigint;
-    v_at     timestamptz := now();
-    v_logged boolean := false;
-BEGIN
-    IF pgml_predict.query_hash IS NULL OR pgml_predict.server_id IS NULL THEN
-        RAISE EXCEPTION '% must not be NULL', CASE WHEN pgml_predict.query_hash IS NULL THEN 'query_hash' ELSE 'server_id' END
-            USING ERRCODE = '22004', HINT = 'Pass pg_stat_statements.queryid of the statement to predict.';
-    END IF;
-    SELECT * INTO f FROM pganalytics_ml.forecasts fc
-     WHERE fc.server_id = pgml_predict.server_id AND fc.queryid = pgml_predict.query_hash;
-    IF NOT FOUND THEN
-        PERFORM pganalytics_ml._no_forecast(pgml_predict.server_id, pgml_predict.query_hash);
-    END IF;
-    -- A hot standby cannot write the log: the prediction is still answered, marked as not logged.
-    IF NOT pg_is_in_recovery() THEN
-        INSERT INTO pganalytics_ml.predictions (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
-                                                model_id, model_version, source, based_on, forecaster, expert_ms)
-        VALUES (f.server_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence,
-                f.model_id, f.model_version, f.source, f.based_on, f.forecaster, f.expert_ms)
-        RETURNING predictions.prediction_id, predictions.predicted_at INTO v_id, v_at;
-        v_logged := true;
-    END IF;
-    RETURN QUERY SELECT v_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
-                        f.model_version, f.source, v_at, f.server_id, f.based_on, v_logged,
-                        pganalytics_ml._short_query(f.server_id, f.queryid), f.forecaster;
-END
-$$;
-COMMENT ON FUNCTION @extschema@.pgml_predict(bigint, text) IS
-    'Predicted mean execution time (ms) of the statement''s next interval, with a 90% interval; logged for validation';
-REVOKE ALL ON FUNCTION @extschema@.pgml_predict(bigint, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict(bigint, text) TO pgml_reader;
-
-
-CREATE OR REPLACE FUNCTION @extschema@.pgml_predict_json(query_hash bigint, server_id text DEFAULT 'local')
-RETURNS jsonb
-LANGUAGE sql
-VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET extra_float_digits = 1
-AS $$
-    SELECT jsonb_build_object(
-               'prediction_id', p.prediction_id,
-               'query_hash', p.query_hash,
-               'query_hash_text', p.query_hash::text,
-               'predicted_execution_time_ms', p.predicted_execution_time_ms,
-               'confidence', p.confidence,
-               'range', jsonb_build_object('min', p.lower_bound_ms, 'max', p.upper_bound_ms),
-               'model_id', p.model_id,
-               'model_version', p.model_version,
-               'source', p.source,
-               'server_id', p.server_id,
-               'logged', p.logged,
-               'forecaster', p.forecaster,
-               'timestamp', p.predicted_at)
-      FROM @extschema@.pgml_predict(pgml_predict_json.query_hash, pgml_predict_json.server_id) p
-$$;
-COMMENT ON FUNCTION @extschema@.pgml_predict_json(bigint, text) IS
-    'pgml_predict as the JSON document the pganalytics Go backend expects (query_hash_text: exact for JavaScript)';
-REVOKE ALL ON FUNCTION @extschema@.pgml_predict_json(bigint, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_json(bigint, text) TO pgml_reader;
-
-
 CREATE OR REPLACE FUNCTION @extschema@.pgml_predict_all(server_id text DEFAULT 'local', log boolean DEFAULT false)
 RETURNS SETOF pganalytics_ml.prediction
 LANGUAGE plpgsql
@@ -1981,25 +1911,37 @@ BEGIN
     END IF;
     IF pgml_predict_all.log AND NOT pg_is_in_recovery() THEN
         RETURN QUERY
-        INSERT INTO pganalytics_ml.predictions AS p (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
-                                                     model_id, model_version, source, based_on, forecaster, expert_ms)
-        SELECT f.server_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
-               f.model_version, f.source, f.based_on, f.forecaster, f.expert_ms
-          FROM pganalytics_ml.forecasts f
-         WHERE f.server_id = pgml_predict_all.server_id
-           AND NOT EXISTS (SELECT FROM pganalytics_ml.statements s
-                            WHERE s.server_id = f.server_id AND s.queryid = f.queryid AND s.is_internal)
-         ORDER BY f.queryid
-        RETURNING p.prediction_id, p.queryid, p.predicted_ms, p.lower_ms, p.upper_ms, p.confidence, p.model_id,
-                  p.model_version, p.source, p.predicted_at, p.server_id, p.based_on, true,
-                  pganalytics_ml._short_query(p.server_id, p.queryid), p.forecaster;
+        WITH logged AS (
+            INSERT INTO pganalytics_ml.predictions AS p (server_id, queryid, predicted_ms, lower_ms, upper_ms,
+                                                         confidence, model_id, model_version, source, based_on,
+                                                         forecaster, expert_ms)
+            SELECT f.server_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
+                   f.model_version, f.source, f.based_on, f.forecaster, f.expert_ms
+              FROM pganalytics_ml.forecasts f
+             WHERE f.server_id = pgml_predict_all.server_id
+               AND NOT EXISTS (SELECT FROM pganalytics_ml.statements s
+                                WHERE s.server_id = f.server_id AND s.queryid = f.queryid AND s.is_internal)
+            RETURNING p.*)
+        SELECT p.prediction_id, p.queryid, p.predicted_ms, p.lower_ms, p.upper_ms, p.confidence, p.model_id,
+               p.model_version, p.source, p.predicted_at, p.server_id, p.based_on, true,
+               pganalytics_ml._short_query(p.server_id, p.queryid), p.forecaster, pl.total_cost, pl.fingerprint,
+               '{"scenario": "current"}'::jsonb, '{}'::text[], NULL::text
+          FROM logged p
+          LEFT JOIN pganalytics_ml.plan_capture c ON c.server_id = p.server_id AND c.queryid = p.queryid
+          LEFT JOIN pganalytics_ml.plans pl
+                 ON pl.server_id = c.server_id AND pl.queryid = c.queryid AND pl.fingerprint = c.fingerprint
+         ORDER BY p.queryid;
     ELSE
         RETURN QUERY
         SELECT NULL::bigint, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
                f.model_version, f.source, now(), f.server_id, f.based_on, false,
-               CASE WHEN length(s.query) > 80 THEN left(s.query, 77) || '...' ELSE s.query END, f.forecaster
+               CASE WHEN length(s.query) > 80 THEN left(s.query, 77) || '...' ELSE s.query END, f.forecaster,
+               pl.total_cost, pl.fingerprint, '{"scenario": "current"}'::jsonb, '{}'::text[], NULL::text
           FROM pganalytics_ml.forecasts f
           LEFT JOIN pganalytics_ml.statements s ON s.server_id = f.server_id AND s.queryid = f.queryid
+          LEFT JOIN pganalytics_ml.plan_capture c ON c.server_id = f.server_id AND c.queryid = f.queryid
+          LEFT JOIN pganalytics_ml.plans pl
+                 ON pl.server_id = c.server_id AND pl.queryid = c.queryid AND pl.fingerprint = c.fingerprint
          WHERE f.server_id = pgml_predict_all.server_id
            AND NOT EXISTS (SELECT FROM pganalytics_ml.statements s
                             WHERE s.server_id = f.server_id AND s.queryid = f.queryid AND s.is_internal)
@@ -2345,6 +2287,350 @@ COMMENT ON FUNCTION @extschema@.pgml_capture_plans(boolean) IS
 REVOKE ALL ON FUNCTION @extschema@.pgml_capture_plans(boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_capture_plans(boolean) TO pgml_admin;
 
+-- issue 15 (what-if predictions): pgml_predict and pgml_predict_json take a scenario (their old two-argument
+-- forms are dropped: the new ones answer the same calls), prediction rows say what was assumed and which
+-- plan, pgml_predict_sql predicts a statement never run.
+ALTER TYPE pganalytics_ml.prediction
+    ADD ATTRIBUTE total_cost double precision,
+    ADD ATTRIBUTE plan_fingerprint text,
+    ADD ATTRIBUTE scenario jsonb,
+    ADD ATTRIBUTE recommended_indexes text[],
+    ADD ATTRIBUTE optimization_suggestion text;
+COMMENT ON TYPE pganalytics_ml.prediction IS 'One prediction as pgml_predict and pgml_predict_sql return it';
+DROP FUNCTION @extschema@.pgml_predict_json(bigint, text);
+DROP FUNCTION @extschema@.pgml_predict(bigint, text);
+
+-- The lookup and its log line, as the extension owner (callers cannot write the log themselves).
+CREATE FUNCTION pganalytics_ml._predict(p_query_hash bigint, p_server_id text)
+RETURNS SETOF pganalytics_ml.prediction
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f        pganalytics_ml.forecasts;
+    v_id     bigint;
+    v_at     timestamptz := now();
+    v_logged boolean := false;
+BEGIN
+    IF p_query_hash IS NULL OR p_server_id IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', CASE WHEN p_query_hash IS NULL THEN 'query_hash' ELSE 'server_id' END
+            USING ERRCODE = '22004', HINT = 'Pass pg_stat_statements.queryid of the statement to predict.';
+    END IF;
+    SELECT * INTO f FROM pganalytics_ml.forecasts fc WHERE fc.server_id = p_server_id AND fc.queryid = p_query_hash;
+    IF NOT FOUND THEN
+        PERFORM pganalytics_ml._no_forecast(p_server_id, p_query_hash);
+    END IF;
+    -- A hot standby cannot write the log: the prediction is still answered, marked as not logged.
+    IF NOT pg_is_in_recovery() THEN
+        INSERT INTO pganalytics_ml.predictions (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
+                                                model_id, model_version, source, based_on, forecaster, expert_ms)
+        VALUES (f.server_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence,
+                f.model_id, f.model_version, f.source, f.based_on, f.forecaster, f.expert_ms)
+        RETURNING predictions.prediction_id, predictions.predicted_at INTO v_id, v_at;
+        v_logged := true;
+    END IF;
+    RETURN QUERY SELECT v_id, f.queryid, f.predicted_ms, f.lower_ms, f.upper_ms, f.confidence, f.model_id,
+                        f.model_version, f.source, v_at, f.server_id, f.based_on, v_logged,
+                        pganalytics_ml._short_query(f.server_id, f.queryid), f.forecaster, pl.total_cost,
+                        pl.fingerprint, '{"scenario": "current"}'::jsonb, '{}'::text[], NULL::text
+                   FROM (SELECT) one
+                   LEFT JOIN pganalytics_ml.plan_capture c ON c.server_id = f.server_id AND c.queryid = f.queryid
+                   LEFT JOIN pganalytics_ml.plans pl
+                          ON pl.server_id = c.server_id AND pl.queryid = c.queryid AND pl.fingerprint = c.fingerprint;
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._predict(bigint, text) IS
+    'pgml_predict''s lookup of the current forecast and its line in the log, as the extension owner';
+REVOKE ALL ON FUNCTION pganalytics_ml._predict(bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pganalytics_ml._predict(bigint, text) TO pgml_reader;
+
+-- pgml_predict and pgml_predict_json run as the caller (SECURITY INVOKER) and pin no search_path: a
+-- scenario's index statements are the caller's, resolved and created as the caller would (sql/70_whatif.sql).
+-- Every object they name is schema-qualified. Without a scenario they are the lookup above.
+CREATE FUNCTION @extschema@.pgml_predict(query_hash bigint, server_id text DEFAULT 'local', scenario jsonb DEFAULT NULL)
+RETURNS SETOF pganalytics_ml.prediction
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+AS $$
+BEGIN
+    IF scenario IS NULL OR scenario OPERATOR(pg_catalog.=) '"current"'::pg_catalog.jsonb
+       OR scenario OPERATOR(pg_catalog.=) '{}'::pg_catalog.jsonb THEN
+        RETURN QUERY SELECT * FROM pganalytics_ml._predict(pgml_predict.query_hash, pgml_predict.server_id);
+    ELSE
+        RETURN QUERY SELECT * FROM pganalytics_ml._what_if('pgml_predict', NULL, pgml_predict.query_hash,
+                                                            pgml_predict.scenario, pgml_predict.server_id,
+                                                            pg_catalog.current_setting('search_path'));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_predict(bigint, text, jsonb) IS
+    'Predicted mean execution time (ms) of the statement''s next interval, with a 90% interval; logged for '
+    'validation. With a scenario (''optimized'', {"indexes": ...}, {"growth": ...}, {"load": ...}): what-if, not logged';
+REVOKE ALL ON FUNCTION @extschema@.pgml_predict(bigint, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict(bigint, text, jsonb) TO pgml_reader;
+
+-- Numbers in the document keep every digit whatever the session's extra_float_digits (jsonb prints float8
+-- with the session's setting).
+CREATE FUNCTION @extschema@.pgml_predict_json(query_hash bigint, server_id text DEFAULT 'local',
+                                              scenario jsonb DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql
+VOLATILE PARALLEL UNSAFE
+SET extra_float_digits = 1
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+               'prediction_id', p.prediction_id,
+               'query_hash', p.query_hash,
+               'query_hash_text', p.query_hash::pg_catalog.text,
+               'predicted_execution_time_ms', p.predicted_execution_time_ms,
+               'confidence', p.confidence,
+               'range', pg_catalog.jsonb_build_object('min', p.lower_bound_ms, 'max', p.upper_bound_ms),
+               'model_id', p.model_id,
+               'model_version', p.model_version,
+               'source', p.source,
+               'server_id', p.server_id,
+               'logged', p.logged,
+               'forecaster', p.forecaster,
+               'timestamp', p.predicted_at,
+               'scenario', p.scenario,
+               'recommended_indexes', pg_catalog.to_jsonb(p.recommended_indexes),
+               'optimization_suggestion', p.optimization_suggestion)
+      FROM @extschema@.pgml_predict($1, $2, $3) p
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_predict_json(bigint, text, jsonb) IS
+    'pgml_predict as the JSON document the pganalytics Go backend expects (query_hash_text: exact for JavaScript; '
+    'recommended_indexes and optimization_suggestion filled for the ''optimized'' scenario)';
+REVOKE ALL ON FUNCTION @extschema@.pgml_predict_json(bigint, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_json(bigint, text, jsonb) TO pgml_reader;
+
+
+-- What-if predictions: a statement never run (pgml_predict_sql), a known one under a scenario
+-- (pgml_predict / pgml_predict_json with a scenario). Planning runs code, so the caller's text is planned,
+-- and the caller's hypothetical indexes are created, only here, in SECURITY INVOKER functions: with the
+-- caller's own privileges, search_path and row security. The PL/Python steps around them
+-- (plpython/72_whatif.sql) plan nothing the caller wrote.
+
+-- EXPLAIN of the caller's text as the caller: in a subtransaction that is always rolled back, read only,
+-- with $n parameters bound to NULL in a generic plan. Never executed.
+CREATE FUNCTION pganalytics_ml._explain_as_caller(p_sql text, p_params integer, p_search_path text)
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_prepare text := 'PREPARE pganalytics_ml_what_if AS ' || p_sql;
+    v_explain text := 'EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE pganalytics_ml_what_if';
+    v_plan text;
+    v_state text; v_message text; v_detail text;
+BEGIN
+    IF p_params > 0 THEN
+        v_explain := v_explain || '(' || array_to_string(array_fill('NULL'::text, ARRAY[p_params]), ', ') || ')';
+    END IF;
+    IF EXISTS (SELECT FROM pg_prepared_statements WHERE name = 'pganalytics_ml_what_if') THEN
+        DEALLOCATE pganalytics_ml_what_if;
+    END IF;
+    BEGIN
+        PERFORM pg_catalog.set_config('transaction_read_only', 'on', true);
+        PERFORM pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true);
+        PERFORM pg_catalog.set_config('lock_timeout', '500ms', true);
+        -- From here to the rollback only the caller's text runs under the caller's search_path: nothing
+        -- below names an operator or an unqualified function.
+        PERFORM pg_catalog.set_config('search_path', p_search_path, true);
+        EXECUTE v_prepare;
+        EXECUTE v_explain INTO v_plan;
+        RAISE EXCEPTION USING ERRCODE = 'PGW01';  -- rolls back whatever planning did, the settings too
+    EXCEPTION
+        WHEN SQLSTATE 'PGW01' THEN
+            NULL;
+        WHEN OTHERS THEN  -- (the rollback gave the pinned search_path back; pgspot cannot tell, so qualified)
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
+            IF EXISTS (SELECT FROM pg_catalog.pg_prepared_statements
+                        WHERE name OPERATOR(pg_catalog.=) 'pganalytics_ml_what_if') THEN
+                DEALLOCATE pganalytics_ml_what_if;
+            END IF;
+            RAISE EXCEPTION USING ERRCODE = v_state,
+                MESSAGE = 'pganalytics_ml: the statement does not plan: ' OPERATOR(pg_catalog.||) v_message,
+                DETAIL = coalesce(v_detail, ''),
+                HINT = 'It is planned (never run) with your own privileges and search_path: the tables it names '
+                       'must exist and be readable by you; $n parameters are planned as unknown values.';
+    END;
+    DEALLOCATE pganalytics_ml_what_if;
+    RETURN v_plan::pg_catalog.jsonb;
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._explain_as_caller(text, integer, text) IS
+    'EXPLAIN of the caller''s text with the caller''s privileges, rolled back, never executed';
+REVOKE ALL ON FUNCTION pganalytics_ml._explain_as_caller(text, integer, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pganalytics_ml._explain_as_caller(text, integer, text) TO pgml_reader;
+
+-- A hypothetical index (hypopg) from the caller's CREATE INDEX text, created as the caller.
+CREATE FUNCTION pganalytics_ml._hypothetical_as_caller(p_hypopg text, p_index text, p_search_path text)
+RETURNS oid
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_create text := format('SELECT indexrelid FROM %s.hypopg_create_index($1)', p_hypopg);
+    v_table text := format('SELECT indrelid::regclass::text FROM %s.hypopg() WHERE indexrelid = $1', p_hypopg);
+    v_id oid;
+    v_relation text;
+    v_message text;
+BEGIN
+    BEGIN
+        -- Only the caller's index statement runs under the caller's search_path (no operator, no unqualified
+        -- function until the path is back).
+        PERFORM pg_catalog.set_config('search_path', p_search_path, true);
+        EXECUTE v_create INTO v_id USING p_index;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'pganalytics_ml: the scenario''s index "' || left(p_index, 120) || '" cannot be made: ' || v_message,
+            HINT = 'Each entry of "indexes" is a CREATE INDEX statement on a table you can read, as you would run it.';
+    END;
+    -- hypopg checks no privilege: a table the caller may not read gets no hypothetical index here.
+    EXECUTE v_table INTO v_relation USING v_id;
+    IF NOT has_table_privilege(v_relation, 'SELECT') THEN
+        PERFORM pganalytics_ml._drop_hypothetical(p_hypopg, ARRAY[v_id]);
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = 'pganalytics_ml: permission denied for table ' || v_relation,
+            HINT = 'A scenario''s index must be on a table you can SELECT from.';
+    END IF;
+    RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._hypothetical_as_caller(text, text, text) IS
+    'Creates a hypothetical index (hypopg) from the caller''s CREATE INDEX text, as the caller';
+REVOKE ALL ON FUNCTION pganalytics_ml._hypothetical_as_caller(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pganalytics_ml._hypothetical_as_caller(text, text, text) TO pgml_reader;
+
+CREATE FUNCTION pganalytics_ml._drop_hypothetical(p_hypopg text, p_ids oid[])
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id oid;
+BEGIN
+    IF p_hypopg IS NULL THEN
+        RETURN;
+    END IF;
+    FOREACH v_id IN ARRAY coalesce(p_ids, '{}') LOOP
+        EXECUTE format('SELECT %s.hypopg_drop_index($1)', p_hypopg) USING v_id;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._drop_hypothetical(text, oid[]) IS
+    'Drops the hypothetical indexes a what-if prediction created (never the session''s others)';
+REVOKE ALL ON FUNCTION pganalytics_ml._drop_hypothetical(text, oid[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pganalytics_ml._drop_hypothetical(text, oid[]) TO pgml_reader;
+
+-- The caller's step re-raises the extension's errors without their Python traceback, as the owner's do.
+GRANT EXECUTE ON FUNCTION pganalytics_ml._raise_for_caller(text, text, text, text) TO pgml_reader;
+
+-- The caller's step of every what-if prediction: a text (p_sql) or a known statement (p_query_hash).
+CREATE FUNCTION pganalytics_ml._what_if(p_caller text, p_sql text, p_query_hash bigint, p_scenario jsonb,
+                                        p_server_id text, p_search_path text)
+RETURNS SETOF pganalytics_ml.prediction
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_request jsonb;
+    v_hypopg text;
+    v_current jsonb;
+    v_scenario_plan jsonb;
+    v_trials jsonb := '[]';
+    v_chosen jsonb;
+    v_created oid[] := '{}';
+    v_item jsonb;
+    v_id oid;
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    -- The request resolves names for 'optimized' candidates: "$user" there is the caller.
+    v_request := pganalytics_ml._what_if_request(p_caller, p_sql, p_query_hash, p_scenario, p_server_id,
+                                                 regexp_replace(p_search_path, '"?\$user"?', quote_ident(current_user), 'g'));
+    v_hypopg := v_request->>'hypopg';
+    IF p_query_hash IS NOT NULL AND v_request->'scenario'->>'scenario' = 'current' THEN
+        RETURN QUERY SELECT * FROM pganalytics_ml._predict(p_query_hash, p_server_id);
+        RETURN;
+    END IF;
+    IF p_sql IS NOT NULL THEN
+        v_current := pganalytics_ml._explain_as_caller(p_sql, (v_request->>'n_params')::integer, p_search_path);
+        FOR v_item IN SELECT * FROM jsonb_array_elements(v_request->'candidates') LOOP
+            v_id := pganalytics_ml._hypothetical_as_caller(v_hypopg, v_item->>'index', p_search_path);
+            v_created := ARRAY[v_id];
+            v_trials := v_trials || jsonb_build_array(v_item || jsonb_build_object('plan',
+                pganalytics_ml._explain_as_caller(p_sql, (v_request->>'n_params')::integer, p_search_path)));
+            PERFORM pganalytics_ml._drop_hypothetical(v_hypopg, v_created);
+            v_created := '{}';
+        END LOOP;
+        v_chosen := CASE WHEN v_request->'scenario'->>'scenario' = 'optimized'
+                         THEN pganalytics_ml._what_if_choose(v_current::text, v_trials::text)
+                         ELSE v_request->'indexes' END;
+    ELSE
+        v_current := pganalytics_ml._what_if_plan_known(v_request::text, p_query_hash, p_server_id);
+        v_chosen := v_request->'indexes';
+    END IF;
+    FOR v_item IN SELECT * FROM jsonb_array_elements(v_chosen) LOOP
+        v_created := v_created || pganalytics_ml._hypothetical_as_caller(v_hypopg, v_item #>> '{}', p_search_path);
+    END LOOP;
+    IF p_sql IS NOT NULL THEN
+        IF cardinality(v_created) > 0 THEN
+            v_scenario_plan := pganalytics_ml._explain_as_caller(p_sql, (v_request->>'n_params')::integer, p_search_path);
+        END IF;
+        RETURN QUERY SELECT (a).prediction_id, (a).query_hash, (a).predicted_execution_time_ms, (a).lower_bound_ms,
+                            (a).upper_bound_ms, (a).confidence, (a).model_id, (a).model_version, (a).source, now(),
+                            (a).server_id, coalesce((a).based_on, now()), (a).logged, (a).query, (a).forecaster,
+                            (a).total_cost, (a).plan_fingerprint, (a).scenario, (a).recommended_indexes,
+                            (a).optimization_suggestion
+                       FROM pganalytics_ml._what_if_answer_sql(v_request::text, p_sql, p_server_id, v_current::text,
+                                                               v_scenario_plan::text, v_chosen::text) a;
+    ELSE
+        RETURN QUERY SELECT (a).prediction_id, (a).query_hash, (a).predicted_execution_time_ms, (a).lower_bound_ms,
+                            (a).upper_bound_ms, (a).confidence, (a).model_id, (a).model_version, (a).source, now(),
+                            (a).server_id, coalesce((a).based_on, now()), (a).logged, (a).query, (a).forecaster,
+                            (a).total_cost, (a).plan_fingerprint, (a).scenario, (a).recommended_indexes,
+                            (a).optimization_suggestion
+                       FROM pganalytics_ml._what_if_answer_known(v_request::text, p_query_hash, p_server_id,
+                                                                 ARRAY(SELECT jsonb_array_elements_text(v_chosen)),
+                                                                 v_current::text) a;
+    END IF;
+    PERFORM pganalytics_ml._drop_hypothetical(v_hypopg, v_created);
+EXCEPTION WHEN OTHERS THEN
+    -- Hypothetical indexes live in the backend's memory, not in the transaction: a rollback keeps them.
+    PERFORM pganalytics_ml._drop_hypothetical(v_hypopg, v_created);
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    IF v_message NOT LIKE 'pganalytics\_ml: %' THEN RAISE; END IF;
+    PERFORM pganalytics_ml._raise_for_caller(v_state, v_message, v_detail, v_hint);
+END
+$$;
+COMMENT ON FUNCTION pganalytics_ml._what_if(text, text, bigint, jsonb, text, text) IS
+    'The caller''s step of a what-if prediction: plans the caller''s text and creates its hypothetical indexes as the caller';
+REVOKE ALL ON FUNCTION pganalytics_ml._what_if(text, text, bigint, jsonb, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pganalytics_ml._what_if(text, text, bigint, jsonb, text, text) TO pgml_reader;
+
+-- The public entry point passes the caller's own search_path on: it pins none, since the caller's text and
+-- index statements must resolve as the caller would run them. It runs as the caller (SECURITY INVOKER)
+-- and names every object with its schema. (pgml_predict and pgml_predict_json do the same: sql/30_predict.sql.)
+CREATE FUNCTION @extschema@.pgml_predict_sql(sql text, scenario jsonb DEFAULT '{}', server_id text DEFAULT 'local')
+RETURNS SETOF pganalytics_ml.prediction
+LANGUAGE sql
+VOLATILE PARALLEL UNSAFE
+AS $$
+    SELECT * FROM pganalytics_ml._what_if('pgml_predict_sql', $1, NULL, $2, $3, pg_catalog.current_setting('search_path'))
+$$;
+COMMENT ON FUNCTION @extschema@.pgml_predict_sql(text, jsonb, text) IS
+    'Predicted mean execution time (ms) of a statement that may never have run, from its plan (never executed), '
+    'under a scenario';
+REVOKE ALL ON FUNCTION @extschema@.pgml_predict_sql(text, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_sql(text, jsonb, text) TO pgml_reader;
 -- issue 15 (plan model): the plan model trained by pgml_train, and its figures in the training result.
 -- The plan model trained with each model (whatif/plan_model.py): a statement's mean time from its plan, across
 -- statements. Signed with the models' key; removed with its model.

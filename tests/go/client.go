@@ -101,7 +101,8 @@ type PerformancePrediction struct {
 	Logged                   bool            `json:"logged"`
 	Timestamp                time.Time       `json:"timestamp"`
 	Forecaster               *string         `json:"forecaster"` // the forecaster (or mix) that dominated
-	// Index advice and a suggestion (issue 15): absent until the server sends them.
+	Scenario                 map[string]any  `json:"scenario"`   // what was assumed
+	// The 'optimized' scenario's index advice and its one sentence; empty and null otherwise.
 	RecommendedIndexes     []string `json:"recommended_indexes"`
 	OptimizationSuggestion *string  `json:"optimization_suggestion"`
 }

@@ -20,7 +20,7 @@ import (
 var exercised = map[string]bool{
 	"ingest": true, "status": true, "train_async": true, "job_status": true, "train": true, "models": true,
 	"predict": true, "predict_row": true, "predict_all": true, "validate": true, "activate": true,
-	"detect_patterns": true, "patterns": true,
+	"detect_patterns": true, "patterns": true, "predict_scenario": true,
 }
 
 // The environment tests/python/test_go_driver.py gives: a database with real history of SERVER for
@@ -31,6 +31,7 @@ type setup struct {
 	worker                   string // a superuser standing in for pg_cron's job worker
 	hashes                   []int64
 	bigHash                  int64
+	localHash                int64 // a statement of the database itself, with a captured plan and no index
 }
 
 func environment(t *testing.T) setup {
@@ -50,6 +51,7 @@ func environment(t *testing.T) setup {
 		s.hashes = append(s.hashes, parseInt64(t, text))
 	}
 	s.bigHash = parseInt64(t, need("PGML_BIG_QUERY_HASH"))
+	s.localHash = parseInt64(t, need("PGML_LOCAL_QUERY_HASH"))
 	return s
 }
 
@@ -468,6 +470,7 @@ func TestContract(t *testing.T) {
 		row.UpperBoundMs != doc.Range.Max || *row.ModelID != *doc.ModelID || row.Source != "model" {
 		t.Fatalf("predict_row %+v disagrees with predict %+v", row, doc)
 	}
+	c.whatIf(backend, s)
 	recent(t, "predict_row.predicted_at", row.At)
 	c.fails(backend, "predict_row@unknown", "P0002", int64(12345), s.server)
 	c.fails(backend, "predict_row@not-an-integer", "22P02", "12abc", s.server)
@@ -494,8 +497,10 @@ func TestContract(t *testing.T) {
 		}
 	}
 	c.fails(backend, "predict_all@null", "22004", nil, false)
-	if got := predictions() - before; got != int64(2+len(s.hashes)) {
-		t.Fatalf("%d predictions logged, want %d: predict, predict_row, predict_all; the failed calls none", got, 2+len(s.hashes))
+	// whatIf logs two: "current" and the local statement's plain predict; "optimized" is never logged.
+	if got := predictions() - before; got != int64(4+len(s.hashes)) {
+		t.Fatalf("%d predictions logged, want %d: predict, predict_row, whatIf, predict_all; the failed calls none",
+			got, 4+len(s.hashes))
 	}
 
 	// Validate the logged prediction against a measured time.
@@ -628,4 +633,33 @@ func equalInt64s(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+// whatIf runs the scenario the Go backend sends: "current" is predict; "optimized" finds the missing index.
+func (c *contract) whatIf(backend *sql.DB, s setup) {
+	t := c.t
+	var current PerformancePrediction
+	c.document(backend, "predict_scenario", "prediction", &current, s.bigHash, s.server, "current")
+	if !current.Logged || current.PredictionID == nil || current.Scenario["scenario"] != "current" ||
+		len(current.RecommendedIndexes) != 0 || current.OptimizationSuggestion != nil {
+		t.Fatalf("predict_scenario current: %+v", current)
+	}
+	var optimized PerformancePrediction
+	c.document(backend, "predict_scenario", "prediction", &optimized, s.localHash, "local", "optimized")
+	if optimized.Logged || optimized.PredictionID != nil || optimized.Scenario["scenario"] != "optimized" ||
+		len(optimized.RecommendedIndexes) != 1 || optimized.OptimizationSuggestion == nil {
+		t.Fatalf("predict_scenario optimized: %+v", optimized)
+	}
+	if want := "CREATE INDEX ON public.go_orders (customer_id)"; optimized.RecommendedIndexes[0] != want {
+		t.Fatalf("predict_scenario optimized: %v, want [%s]", optimized.RecommendedIndexes, want)
+	}
+	var plain PerformancePrediction
+	c.document(backend, "predict", "prediction", &plain, s.localHash, "local")
+	if !(optimized.PredictedExecutionTimeMs < plain.PredictedExecutionTimeMs) ||
+		!strings.Contains(*optimized.OptimizationSuggestion, "go_orders") {
+		t.Fatalf("predict_scenario optimized %+v is not faster than %+v", optimized, plain)
+	}
+	c.fails(backend, "predict_scenario@remote-indexes", "0A000", s.bigHash, s.server, "optimized")
+	c.fails(backend, "predict_scenario@unknown", "22023", s.bigHash, s.server, "faster")
+	c.fails(backend, "predict_scenario@null", "22004", nil, s.server, "current")
 }

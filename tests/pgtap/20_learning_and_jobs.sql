@@ -2,8 +2,8 @@
 BEGIN;
 SELECT plan(46);
 
-SELECT function_privs_are('public', 'pgml_predict', ARRAY['bigint', 'text'], 'pgml_reader', ARRAY['EXECUTE']);
-SELECT function_privs_are('public', 'pgml_predict_json', ARRAY['bigint', 'text'], 'pgml_reader', ARRAY['EXECUTE']);
+SELECT function_privs_are('public', 'pgml_predict', ARRAY['bigint', 'text', 'jsonb'], 'pgml_reader', ARRAY['EXECUTE']);
+SELECT function_privs_are('public', 'pgml_predict_json', ARRAY['bigint', 'text', 'jsonb'], 'pgml_reader', ARRAY['EXECUTE']);
 SELECT function_privs_are('public', 'pgml_predict_all', ARRAY['text', 'boolean'], 'pgml_reader', ARRAY['EXECUTE']);
 SELECT function_privs_are('public', 'pgml_models', ARRAY['text'], 'pgml_reader', ARRAY['EXECUTE']);
 SELECT function_privs_are('public', 'pgml_job_status', ARRAY['text'], 'pgml_reader', ARRAY['EXECUTE']);
@@ -38,7 +38,7 @@ SELECT function_privs_are('public', 'pgml_unschedule', ARRAY[]::name[], 'pgml_ad
 SELECT function_privs_are('pganalytics_ml', 'rescue_jobs', ARRAY[]::name[], 'pgml_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('pganalytics_ml', 'rescue_jobs', ARRAY[]::name[], 'pgml_trainer', ARRAY[]::text[]);
 
-SELECT is_definer('public', 'pgml_predict', ARRAY['bigint', 'text']);
+SELECT is_definer('pganalytics_ml', '_predict', ARRAY['bigint', 'text']);  -- behind pgml_predict, which runs as the caller
 SELECT is_definer('public', 'pgml_train', ARRAY['integer', 'text', 'text']);
 SELECT is_definer('public', 'pgml_activate_model', ARRAY['bigint']);
 SELECT is_definer('public', 'pgml_schedule',

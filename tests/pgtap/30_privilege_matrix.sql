@@ -7,8 +7,10 @@ BEGIN;
 CREATE TEMP TABLE expected_functions (signature text PRIMARY KEY, granted_to name, security_definer boolean NOT NULL);
 INSERT INTO expected_functions VALUES
     ('pgml_status()',                                        'pgml_reader',  true),
-    ('pgml_predict(bigint,text)',                            'pgml_reader',  true),
-    ('pgml_predict_json(bigint,text)',                       'pgml_reader',  true),
+    -- The what-if entry points run as the caller: her text is planned, her hypothetical indexes made, as her.
+    ('pgml_predict(bigint,text,jsonb)',                      'pgml_reader',  false),
+    ('pgml_predict_json(bigint,text,jsonb)',                 'pgml_reader',  false),
+    ('pgml_predict_sql(text,jsonb,text)',                    'pgml_reader',  false),
     ('pgml_predict_all(text,boolean)',                       'pgml_reader',  true),
     ('pgml_models(text)',                                    'pgml_reader',  true),
     ('pgml_job_status(text)',                                'pgml_reader',  true),
@@ -67,7 +69,17 @@ INSERT INTO expected_functions VALUES
     ('pganalytics_ml._require_pg_cron()',                    NULL,           false),
     ('pganalytics_ml._scheduled_jobs()',                     NULL,           false),
     ('pganalytics_ml._short_query(text,bigint)',             NULL,           false),
-    ('pganalytics_ml._raise_for_caller(text,text,text,text)', NULL,          false),
+    ('pganalytics_ml._raise_for_caller(text,text,text,text)', 'pgml_reader', false),
+    ('pganalytics_ml._predict(bigint,text)',                 'pgml_reader',  true),
+    ('pganalytics_ml._explain_as_caller(text,integer,text)', 'pgml_reader',  false),
+    ('pganalytics_ml._hypothetical_as_caller(text,text,text)', 'pgml_reader', false),
+    ('pganalytics_ml._drop_hypothetical(text,oid[])',        'pgml_reader',  false),
+    ('pganalytics_ml._what_if(text,text,bigint,jsonb,text,text)', 'pgml_reader', false),
+    ('pganalytics_ml._what_if_request(text,text,bigint,jsonb,text,text)', 'pgml_reader', true),
+    ('pganalytics_ml._what_if_choose(text,text)',            'pgml_reader',  true),
+    ('pganalytics_ml._what_if_plan_known(text,bigint,text)', 'pgml_reader',  true),
+    ('pganalytics_ml._what_if_answer_sql(text,text,text,text,text,text)', 'pgml_reader', true),
+    ('pganalytics_ml._what_if_answer_known(text,bigint,text,text[],text)', 'pgml_reader', true),
     -- The PL/Python bodies of the public functions of the same name (sql/60_entry_points.sql).
     ('pganalytics_ml._snapshot()',                           NULL,           false),
     ('pganalytics_ml._detect_patterns(integer,text)',        NULL,           false),

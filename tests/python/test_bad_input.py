@@ -136,7 +136,7 @@ CASES: list[tuple[str, str | None, str]] = [
     ("SELECT pgml_cleanup_models(-2147483648)", "22023", "keep_count must be 0 or more"),
     ("SELECT pgml_cleanup_models('99999999999')", "22003", "out of range for type integer"),
     ("SELECT pgml_cleanup_models('all')", "22P02", "invalid input syntax for type integer"),
-    # pgml_predict(query_hash, server_id) and pgml_predict_json
+    # pgml_predict(query_hash, server_id, scenario) and pgml_predict_json
     ("SELECT * FROM pgml_predict(NULL)", "22004", "query_hash must not be NULL"),
     ("SELECT * FROM pgml_predict({queryid}, NULL)", "22004", "server_id must not be NULL"),
     ("SELECT * FROM pgml_predict(0, 'db-1')", "P0002", "unknown query_hash 0"),
@@ -150,6 +150,24 @@ CASES: list[tuple[str, str | None, str]] = [
     ("SELECT pgml_predict_json(12345, 'db-1')", "P0002", "unknown query_hash 12345"),
     ("SELECT pgml_predict_json('12e3')", "22P02", "invalid input syntax for type bigint"),
     (f"SELECT pgml_predict_json({{queryid}}, '{INJ}')", "P0002", "unknown query_hash"),
+    # scenarios (more in test_what_if.py)
+    ("SELECT * FROM pgml_predict({queryid}, 'db-1', '\"faster\"')", "22023", "unknown scenario"),
+    ("SELECT * FROM pgml_predict({queryid}, 'db-1', '{\"growth\": -1}')", "22023", "growth"),
+    ("SELECT * FROM pgml_predict({queryid}, 'db-1', '{\"indexes\": \"x\"}')", "22023", "indexes"),
+    ("SELECT * FROM pgml_predict({queryid}, 'db-1', '\"optimized\"')", "0A000", "only be planned"),
+    ("SELECT * FROM pgml_predict(12345, 'db-1', '{\"load\": 2}')", "P0002", "unknown query_hash 12345"),
+    ("SELECT pgml_predict_json({queryid}, 'db-1', '{\"load\": 0}')", "22023", "load"),
+    ("SELECT pgml_predict_json(NULL, 'db-1', '{\"load\": 2}')", "22004", "query_hash must not be NULL"),
+    # pgml_predict_sql(sql, scenario, server_id)
+    ("SELECT * FROM pgml_predict_sql(NULL)", "22004", "sql must not be NULL"),
+    ("SELECT * FROM pgml_predict_sql('SELEC 1')", "42601", "does not parse"),
+    ("SELECT * FROM pgml_predict_sql('SELECT 1; SELECT 2')", "22023", "one statement"),
+    ("SELECT * FROM pgml_predict_sql('VACUUM')", "22023", "only statements"),
+    ("SELECT * FROM pgml_predict_sql('SELECT * FROM nowhere')", "42P01", "does not plan"),
+    ("SELECT * FROM pgml_predict_sql('SELECT 1', NULL)", "22004", "scenario must not be NULL"),
+    ("SELECT * FROM pgml_predict_sql('SELECT 1', '[]')", "22023", "unknown scenario"),
+    ("SELECT * FROM pgml_predict_sql('SELECT 1', '{}', NULL)", "22004", "server_id must not be NULL"),
+    (f"SELECT * FROM pgml_predict_sql('SELECT 1', '{{}}', '{INJ}')", "22023", "invalid server_id"),
     # pgml_detect_patterns(lookback_days, server_id) and its JSON document (more in test_patterns.py)
     ("SELECT * FROM pgml_detect_patterns(NULL, 'db-1')", "22004", "lookback_days"),
     ("SELECT * FROM pgml_detect_patterns(0, 'db-1')", "22023", "lookback_days"),

@@ -47,7 +47,8 @@ def test_every_capture_updates_the_weights_and_pgml_predict_names_the_forecaster
     weights = db.all("SELECT weights FROM pganalytics_ml.forecaster_state WHERE server_id = %s", (SERVER,))
     assert all(sum(w[0]) == pytest.approx(1.0, abs=1e-4) for w in weights)
     cur = db.conn.execute("SELECT * FROM pgml_predict(%s, %s)", (next(iter(statements(12))), SERVER))
-    assert cur.description[-1].name == "forecaster"  # added at the end: positional readers keep working
+    # Added at the end (forecaster, then issue 15's plan and scenario): positional readers keep working.
+    assert [c.name for c in cur.description][14:16] == ["forecaster", "total_cost"]
     p = dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
     assert p["source"] == "baseline" and p["forecaster"]
     assert p["forecaster"] in FORECASTERS or p["forecaster"].startswith("mix(")

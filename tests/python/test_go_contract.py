@@ -39,6 +39,7 @@ CONTRACT = {
     "ingest",
     "detect_patterns",
     "patterns",
+    "predict_scenario",
 }
 SERVER = "db-1"
 BIG_QUERYID = -4800823524040242111  # beyond 2**53: a float64 or a JavaScript number would round it
@@ -260,6 +261,9 @@ def test_train_predict_validate_and_activate(history: Database, roles: dict[str,
             "predict@not-an-integer": ["12abc", SERVER],
             "predict_row": [str(BIG_QUERYID), SERVER],
             "predict_row@unknown": ["12345", SERVER],
+            "predict_scenario": [str(BIG_QUERYID), SERVER, "current"],
+            "predict_scenario@optimized-remote": [str(BIG_QUERYID), SERVER, "optimized"],
+            "predict_scenario@unknown": [str(BIG_QUERYID), SERVER, "faster"],
             "predict_all": [SERVER, False],
             "predict_all@logged": [SERVER, True],
             "predict_all@null": [None, False],
@@ -298,6 +302,12 @@ def test_train_predict_validate_and_activate(history: Database, roles: dict[str,
     assert all(is_number(doc[k]) for k in ("confidence", "predicted_execution_time_ms")) and 0 <= doc["confidence"] <= 1
     assert RFC3339.fullmatch(doc["timestamp"]) and datetime.fromisoformat(doc["timestamp"]).tzinfo is not None
     assert_error(out["predict@unknown"], "P0002")
+    current = only_row(out["predict_scenario"])["prediction"]  # "current" is predict, logged
+    assert current["logged"] is True and current["prediction_id"] > doc["prediction_id"]
+    assert current["scenario"] == {"scenario": "current"} and current["recommended_indexes"] == []
+    assert current["optimization_suggestion"] is None
+    assert_error(out["predict_scenario@optimized-remote"], "0A000")  # (tests/go/ optimizes a local statement)
+    assert_error(out["predict_scenario@unknown"], "22023")
     assert_error(out["predict@not-an-integer"], "22P02", hint=False)
 
     assert field_types(out["predict_row"]) == PREDICTION_ROW | {"predicted_at": TIMESTAMPTZ}
@@ -314,8 +324,9 @@ def test_train_predict_validate_and_activate(history: Database, roles: dict[str,
     assert all(r["prediction_id"] is None and r["source"] == "model" for r in every)
     assert all(isinstance(r["prediction_id"], int) for r in values(out["predict_all@logged"]))
     assert_error(out["predict_all@null"], "22004")
-    # Logged: predict, predict_row and the logged predict_all; the failed calls wrote nothing.
-    assert db.one("SELECT count(*) FROM pganalytics_ml.predictions") == 2 + len(QUERIES)
+    # Logged: predict, predict_row, predict_scenario "current" and the logged predict_all; the failed calls
+    # (and the "optimized" one, which is never logged) wrote nothing.
+    assert db.one("SELECT count(*) FROM pganalytics_ml.predictions") == 3 + len(QUERIES)
 
     assert field_types(out["models"]) == MODEL_ROW | {
         "created_at": TIMESTAMPTZ,

@@ -83,10 +83,30 @@ def roles(db: Database) -> Iterator[dict[str, str]]:
         db.conn.execute(f"DROP ROLE {name}")
 
 
+LOCAL_QUERY = "SELECT count(*) FROM public.go_orders WHERE customer_id = $1"
+
+
 @pytest.fixture
 def history(db: Database) -> Database:
     History(db.conn, SERVER).steady(QUERIES, intervals=30)
+    # A statement of the database itself that an index would help: for the 'optimized' scenario.
+    db.conn.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
+    db.conn.execute("CREATE TABLE public.go_orders (id int PRIMARY KEY, customer_id int, total int)")
+    db.conn.execute("INSERT INTO public.go_orders SELECT g, g % 1000, g % 97 FROM generate_series(1, 50000) g")
+    db.conn.execute("ANALYZE public.go_orders")
+    db.conn.execute("SET pganalytics_ml.plan_new_statements = off")  # planned below, by hand: no job queued
+    db.conn.execute("SELECT * FROM pgml_snapshot()")
+    for round_ in range(3):
+        for value in range(10):
+            db.conn.execute("SELECT count(*) FROM public.go_orders WHERE customer_id = %s", (value + round_,))
+        db.conn.execute("SELECT * FROM pgml_snapshot()")
+    db.conn.execute("SELECT * FROM pgml_capture_plans()")
+    db.conn.execute("RESET pganalytics_ml.plan_new_statements")
     return db
+
+
+def local_query_hash(db: Database) -> int:
+    return db.one("SELECT queryid FROM pganalytics_ml.statements WHERE query = %s", (LOCAL_QUERY,))
 
 
 def dsn(db: Database) -> str:
@@ -105,6 +125,7 @@ def run_contract(binary: Path, db: Database, roles: dict[str, str], doc: Path = 
         "PGML_WORKER_ROLE": "postgres",
         "PGML_QUERY_HASHES": ",".join(map(str, QUERIES)),
         "PGML_BIG_QUERY_HASH": str(BIG_QUERYID),
+        "PGML_LOCAL_QUERY_HASH": str(local_query_hash(db) or 0),
     }
     return subprocess.run([binary, "-test.v", "-test.count=1"], env=env, capture_output=True, text=True, timeout=600)
 

@@ -57,7 +57,14 @@ def test_pgspot_finds_nothing_in_the_install_script():
         "pganalytics_ml.run_jobs(max_jobs integer,max_seconds integer,kinds text[])",
         "pganalytics_ml.run_snapshots(every_seconds integer,within_seconds integer)",
     ]
-    allowed = [arg for proc in committing for arg in ("--proc-without-search-path", proc)]
+    # The what-if entry points run as the caller (SECURITY INVOKER) and hand the caller's own search_path on:
+    # the caller's text must resolve as the caller would run it. Every object they name is schema-qualified.
+    invoker = [
+        "extschema.pgml_predict_sql(sql text,scenario jsonb,server_id text)",
+        "extschema.pgml_predict(query_hash bigint,server_id text,scenario jsonb)",
+        "extschema.pgml_predict_json(query_hash bigint,server_id text,scenario jsonb)",
+    ]
+    allowed = [arg for proc in committing + invoker for arg in ("--proc-without-search-path", proc)]
     result = subprocess.run(
         [pgspot, "--plpgsql", "--ignore-lang", "plpython3u", *allowed, script], capture_output=True, text=True
     )
