@@ -202,6 +202,7 @@ def answer_sql(
     current, _ = _description(plpy, current_plan)
     planned = scenario_plan if scenario_plan is not None else current_plan
     described, unmatched = _description(plpy, planned, scenario)
+    current["sql"] = described["sql"] = sql  # the plan model's STRUCTURE features come from the text
     load = scenario.load or 1.0
     est = estimate.absolute(plpy, server_id, described, load)
     assumed = _assumed(info["scenario"], indexes, unmatched, scenario.load)
