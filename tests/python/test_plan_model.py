@@ -196,3 +196,20 @@ def test_the_plan_model_of_the_active_model_answers_and_cleanup_leaves_no_orphan
         " USING (model_id)"
     )
     assert left == [(second["model_id"], second["model_id"])]
+
+
+def test_pgml_predict_sql_answers_from_the_plan_model(db: Database):
+    ingest(db, 30)
+    result = train(db)
+    db.conn.execute("CREATE TABLE orders (id int PRIMARY KEY, total int)")
+    db.conn.execute("INSERT INTO orders SELECT g, g FROM generate_series(1, 5000) g")
+    db.conn.execute("ANALYZE orders")
+    row = db.conn.execute(
+        "SELECT predicted_execution_time_ms, lower_bound_ms, upper_bound_ms, source, model_id"
+        " FROM pgml_predict_sql('SELECT count(*) FROM orders WHERE total > 10', '{}', %s)",
+        (SERVER,),
+    ).fetchone()
+    assert row[3] == "plan_model" and row[4] == result["plan_model_id"]
+    assert 0 < row[1] < row[0] < row[2]
+    err = db.error("SELECT * FROM pgml_predict_sql('SELECT count(*) FROM orders', '{}', 'no-such-server')")
+    assert err.sqlstate == "P0002" and "no plan model" in str(err)
