@@ -150,6 +150,31 @@ SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.forecasts', '');
 SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.predictions', '');
 SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.predictions_prediction_id_seq', '');
 
+-- The plan model trained with each model (whatif/plan_model.py): a statement's mean time from its plan, across
+-- statements. Signed with the models' key; removed with its model.
+CREATE SEQUENCE pganalytics_ml.plan_models_plan_model_id_seq;
+CREATE TABLE pganalytics_ml.plan_models (
+    plan_model_id    bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pganalytics_ml.plan_models_plan_model_id_seq'),
+    model_id         bigint NOT NULL UNIQUE REFERENCES pganalytics_ml.models (model_id) ON DELETE CASCADE,
+    server_id        text NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    statements       integer NOT NULL,  -- statements with a plan it was trained on
+    feature_names    text[] NOT NULL,
+    metrics          jsonb NOT NULL,    -- grouped-holdout q-errors of the model and of the cost baseline
+    calibration      jsonb NOT NULL,    -- the interval's conformal quantile of absolute log errors
+    sklearn_version  text NOT NULL,
+    model            bytea NOT NULL,
+    signature        bytea NOT NULL
+);
+ALTER SEQUENCE pganalytics_ml.plan_models_plan_model_id_seq OWNED BY pganalytics_ml.plan_models.plan_model_id;
+CREATE INDEX plan_models_server ON pganalytics_ml.plan_models (server_id, plan_model_id);
+COMMENT ON TABLE pganalytics_ml.plan_models IS
+    'Plan models: a statement''s mean time from its plan, data and load, across statements; pickled and signed, '
+    'one per model trained with enough planned statements';
+REVOKE ALL ON pganalytics_ml.plan_models FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.plan_models', '');
+SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.plan_models_plan_model_id_seq', '');
+
 -- The row pgml_predict returns (the SQL contract), also used by pgml_predict_all.
 CREATE TYPE pganalytics_ml.prediction AS (
     prediction_id               bigint,
@@ -223,6 +248,13 @@ CREATE TYPE pganalytics_ml.training_result AS (
     combination_q_error_p90      double precision,
     model_weight                 double precision,
     forecasters                  jsonb,
-    forecaster_note              text
+    forecaster_note              text,
+    plan_model_id                bigint,
+    plan_model_statements        integer,
+    plan_model_q_error_p50       double precision,
+    plan_model_q_error_p90       double precision,
+    plan_cost_q_error_p50        double precision,
+    plan_cost_q_error_p90        double precision,
+    plan_model_note              text
 );
 COMMENT ON TYPE pganalytics_ml.training_result IS 'One trained model as pgml_train returns it';

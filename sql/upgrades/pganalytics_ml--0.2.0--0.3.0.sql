@@ -3153,3 +3153,39 @@ COMMENT ON FUNCTION @extschema@.pgml_recommend_indexes(text, integer, double pre
     'speed-ups, size; recorded, never created';
 REVOKE ALL ON FUNCTION @extschema@.pgml_recommend_indexes(text, integer, double precision, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_recommend_indexes(text, integer, double precision, integer) TO pgml_admin;
+REVOKE ALL ON FUNCTION @extschema@.pgml_predict_sql(text, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_sql(text, jsonb, text) TO pgml_reader;
+-- issue 15 (plan model): the plan model trained by pgml_train, and its figures in the training result.
+-- The plan model trained with each model (whatif/plan_model.py): a statement's mean time from its plan, across
+-- statements. Signed with the models' key; removed with its model.
+CREATE SEQUENCE pganalytics_ml.plan_models_plan_model_id_seq;
+CREATE TABLE pganalytics_ml.plan_models (
+    plan_model_id    bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pganalytics_ml.plan_models_plan_model_id_seq'),
+    model_id         bigint NOT NULL UNIQUE REFERENCES pganalytics_ml.models (model_id) ON DELETE CASCADE,
+    server_id        text NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    statements       integer NOT NULL,  -- statements with a plan it was trained on
+    feature_names    text[] NOT NULL,
+    metrics          jsonb NOT NULL,    -- grouped-holdout q-errors of the model and of the cost baseline
+    calibration      jsonb NOT NULL,    -- the interval's conformal quantile of absolute log errors
+    sklearn_version  text NOT NULL,
+    model            bytea NOT NULL,
+    signature        bytea NOT NULL
+);
+ALTER SEQUENCE pganalytics_ml.plan_models_plan_model_id_seq OWNED BY pganalytics_ml.plan_models.plan_model_id;
+CREATE INDEX plan_models_server ON pganalytics_ml.plan_models (server_id, plan_model_id);
+COMMENT ON TABLE pganalytics_ml.plan_models IS
+    'Plan models: a statement''s mean time from its plan, data and load, across statements; pickled and signed, '
+    'one per model trained with enough planned statements';
+REVOKE ALL ON pganalytics_ml.plan_models FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.plan_models', '');
+SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.plan_models_plan_model_id_seq', '');
+
+ALTER TYPE pganalytics_ml.training_result
+    ADD ATTRIBUTE plan_model_id bigint,
+    ADD ATTRIBUTE plan_model_statements integer,
+    ADD ATTRIBUTE plan_model_q_error_p50 double precision,
+    ADD ATTRIBUTE plan_model_q_error_p90 double precision,
+    ADD ATTRIBUTE plan_cost_q_error_p50 double precision,
+    ADD ATTRIBUTE plan_cost_q_error_p90 double precision,
+    ADD ATTRIBUTE plan_model_note text;

@@ -1,6 +1,6 @@
 -- Privileges of the learning loop and the job queue: who may predict, train, manage models and jobs.
 BEGIN;
-SELECT plan(44);
+SELECT plan(46);
 
 SELECT function_privs_are('public', 'pgml_predict', ARRAY['bigint', 'text', 'jsonb'], 'pgml_reader', ARRAY['EXECUTE']);
 SELECT function_privs_are('public', 'pgml_predict_json', ARRAY['bigint', 'text', 'jsonb'], 'pgml_reader', ARRAY['EXECUTE']);
@@ -46,6 +46,7 @@ SELECT is_definer('public', 'pgml_schedule',
 
 SELECT table_privs_are('pganalytics_ml', 'models', 'pgml_admin', ARRAY[]::text[], 'model bytes are not readable');
 SELECT table_privs_are('pganalytics_ml', 'model_key', 'pgml_admin', ARRAY[]::text[]);
+SELECT table_privs_are('pganalytics_ml', 'plan_models', 'pgml_admin', ARRAY[]::text[], 'plan model bytes are not readable');
 SELECT table_privs_are('pganalytics_ml', 'jobs', 'pgml_admin', ARRAY[]::text[]);
 SELECT table_privs_are('pganalytics_ml', 'forecasts', 'pgml_reader', ARRAY['SELECT']);
 SELECT table_privs_are('pganalytics_ml', 'predictions', 'pgml_reader', ARRAY['SELECT']);
@@ -66,6 +67,8 @@ SET ROLE pgtap_admin;
 SELECT throws_ok('SELECT key FROM pganalytics_ml.model_key', '42501', NULL, 'an admin cannot read the model key');
 SELECT throws_ok($$UPDATE pganalytics_ml.models SET model = '\x00'$$, '42501', NULL,
                  'an admin cannot write model bytes directly');
+SELECT throws_ok($$UPDATE pganalytics_ml.plan_models SET model = '\x00'$$, '42501', NULL,
+                 'an admin cannot write plan model bytes directly');
 SELECT throws_ok($$INSERT INTO pganalytics_ml.jobs (kind, soft_limit, hard_limit, backoff_base, backoff_cap)
                    VALUES ('sleep', '1 s', '1 s', '1 s', '1 s')$$, '42501', NULL, 'an admin cannot write jobs directly');
 RESET ROLE;

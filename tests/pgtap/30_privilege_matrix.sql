@@ -131,6 +131,8 @@ INSERT INTO expected_relations VALUES
     ('pganalytics_ml.jobs',                         NULL),  -- read through pgml_jobs and pgml_job_status
     ('pganalytics_ml.snapshots_snapshot_id_seq',    NULL),
     ('pganalytics_ml.models_model_id_seq',          NULL),
+    ('pganalytics_ml.plan_models',                  NULL),  -- plan model bytes: code
+    ('pganalytics_ml.plan_models_plan_model_id_seq', NULL),
     ('pganalytics_ml.predictions_prediction_id_seq', NULL),
     ('pganalytics_ml.jobs_job_seq',                 NULL);
 

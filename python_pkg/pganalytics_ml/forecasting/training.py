@@ -26,6 +26,7 @@ from pganalytics_ml.errors import (
 )
 from pganalytics_ml.forecasting import evaluation, features, history, models
 from pganalytics_ml.servers import SERVER_ID_PATTERN
+from pganalytics_ml.whatif import plan_model
 
 MODEL_TYPES = ("linear_regression", "decision_tree", "random_forest", "gradient_boosting")
 AUTO = "auto"
@@ -239,6 +240,7 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
         )
     train_rows, test_rows = ~holdout, holdout
     held_windows = _rows_of_windows(data.windows, test_rows)  # the forecasters' replay needs the holdout's
+    plans = plan_model.fit(data)  # issue 15: the plan model, across statements, on statements held out whole
     data.windows = None  # from here on the features are all that is needed
     candidates = MODEL_TYPES if arguments["model_type"] == AUTO else (arguments["model_type"],)
     actual = np.exp(data.target[test_rows])
@@ -279,6 +281,7 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
         "model_weight": held["model_weight"],
         "forecasters": held["forecasters"],
         "forecaster_note": held["note"],
+        "plan_model": plans.metrics | {"note": plans.note},
     }
     metrics = evaluation.finite_metrics(metrics)  # no NaN is ever stored: a metric that cannot be computed is None
     active_id = models.active_model_id(plpy, server_id)
@@ -300,6 +303,7 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
         "feature_names": list(features.FEATURE_NAMES),
     }
     model_id = models.save(plpy, record, estimator)
+    plan_model.save(plpy, plans, server_id, model_id)
     if activate:
         from pganalytics_ml.forecasting import forecasts, online
 
@@ -323,6 +327,7 @@ def train(plpy: Any, arguments: dict[str, Any], progress: Progress | None = None
         "model_weight": metrics["model_weight"],
         "forecasters": metrics["forecasters"],
         "forecaster_note": metrics["forecaster_note"],
+        **plans.result(),
     }
 
 
