@@ -3153,8 +3153,7 @@ COMMENT ON FUNCTION @extschema@.pgml_recommend_indexes(text, integer, double pre
     'speed-ups, size; recorded, never created';
 REVOKE ALL ON FUNCTION @extschema@.pgml_recommend_indexes(text, integer, double precision, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_recommend_indexes(text, integer, double precision, integer) TO pgml_admin;
-REVOKE ALL ON FUNCTION @extschema@.pgml_predict_sql(text, jsonb, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.pgml_predict_sql(text, jsonb, text) TO pgml_reader;
+
 -- issue 15 (plan model): the plan model trained by pgml_train, and its figures in the training result.
 -- The plan model trained with each model (whatif/plan_model.py): a statement's mean time from its plan, across
 -- statements. Signed with the models' key; removed with its model.
