@@ -194,7 +194,12 @@ type ServiceStatus struct {
 	FailedJobs       int64 `json:"failed_jobs"`
 	DeadLetteredJobs int64 `json:"dead_lettered_jobs"`
 	CancelledJobs    int64 `json:"cancelled_jobs"`
-	ActiveModel      *struct {
+	ForecastRefresh  struct {
+		PushForecasts      string     `json:"push_forecasts"` // auto, inline or queued
+		ServersWaiting     int64      `json:"servers_waiting"`
+		OldestWaitingSince *time.Time `json:"oldest_waiting_since"`
+	} `json:"forecast_refresh"`
+	ActiveModel *struct {
 		ModelID     int64      `json:"model_id"`
 		ServerID    string     `json:"server_id"`
 		ModelType   string     `json:"model_type"`

@@ -38,6 +38,7 @@ FEATURE_NAMES = tuple(n for n in PLAN if n != "has_plan") + STRUCTURE + LOAD
 MIN_STATEMENTS = 12  # statements with a plan below which no plan model is trained
 FOLDS = 5
 ROWS_PER_STATEMENT = 8
+MAX_ROWS = 40_000  # the plan model's rows at most (one per statement beyond): its 6 fits stay short
 COVERAGE = 0.9
 MIN_COST = 1e-3
 _COST = FEATURE_NAMES.index("log_plan_cost")
@@ -141,11 +142,15 @@ def rows(
     per_statement_rows: int = ROWS_PER_STATEMENT,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features, log ms, queryid) of the statements that have a plan: their latest ``per_statement_rows``
-    rows (the training set is ordered by statement, then time); 0 keeps every row."""
+    rows (the training set is ordered by statement, then time; 0 keeps every row), fewer per statement
+    when that would exceed MAX_ROWS."""
     if plan is None:
         return np.zeros((0, len(FEATURE_NAMES))), np.zeros(0), np.zeros(0, np.int64)
     has_plan = plan[:, PLAN.index("has_plan")] > 0
     keep = np.flatnonzero(has_plan)
+    statements = len(np.unique(queryid[keep]))
+    if statements and len(keep) > MAX_ROWS:  # fewer rows per statement, never fewer statements
+        per_statement_rows = max(1, min(per_statement_rows or MAX_ROWS, MAX_ROWS // statements))
     if per_statement_rows and len(keep):
         q = queryid[keep]
         starts = np.r_[0, np.flatnonzero(np.diff(q)) + 1]
