@@ -50,6 +50,14 @@ type TrainingResult struct {
 	ModelWeight          *float64                      `json:"model_weight"`
 	Forecasters          map[string]map[string]float64 `json:"forecasters"`
 	ForecasterNote       *string                       `json:"forecaster_note"`
+	// The plan model trained beside it (issue 15); NULL figures and a note when too few plans.
+	PlanModelID         *int64   `json:"plan_model_id"`
+	PlanModelStatements *int32   `json:"plan_model_statements"`
+	PlanModelQErrorP50  *float64 `json:"plan_model_q_error_p50"`
+	PlanModelQErrorP90  *float64 `json:"plan_model_q_error_p90"`
+	PlanCostQErrorP50   *float64 `json:"plan_cost_q_error_p50"`
+	PlanCostQErrorP90   *float64 `json:"plan_cost_q_error_p90"`
+	PlanModelNote       *string  `json:"plan_model_note"`
 }
 
 // JobProgress is the `progress` document of a job.

@@ -158,6 +158,13 @@ CASES: list[tuple[str, str | None, str]] = [
     ("SELECT * FROM pgml_predict(12345, 'db-1', '{\"load\": 2}')", "P0002", "unknown query_hash 12345"),
     ("SELECT pgml_predict_json({queryid}, 'db-1', '{\"load\": 0}')", "22023", "load"),
     ("SELECT pgml_predict_json(NULL, 'db-1', '{\"load\": 2}')", "22004", "query_hash must not be NULL"),
+    # pgml_recommend_indexes(server_id, top_statements, min_speedup, max_indexes) (more in test_recommend.py)
+    ("SELECT * FROM pgml_recommend_indexes(NULL)", "22004", "server_id must not be NULL"),
+    ("SELECT * FROM pgml_recommend_indexes('local', 0)", "22023", "top_statements"),
+    ("SELECT * FROM pgml_recommend_indexes('local', 50, 1.0)", "22023", "min_speedup"),
+    ("SELECT * FROM pgml_recommend_indexes('local', 50, 1.5, 0)", "22023", "max_indexes"),
+    ("SELECT * FROM pgml_recommend_indexes('db-1')", "0A000", "only for this database"),
+    ("SELECT * FROM pgml_recommend_indexes('nowhere')", "P0002", "no history"),
     # pgml_predict_sql(sql, scenario, server_id)
     ("SELECT * FROM pgml_predict_sql(NULL)", "22004", "sql must not be NULL"),
     ("SELECT * FROM pgml_predict_sql('SELEC 1')", "42601", "does not parse"),

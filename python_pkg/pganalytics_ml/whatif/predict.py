@@ -16,12 +16,11 @@ from typing import Any
 
 from pganalytics_ml.capture import plan_features, plans
 from pganalytics_ml.capture.statements import KINDS, parse_tree
-from pganalytics_ml.errors import PgmlError, invalid, not_found, null_argument, shown, sql_entry
+from pganalytics_ml.errors import FEATURE_NOT_SUPPORTED, PgmlError, invalid, not_found, null_argument, shown, sql_entry
 from pganalytics_ml.servers import LOCAL_SERVER, SERVER_ID_PATTERN
 from pganalytics_ml.whatif import estimate, scenarios
 
 SYNTAX_ERROR = "42601"
-FEATURE_NOT_SUPPORTED = "0A000"
 MIN_GAIN = 0.10  # 'optimized' keeps a candidate index only when it cuts the plan's cost by at least this
 MAX_CHOSEN = 3  # and at most this many, one per relation
 SQL_HINT = "Pass one SELECT, INSERT, UPDATE, DELETE or MERGE statement, with literal values or $1, $2 ... parameters."

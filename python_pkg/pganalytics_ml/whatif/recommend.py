@@ -28,7 +28,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pganalytics_ml.capture import plans
-from pganalytics_ml.errors import PgmlError, invalid, not_found, null_argument, shown, sql_entry
+from pganalytics_ml.errors import (
+    FEATURE_NOT_SUPPORTED,
+    PgmlError,
+    invalid,
+    not_found,
+    null_argument,
+    shown,
+    sql_entry,
+)
 from pganalytics_ml.servers import LOCAL_SERVER
 from pganalytics_ml.whatif import candidates, estimate, hypothetical
 from pganalytics_ml.whatif.candidates import Candidate
@@ -133,9 +141,10 @@ def check_arguments(
             f"no history captured for server {shown(server_id)}",
             hint="Capture history first: pgml_snapshot() (twice: a first capture is only a baseline).",
         )
-    if server_id != LOCAL_SERVER:
-        raise invalid(
+    if server_id != LOCAL_SERVER:  # as for index scenarios of pgml_predict (whatif/predict.py)
+        raise PgmlError(
             f"indexes can be recommended only for this database's own statements, not server {shown(server_id)}'s",
+            sqlstate=FEATURE_NOT_SUPPORTED,
             hint="Trying an index means planning its statements against their tables, and only this database's "
             "catalog is here: call pgml_recommend_indexes() in that server's database, with server_id 'local'.",
         )
