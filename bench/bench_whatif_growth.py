@@ -204,7 +204,7 @@ def latency(statements: int = 1000) -> dict:
                 conn.execute(f"INSERT INTO t{i} SELECT g, g % 97, g % 13 FROM generate_series(1, 2000) g")
             conn.execute("ANALYZE")
             conn.execute("SELECT * FROM pgml_snapshot()")
-            for _ in range(4):
+            for _ in range(8):  # 8 captures: the latest 20% held out, the rest with 3 earlier intervals each
                 for i in range(tables):
                     conn.execute(f"SELECT count(*) FROM t{i} WHERE v = 3")
                     conn.execute(f"SELECT v FROM t{i} WHERE id = 7")
