@@ -82,20 +82,37 @@ class Skipped:
     detail: str | None = None
 
 
-def statement_shape(sql: str) -> tuple[str | None, int]:
-    """(skip reason or None, number of $n parameters) of a normalized text, from PostgreSQL's parser
-    (within the bounds capture holds every text to: a text past them is not parsed at all)."""
+class NotPlannable(ValueError):
+    """A text that is not one plannable statement: ``reason`` as SKIP_REASONS names it, ``detail`` the
+    parser's message or the command, ``statements`` how many the text holds when that is the reason."""
+
+    def __init__(self, reason: str, detail: str, statements: int | None = None):
+        super().__init__(detail)
+        self.reason, self.detail, self.statements = reason, detail, statements
+
+
+def plannable_statement(sql: str) -> tuple[dict[str, Any], str, int]:
+    """The one statement of a text: its parse tree, its command and its number of $n parameters, from
+    PostgreSQL's parser (within the bounds capture holds every text to: a text past them is not parsed)."""
     try:
         tree = parse_tree(sql)
-    except ValueError:
-        return "unparsable", 0
+    except ValueError as exc:
+        raise NotPlannable("unparsable", str(exc)) from None
     stmts = [s["stmt"] for s in tree.get("stmts", []) if "stmt" in s]
     if len(stmts) != 1:
-        return "unparsable", 0
+        raise NotPlannable("unparsable", f"{len(stmts)} statements", len(stmts))
     ((command, body),) = stmts[0].items()
     if command not in KINDS or (command == "SelectStmt" and body.get("intoClause")):
-        return "utility", 0
-    return None, _max_param(stmts[0])
+        raise NotPlannable("utility", command)
+    return stmts[0], command, _max_param(stmts[0])
+
+
+def statement_shape(sql: str) -> tuple[str | None, int]:
+    """(skip reason or None, number of $n parameters) of a normalized text."""
+    try:
+        return None, plannable_statement(sql)[2]
+    except NotPlannable as exc:
+        return exc.reason, 0
 
 
 def _max_param(tree: Any) -> int:

@@ -15,8 +15,8 @@ import time
 from typing import Any
 
 from pganalytics_ml.capture import plan_features, plans
-from pganalytics_ml.capture.statements import KINDS, parse_tree
 from pganalytics_ml.errors import FEATURE_NOT_SUPPORTED, PgmlError, invalid, not_found, null_argument, shown, sql_entry
+from pganalytics_ml.forecasting import forecasts
 from pganalytics_ml.servers import LOCAL_SERVER, SERVER_ID_PATTERN
 from pganalytics_ml.whatif import estimate, scenarios
 
@@ -40,18 +40,17 @@ def _shape(sql: Any) -> int:
     if sql is None:
         raise null_argument("sql", hint=SQL_HINT)
     try:
-        tree = parse_tree(sql)
-    except ValueError as exc:
-        raise PgmlError(
-            f"the statement does not parse: {str(exc)[:300]}", sqlstate=SYNTAX_ERROR, hint=SQL_HINT
-        ) from None
-    stmts = [s["stmt"] for s in tree.get("stmts", []) if "stmt" in s]
-    if len(stmts) != 1:
-        raise invalid(f"sql must be one statement, got {len(stmts)}", hint=SQL_HINT)
-    ((command, body),) = stmts[0].items()
-    if command not in KINDS or (command == "SelectStmt" and body.get("intoClause")):
-        raise invalid(f"only statements that return or change rows can be predicted, got {command}", hint=SQL_HINT)
-    return plans._max_param(stmts[0])
+        return plans.plannable_statement(sql)[2]
+    except plans.NotPlannable as exc:
+        if exc.reason == "utility":
+            message = f"only statements that return or change rows can be predicted, got {exc.detail}"
+        elif exc.statements is not None:
+            message = f"sql must be one statement, got {exc.statements}"
+        else:
+            raise PgmlError(
+                f"the statement does not parse: {exc.detail[:300]}", sqlstate=SYNTAX_ERROR, hint=SQL_HINT
+            ) from None
+        raise invalid(message, hint=SQL_HINT) from None
 
 
 def _hypopg(plpy: Any) -> str:
@@ -163,8 +162,7 @@ def _suggestion(chosen: list[str], before_ms: float, after_ms: float) -> str:
 
 
 def _readable(ms: float) -> float:
-    """Four significant digits, as forecasts are kept (more would be noise)."""
-    return float(f"{ms:.4g}")
+    return forecasts._readable([ms])[0]  # four significant digits, as forecasts are kept
 
 
 def _row(
