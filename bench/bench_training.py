@@ -93,7 +93,9 @@ def repeat(cluster: Cluster, sql: str, params: Any, runs: int, cell_budget: floa
 
 # Histories of the bounded-training part (issue 13): statements x intervals, as copies of the template
 # (statement copies x back-to-back stretches of its 103 intervals).
-HISTORIES = {"100k": (10, 1), "1M": (10, 10), "10M": (20, 50)}
+# copies of the template's statements, stretches of its time span, and further copies of that whole span
+# back in time (100M: the 10M history's 2,000 statements over ten times its 5,150 intervals, 179 days)
+HISTORIES = {"100k": (10, 1, 0), "1M": (10, 10, 0), "10M": (20, 50, 0), "100M": (20, 50, 9)}
 FULL_SETTINGS = (
     "SET pganalytics_ml.training_max_samples = 0; SET pganalytics_ml.training_max_samples_per_statement = 0; "
     "SET pganalytics_ml.training_memory_limit = '64GB'"
@@ -142,6 +144,15 @@ def measure_runs(cluster: Cluster, sql: str, params: Any, settings: str | None, 
     }
 
 
+def _progress(name: str) -> Any:
+    started = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        print(f"  history {name}: {done}/{total} copies back after {time.monotonic() - started:.0f} s", file=sys.stderr)
+
+    return report
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -156,9 +167,14 @@ def bounded(
         if not conn.execute("SELECT 1 FROM pganalytics_ml.snapshots WHERE server_id = 'bounded-template'").fetchone():
             synthetic.ingest_template(conn, "bounded-template", TEMPLATE_STATEMENTS, CAPTURES)
         for name in names:
-            copies, stretches = HISTORIES[name]
+            copies, stretches, back = HISTORIES[name]
             started = time.monotonic()
             built = synthetic.clone_history(conn, "bounded-template", f"history-{name}", copies, stretches)
+            if back:
+                built = synthetic.extend_back(conn, f"history-{name}", back, progress=_progress(name))
+            # vacuumed and checkpointed, as a history written over days would have been by autovacuum
+            conn.execute("VACUUM (ANALYZE) pganalytics_ml.query_stats, pganalytics_ml.snapshots")
+            conn.execute("CHECKPOINT")
             print(f"  history {name}: {built:,} intervals in {time.monotonic() - started:.0f} s", file=sys.stderr)
     for name in names:
         server = f"history-{name}"
@@ -227,7 +243,11 @@ def main() -> None:
     parser.add_argument(
         "--budget", type=float, default=240, help="skip a model type at a size projected to take longer (s)"
     )
-    parser.add_argument("--histories", default=",".join(HISTORIES), help="bounded-training histories (issue 13)")
+    parser.add_argument(
+        "--histories",
+        default="100k,1M,10M",
+        help="bounded-training histories (issue 13): any of " + ", ".join(HISTORIES) + " (100M runs on its own)",
+    )
     parser.add_argument("--no-full", action="store_true", help="skip training on the whole history")
     parser.add_argument("--no-auto", action="store_true", help="skip model type auto on the largest history")
     parser.add_argument("--skip-sizes", action="store_true", help="only the bounded-training part")

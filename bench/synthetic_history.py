@@ -186,6 +186,49 @@ def clone_history(conn: Any, source: str, target: str, copies: int, stretches: i
     return conn.execute("SELECT count(*) FROM pganalytics_ml.query_stats WHERE server_id = %s", (target,)).fetchone()[0]
 
 
+_EXTEND_SNAPSHOTS = """
+INSERT INTO pganalytics_ml.snapshots (server_id, captured_at, interval_start, statements, new_statements,
+                                      active_statements, server_calls, server_exec_time, server_blks_read)
+SELECT server_id, captured_at - %(shift)s::interval, interval_start - %(shift)s::interval, statements,
+       new_statements, active_statements, server_calls, server_exec_time, server_blks_read
+  FROM pganalytics_ml.snapshots WHERE server_id = %(server)s AND captured_at >= %(since)s
+"""
+# One more stretch of the server's own first span, shifted back: the same statements and levels, fresh
+# noise per interval (x0.86-1.16), as clone_history's copies.
+_EXTEND_STATS = f"""
+INSERT INTO pganalytics_ml.query_stats ({_STAT_COLUMNS})
+SELECT q.server_id, q.queryid, q.interval_start - %(shift)s::interval, q.interval_end - %(shift)s::interval,
+       q.database, q.calls, q.total_exec_time * n.factor, q.mean_exec_time * n.factor,
+       q.stddev_exec_time * n.factor, q.rows, q.shared_blks_hit, q.shared_blks_read, q.shared_blks_dirtied,
+       q.shared_blks_written, q.local_blks_hit, q.local_blks_read, q.local_blks_dirtied, q.local_blks_written,
+       q.temp_blks_read, q.temp_blks_written, q.blk_read_time, q.blk_write_time, q.wal_records, q.wal_fpi,
+       q.wal_bytes, q.plans, q.total_plan_time, q.mean_plan_time
+  FROM pganalytics_ml.query_stats q
+ CROSS JOIN LATERAL (SELECT exp((random() - 0.5) * 0.3) AS factor) n
+ WHERE q.server_id = %(server)s AND q.interval_end >= %(since)s
+"""
+
+
+def extend_back(conn: Any, server: str, times: int, progress: Any = None) -> int:
+    """``times`` more copies of ``server``'s whole span of history before it, each with fresh noise:
+    intervals x (times + 1), the statements unchanged. Returns intervals."""
+    since, span = conn.execute(
+        "SELECT min(captured_at), max(captured_at) - min(captured_at) + interval '5 minutes'"
+        " FROM pganalytics_ml.snapshots WHERE server_id = %s",
+        (server,),
+    ).fetchone()
+    for k in range(1, times + 1):
+        params = {"server": server, "since": since, "shift": span * k}
+        with conn.transaction():
+            conn.execute(_EXTEND_SNAPSHOTS, params)
+            conn.execute(_EXTEND_STATS, params)
+        if progress:
+            progress(k, times)
+    conn.execute("ANALYZE pganalytics_ml.query_stats")
+    conn.execute("ANALYZE pganalytics_ml.snapshots")
+    return conn.execute("SELECT count(*) FROM pganalytics_ml.query_stats WHERE server_id = %s", (server,)).fetchone()[0]
+
+
 def clone_server(conn: Any, source: str, target: str, copies: int) -> None:
     """``copies`` perturbed copies of ``source``'s history as server ``target`` (statements x copies)."""
     params = {"source": source, "target": target, "copies": copies, "stride": COPY_STRIDE}

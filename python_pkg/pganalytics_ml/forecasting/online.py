@@ -63,11 +63,17 @@ _READ_POOL = """
     SELECT weights, q, q_start, recent_scores, updates, load_level
       FROM pganalytics_ml.forecaster_pool WHERE server_id = $1
 """
-_LONGRUN = """
+# A statement's long run starts from at most its last LONGRUN_SEED_DAYS of history, then grows with every
+# capture: a statement first forecast over a long history (an upgrade, a bulk import) would otherwise
+# sum all of it, 36 s of CPU for 2,000 statements at 100M intervals (bench_training).
+LONGRUN_SEED_DAYS = 7
+_LONGRUN = f"""
     SELECT array_agg(queryid) AS queryid, array_agg(calls) AS calls, array_agg(total) AS total
       FROM (SELECT q.queryid, sum(q.calls)::float8 AS calls, sum(q.total_exec_time) AS total
               FROM pganalytics_ml.query_stats q
-             WHERE q.server_id = $1 AND q.queryid = ANY ($2::bigint[]) GROUP BY q.queryid) s
+             WHERE q.server_id = $1 AND q.queryid = ANY ($2::bigint[])
+               AND q.interval_end > to_timestamp($3) - interval '{LONGRUN_SEED_DAYS} days'
+             GROUP BY q.queryid) s
 """
 # The seasonal forecaster: the interval one period before the one to come (nearest end within half an interval).
 _SEASONAL = f"""
@@ -242,8 +248,8 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
             seg = seg.add(np.where(valid[new, k], log_means[new, k], np.nan))
         c["seg_n"][new], c["seg_mean"][new], c["seg_m2"][new] = seg.n, seg.mean, seg.m2
         c["seg_flag"][new], c["seg_last"][new] = seg.flag, seg.last
-        plan = plpy.prepare(_LONGRUN, ["text", "bigint[]"])
-        lr = plpy.execute(plan, [server_id, latest.queryid[new].tolist()])[0]
+        plan = plpy.prepare(_LONGRUN, ["text", "bigint[]", "float8"])
+        lr = plpy.execute(plan, [server_id, latest.queryid[new].tolist(), float(np.max(latest.based_on))])[0]
         totals = {
             int(q): (cl, t) for q, cl, t in zip(lr["queryid"] or [], lr["calls"] or [], lr["total"] or [], strict=True)
         }
