@@ -220,3 +220,20 @@ def test_a_dropped_index_is_flagged_within_two_snapshots_and_stable_statements_r
     assert listed and not listed & {r[0] for r in internal}
     forecast_ids = {r[0] for r in db.all("SELECT queryid FROM pganalytics_ml.forecasts WHERE server_id = 'local'")}
     assert forecast_ids & {r[0] for r in internal}, "internal statements are still forecast"
+
+
+def test_a_statement_first_forecast_over_a_long_history_starts_its_long_run_from_its_last_7_days(db: Database):
+    h = History(db.conn, "long-history", start=datetime.now(UTC).replace(microsecond=0) - timedelta(days=11))
+    for _ in range(3):
+        h.capture({42: 100.0})  # ten days ago
+    h.captures += 10 * 288  # ten days of 5-minute captures later
+    for _ in range(3):
+        h.capture({42: 10.0})
+    # The statement's forecasts begin again over that history (as after an upgrade or an import).
+    db.conn.execute("DELETE FROM pganalytics_ml.forecaster_state WHERE server_id = 'long-history'")
+    h.capture({42: 10.0})
+    longrun = db.one(
+        "SELECT expert_ms[%s] FROM pganalytics_ml.forecaster_state WHERE server_id = 'long-history' AND queryid = 42",
+        (FORECASTERS.index("longrun") + 1,),
+    )
+    assert longrun == pytest.approx(10.0, rel=0.01)  # summing every interval, the 100 ms ones too: 40 ms
