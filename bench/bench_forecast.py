@@ -45,7 +45,7 @@ class Progress:
         print(f"  [{time.monotonic() - self.started:6.0f} s] {self.done}/{self.steps} {what}", file=sys.stderr)
 
 
-FORECASTERS = ("last", "ewma", "since_change", "longrun", "trend", "server_load", "seasonal", "model")
+FORECASTERS = ("last", "ewma", "since_change", "longrun", "trend", "server_load", "seasonal", "model", "server_next")
 WARMUP = 5
 TARGET_P90 = {"switches": 0.10, "growth": 0.15, "cycle": 0.15, "mixed": 0.10}
 SCORED = """
@@ -335,7 +335,8 @@ def med(values) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds per synthetic shape")
+    parser.add_argument("--first-seed", type=int, default=1, help="the first of them (tune on 1-3, judge on 4-6)")
     parser.add_argument("--statements", type=int, default=120)
     parser.add_argument("--train", type=int, default=60)
     parser.add_argument("--live", type=int, default=40)
@@ -349,7 +350,7 @@ def main() -> None:
     progress = Progress(len(shapes) * args.seeds + (2 if args.mixed_phase_seconds else 0) + 1)
     runs: list[Run] = []
     for shape in shapes:
-        for seed in range(1, args.seeds + 1):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             progress.step(f"{shape}, seed {seed}")
             runs.append(synthetic_run(shape, seed, args.statements, args.train, args.live, args.model_type))
     if args.mixed_phase_seconds:

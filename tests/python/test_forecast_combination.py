@@ -15,7 +15,7 @@ from workload import pgbench
 pytestmark = pytest.mark.integration
 
 SERVER = "db-1"
-FORECASTERS = ["last", "ewma", "since_change", "longrun", "trend", "server_load", "seasonal", "model"]
+FORECASTERS = ["last", "ewma", "since_change", "longrun", "trend", "server_load", "seasonal", "model", "server_next"]
 
 
 def row(db: Database, query: str, params=None) -> dict:
@@ -77,7 +77,7 @@ def test_training_reports_each_forecaster_beside_the_combination_and_seeds_the_p
     pool = row(db, "SELECT weights, q, q_start FROM pganalytics_ml.forecaster_pool WHERE server_id = %s", (SERVER,))
     assert pool["q"] == pool["q_start"] and sum(pool["weights"]) == pytest.approx(1.0, abs=1e-4)
     share = pool["weights"][FORECASTERS.index("model")] / sum(
-        w for i, w in enumerate(pool["weights"]) if FORECASTERS[i] not in ("seasonal", "server_load")
+        w for i, w in enumerate(pool["weights"]) if FORECASTERS[i] not in ("seasonal", "server_load", "server_next")
     )
     assert share == pytest.approx(result["model_weight"], abs=0.02)
     sources = db.all("SELECT DISTINCT source FROM pganalytics_ml.forecasts WHERE server_id = %s", (SERVER,))
