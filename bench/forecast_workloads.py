@@ -43,6 +43,9 @@ class Workload:
     planted: dict[int, int] = field(default_factory=dict)  # statement index -> capture where it slows down
     period_intervals: int | None = None
     load: np.ndarray | None = None  # the server's load per capture (what the shape does to every statement)
+    # What a forecaster can only estimate: each statement's level, sensitivity to load and growth exponent
+    # (bench/forecast_bounds.py scores forecasters that know them).
+    truth: dict[str, np.ndarray] = field(default_factory=dict)
 
     def load_changed(self) -> np.ndarray:
         """Captures whose load differs from the one before by more than 10%: what no past interval tells."""
@@ -58,6 +61,7 @@ def make(shape: str, statements: int, train: int, live: int, seed: int, regressi
     base_calls = np.exp(rng.uniform(np.log(5), np.log(400), statements))
     spread = rng.uniform(0.3, 1.5, statements)  # per-call coefficient of variation
     k = np.arange(captures)
+    kind = np.zeros(statements)
     if shape == "switches":
         levels = np.array([0.6, 1.0, 2.5])
         load, current = np.empty(captures), 1
@@ -91,7 +95,10 @@ def make(shape: str, statements: int, train: int, live: int, seed: int, regressi
         onset = train + 6 + j * max((live - 10) // max(regressions, 1), 1)
         planted[int(i)] = int(onset)
         means[onset:, i] *= 5.0
-    return Workload(shape, means, calls, train, planted, CYCLE if shape == "cycle" else None, np.asarray(load, float))
+    truth = {"level": level, "sensitivity": sensitivity, "growth": kind}
+    return Workload(
+        shape, means, calls, train, planted, CYCLE if shape == "cycle" else None, np.asarray(load, float), truth
+    )
 
 
 def queryid(i: int) -> int:

@@ -135,6 +135,7 @@ CREATE TABLE pganalytics_ml.forecaster_pool (
     q_start       double precision NOT NULL,      -- its start value (a training holdout, or the default)
     recent_scores double precision[] NOT NULL,    -- the latest live scores, for `confidence`
     load_level    double precision NOT NULL,      -- the server's load level at the latest capture (log)
+    load_ar       double precision[],             -- its AR(1) fit: count, means, covariance, variance, capture
     updates       integer NOT NULL,
     updated_at    timestamptz NOT NULL
 );

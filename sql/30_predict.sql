@@ -366,7 +366,8 @@ WITH scored AS (
                                            pg_catalog.float8div(sc.actual_ms, e.ms)) AS q
               FROM scored sc
              CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(sc.expert_ms), pg_catalog.unnest(
-                   ARRAY['last', 'ewma', 'since_change', 'longrun', 'trend', 'server_load', 'seasonal', 'model'])) AS e(ms, forecaster)
+                   ARRAY['last', 'ewma', 'since_change', 'longrun', 'trend', 'server_load', 'seasonal', 'model',
+                         'server_next'])) AS e(ms, forecaster)
              WHERE e.ms OPERATOR(pg_catalog.>) 0) f
      GROUP BY f.server_id, f.model_id, f.source, f.day, f.forecaster
 )

@@ -1759,6 +1759,7 @@ CREATE TABLE pganalytics_ml.forecaster_pool (
     q_start       double precision NOT NULL,      -- its start value (a training holdout, or the default)
     recent_scores double precision[] NOT NULL,    -- the latest live scores, for `confidence`
     load_level    double precision NOT NULL,      -- the server's load level at the latest capture (log)
+    load_ar       double precision[],             -- its AR(1) fit: count, means, covariance, variance, capture
     updates       integer NOT NULL,
     updated_at    timestamptz NOT NULL
 );
@@ -1791,7 +1792,8 @@ WITH scored AS (
                                            pg_catalog.float8div(sc.actual_ms, e.ms)) AS q
               FROM scored sc
              CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(sc.expert_ms), pg_catalog.unnest(
-                   ARRAY['last', 'ewma', 'since_change', 'longrun', 'trend', 'server_load', 'seasonal', 'model'])) AS e(ms, forecaster)
+                   ARRAY['last', 'ewma', 'since_change', 'longrun', 'trend', 'server_load', 'seasonal', 'model',
+                         'server_next'])) AS e(ms, forecaster)
              WHERE e.ms OPERATOR(pg_catalog.>) 0) f
      GROUP BY f.server_id, f.model_id, f.source, f.day, f.forecaster
 )

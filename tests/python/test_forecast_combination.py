@@ -15,7 +15,7 @@ from workload import pgbench
 pytestmark = pytest.mark.integration
 
 SERVER = "db-1"
-FORECASTERS = ["last", "ewma", "since_change", "longrun", "trend", "server_load", "seasonal", "model"]
+FORECASTERS = ["last", "ewma", "since_change", "longrun", "trend", "server_load", "seasonal", "model", "server_next"]
 
 
 def row(db: Database, query: str, params=None) -> dict:
@@ -42,7 +42,7 @@ def test_every_capture_updates_the_weights_and_pgml_predict_names_the_forecaster
         " WHERE server_id = %s",
         (SERVER,),
     )
-    assert len(state) == 12 and {s[1:] for s in state} == {(8, 8)}
+    assert len(state) == 12 and {s[1:] for s in state} == {(len(FORECASTERS), len(FORECASTERS))}
     assert {s[0] for s in state} == {28}  # 29 intervals; the first only starts the state
     weights = db.all("SELECT weights FROM pganalytics_ml.forecaster_state WHERE server_id = %s", (SERVER,))
     assert all(sum(w[0]) == pytest.approx(1.0, abs=1e-4) for w in weights)
@@ -58,7 +58,7 @@ def test_every_capture_updates_the_weights_and_pgml_predict_names_the_forecaster
         "SELECT forecaster, expert_ms FROM pganalytics_ml.predictions WHERE prediction_id = %s",
         (p["prediction_id"],),
     )
-    assert logged["forecaster"] == p["forecaster"] and len(logged["expert_ms"]) == 8
+    assert logged["forecaster"] == p["forecaster"] and len(logged["expert_ms"]) == len(FORECASTERS)
     assert logged["expert_ms"][FORECASTERS.index("model")] is None  # no model yet: it sleeps
     assert logged["expert_ms"][FORECASTERS.index("seasonal")] is None  # no known cycle
     assert db.one("SELECT pgml_predict_json(%s, %s)->>'forecaster'", (next(iter(statements(12))), SERVER))
@@ -77,7 +77,7 @@ def test_training_reports_each_forecaster_beside_the_combination_and_seeds_the_p
     pool = row(db, "SELECT weights, q, q_start FROM pganalytics_ml.forecaster_pool WHERE server_id = %s", (SERVER,))
     assert pool["q"] == pool["q_start"] and sum(pool["weights"]) == pytest.approx(1.0, abs=1e-4)
     share = pool["weights"][FORECASTERS.index("model")] / sum(
-        w for i, w in enumerate(pool["weights"]) if FORECASTERS[i] not in ("seasonal", "server_load")
+        w for i, w in enumerate(pool["weights"]) if FORECASTERS[i] not in ("seasonal", "server_load", "server_next")
     )
     assert share == pytest.approx(result["model_weight"], abs=0.02)
     sources = db.all("SELECT DISTINCT source FROM pganalytics_ml.forecasts WHERE server_id = %s", (SERVER,))

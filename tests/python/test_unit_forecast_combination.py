@@ -117,6 +117,59 @@ def test_the_server_load_forecaster_follows_a_shared_load_with_the_noise_average
     assert np.median(err_load) < 0.9 * np.median(err_last)
 
 
+def test_the_loss_is_quadratic_within_x1_5_linear_beyond_and_1_at_the_cap():
+    actual = np.zeros(1)
+    loss = [comb.losses(np.array([[e]]), actual)[0, 0] for e in (0.1, 0.2, comb.HUBER, 1.0, 1.2, 5.0)]
+    assert loss[1] == pytest.approx(4 * loss[0])  # quadratic: twice the error, four times the loss
+    assert loss[4] - loss[3] == pytest.approx(0.2 * comb.HUBER / (comb.HUBER * (comb.LOSS_CAP - comb.HUBER / 2)))
+    assert loss[5] == pytest.approx(1.0)  # capped at a q-error of 4
+    assert comb.losses(np.array([[-0.3]]), actual)[0, 0] == pytest.approx(comb.losses(np.array([[0.3]]), actual)[0, 0])
+
+
+def ar_fit(levels: np.ndarray) -> np.ndarray | None:
+    ar, previous = None, 0.0
+    for level in levels:
+        ar = comb.ServerLoad.ar_update(ar, previous, float(level))
+        previous = float(level)
+    return ar
+
+
+def test_the_ar1_fit_of_the_server_level_recovers_a_known_mean_reversion():
+    rng = np.random.default_rng(11)
+    phi, m, levels = 0.4, 0.3, [0.3]
+    for _ in range(600):
+        levels.append(m + phi * (levels[-1] - m) + rng.normal(0, 0.2))
+    ar = ar_fit(np.array(levels))
+    assert comb.ServerLoad.phi(ar) == pytest.approx(phi, abs=0.15)
+    # The next level is pulled back toward the mean: from m + 1, about m + phi.
+    assert comb.ServerLoad.next_level(ar, m + 1.0) == pytest.approx(m + phi, abs=0.2)
+
+
+def test_a_persistent_level_is_forecast_to_stay_and_an_unfitted_one_too():
+    rng = np.random.default_rng(12)
+    walk = np.cumsum(rng.normal(0, 0.05, 300))
+    ar = ar_fit(walk)
+    assert comb.ServerLoad.phi(ar) > 0.85
+    assert comb.ServerLoad.next_level(ar, float(walk[-1])) == pytest.approx(float(walk[-1]), abs=0.1)
+    assert comb.ServerLoad.next_level(None, 0.7) == 0.7  # nothing fitted yet: the level persists
+    assert comb.ServerLoad.next_level(ar_fit(np.array([0.0, 1.0])), 1.0) == 1.0  # too few pairs
+
+
+def test_on_a_switching_load_the_next_level_forecaster_halves_the_worst_errors_after_jumps():
+    """Levels drawn afresh among three every interval: the best forecast of the next is their mean, not the last."""
+    rng = np.random.default_rng(13)
+    levels = rng.choice([-0.5, 0.0, 0.9], size=400)
+    ar, previous, err_next, err_stay = None, 0.0, [], []
+    for t, level in enumerate(levels):
+        if t > 100:
+            err_next.append(abs(comb.ServerLoad.next_level(ar, previous) - level))
+            err_stay.append(abs(previous - level))
+        ar = comb.ServerLoad.ar_update(ar, previous, float(level))
+        previous = float(level)
+    assert comb.ServerLoad.phi(ar) < 0.2
+    assert np.percentile(err_next, 90) < 0.6 * np.percentile(err_stay, 90)
+
+
 def test_the_replayed_pool_ends_on_the_forecaster_that_was_right():
     rng = np.random.default_rng(4)
     rows, groups = 300, 10

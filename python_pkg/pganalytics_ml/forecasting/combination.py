@@ -2,10 +2,13 @@
 
 Every forecaster proposes the next interval's log mean. The combination is their weighted mean in log
 space; after each interval the weights are multiplied by exp(-eta * loss), where the loss of a
-forecaster is its |log q-error| (capped, then scaled to [0, 1]). This is the exponentially weighted
-average forecaster (Hedge on a convex loss): over T intervals its total loss exceeds that of the best
-single forecaster by at most ln(N)/eta + eta*T/8 (Cesa-Bianchi and Lugosi, Prediction, Learning, and
-Games, Thm 2.2), so in the long run it is never worse than "same as last time" by more than that.
+forecaster is the Huber loss of its |log q-error| (quadratic within x1.5, linear beyond; capped,
+then scaled to [0, 1]): between the median's loss, which would favour whichever forecaster is right
+most often, and the mean's, which would favour whichever avoids the large errors that make the p90.
+This is the exponentially weighted average forecaster (Hedge on a convex loss): over T intervals its
+total loss exceeds that of the best single forecaster by at most ln(N)/eta + eta*T/8 (Cesa-Bianchi
+and Lugosi, Prediction, Learning, and Games, Thm 2.2; it holds for any loss in [0, 1]), so in the
+long run its mean loss is never above that of "same as last time" by more than that.
 A small share of weight is given back to every forecaster after each update (Herbster and Warmuth's
 fixed share), so that a forecaster that becomes the best after a change of workload wins weight back
 within a few intervals. A forecaster that cannot answer for a statement (no model, no known cycle) is
@@ -20,11 +23,15 @@ import math
 
 import numpy as np
 
-FORECASTERS = ("last", "ewma", "since_change", "longrun", "trend", "server_load", "seasonal", "model")
+# New forecasters are appended, so that a stored weight keeps its forecaster's index.
+FORECASTERS = ("last", "ewma", "since_change", "longrun", "trend", "server_load", "seasonal", "model", "server_next")
 N = len(FORECASTERS)
 INDEX = {name: i for i, name in enumerate(FORECASTERS)}
 LOSS_CAP = math.log(4.0)  # a q-error above 4 counts as 4: one wild interval cannot erase a forecaster
 ETA = 4.0  # learning rate on losses scaled to [0, 1]
+# Errors within x1.5 are lost quadratically, larger ones linearly: a forecaster that avoids the large
+# errors after a change gains weight over one that is closer only on the usual, small ones.
+HUBER = math.log(1.5)
 SHARE = 0.02  # fixed share: weight returned to every forecaster after each update
 POOL_PRIOR = 8  # a statement's own weights count fully after about this many updates
 DOMINANT = 0.6  # a forecaster holding at least this weight names the forecast alone
@@ -51,8 +58,11 @@ def combine(expert_log: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def losses(expert_log: np.ndarray, actual_log: np.ndarray) -> np.ndarray:
-    """|log q-error| of each forecaster, capped and scaled to [0, 1]; NaN where it was asleep."""
-    return np.minimum(np.abs(expert_log - actual_log[:, None]), LOSS_CAP) / LOSS_CAP
+    """The Huber loss of each forecaster's |log q-error| (quadratic up to HUBER, linear beyond), capped
+    and scaled to [0, 1]; NaN where it was asleep."""
+    r = np.minimum(np.abs(expert_log - actual_log[:, None]), LOSS_CAP)
+    huber = np.where(r <= HUBER, 0.5 * r * r, HUBER * (r - 0.5 * HUBER))
+    return huber / (HUBER * (LOSS_CAP - 0.5 * HUBER))
 
 
 def hedge_update(weights: np.ndarray, expert_log: np.ndarray, actual_log: np.ndarray) -> np.ndarray:
@@ -158,18 +168,29 @@ def window_experts(log_means: np.ndarray, valid: np.ndarray, ewma: np.ndarray) -
 
 
 class ServerLoad:
-    """The server-load forecaster: a statement's usual level plus its share of what the server does now.
+    """The server-load forecasters: a statement's usual level plus its share of what the server does.
 
     At each capture the server's load level L is the median, over the statements that ran, of their
     log mean's distance from their own slow average mu. Each statement learns its sensitivity b to L
-    (an exponentially weighted regression through the origin, starting at 1); its forecast is
-    mu + b * L. When the whole server slows down or speeds up, every statement follows at once, with
-    its own noise averaged away: what "last interval" cannot do.
+    (an exponentially weighted regression through the origin, starting at 1). When the whole server
+    slows down or speeds up, every statement follows at once, with its own noise averaged away: what
+    "last interval" cannot do.
+
+    `server_load` forecasts mu + b * L: the level stays where it is. `server_next` forecasts
+    mu + b * L', where L' is the level expected next from an AR(1) fit of the server's levels,
+    L' = m' + phi * (L - m) (an exponentially weighted regression of each level on the one before; phi
+    kept in [0, 1] and shrunk toward 1 while few levels are known). A load that switches between
+    regimes is mean-reverting (phi well below 1): after a jump part of it is expected to come back,
+    which spreads the error of the interval after the next jump over both sides instead of taking it
+    whole. A load that persists or drifts gives phi near 1, and the two forecasters agree.
     """
 
     MEMORY = 0.1  # weight of the newest interval in mu and in the regression sums
     PRIOR = 0.02  # pseudo-observations of b = 1, in units of L^2
     MIN_STATEMENTS = 5
+    AR_MEMORY = 0.05  # weight of the newest pair of levels in the AR(1) fit
+    AR_PRIOR = 0.01  # pseudo-variance of phi = 1, divided by the pairs seen: the prior fades as they come
+    AR_MIN = 3  # pairs of levels seen before phi is used
 
     @staticmethod
     def level(x: np.ndarray, mu: np.ndarray) -> float:
@@ -191,6 +212,33 @@ class ServerLoad:
     @staticmethod
     def forecast(mu: np.ndarray, sdl: np.ndarray, sll: np.ndarray, load: float) -> np.ndarray:
         return mu + ServerLoad.sensitivity(sdl, sll) * load
+
+    # The AR(1) fit of the server's level: [count, mean of previous levels, mean of levels, their
+    # covariance, variance of previous levels], exponentially weighted.
+    @staticmethod
+    def ar_update(ar: np.ndarray | None, previous: float, load: float) -> np.ndarray:
+        if ar is None or len(ar) != 5 or not np.all(np.isfinite(ar)):
+            return np.array([1.0, previous, load, 0.0, 0.0])
+        a = ServerLoad.AR_MEMORY
+        n, mp, ml, cov, var = ar
+        dp, dl = previous - mp, load - ml
+        return np.array([n + 1, mp + a * dp, ml + a * dl, (1 - a) * (cov + a * dp * dl), (1 - a) * (var + a * dp * dp)])
+
+    @staticmethod
+    def phi(ar: np.ndarray | None) -> float:
+        if ar is None or len(ar) != 5 or ar[0] < ServerLoad.AR_MIN:
+            return 1.0
+        prior = ServerLoad.AR_PRIOR / ar[0]
+        return float(np.clip((ar[3] + prior) / (ar[4] + prior), 0.0, 1.0))
+
+    @staticmethod
+    def next_level(ar: np.ndarray | None, load: float) -> float:
+        """The server's expected level in the next interval: m + phi * (L - m), or L itself before a fit."""
+        phi = ServerLoad.phi(ar)
+        if phi >= 1.0:
+            return load
+        mp, ml = ar[1], ar[2]
+        return float(ml + phi * (load - mp))
 
 
 def replay(

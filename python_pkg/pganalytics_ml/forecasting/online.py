@@ -60,7 +60,7 @@ _READ_STATE = f"""
 _LAST_ACTIVE = """(SELECT s.last_active_at FROM pganalytics_ml.statements s
              WHERE s.server_id = $1 AND s.queryid = u.queryid)"""
 _READ_POOL = """
-    SELECT weights, q, q_start, recent_scores, updates, load_level
+    SELECT weights, q, q_start, recent_scores, updates, load_level, load_ar
       FROM pganalytics_ml.forecaster_pool WHERE server_id = $1
 """
 # A statement's long run starts from at most its last LONGRUN_SEED_DAYS of history, then grows with every
@@ -105,12 +105,12 @@ _WRITE_STATE = f"""
 """
 _WRITE_POOL = """
     INSERT INTO pganalytics_ml.forecaster_pool AS p (server_id, weights, q, q_start, recent_scores, updates,
-                                                     load_level, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, pg_catalog.now())
+                                                     load_level, load_ar, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, pg_catalog.now())
     ON CONFLICT (server_id) DO UPDATE
        SET weights = EXCLUDED.weights, q = EXCLUDED.q, q_start = EXCLUDED.q_start,
            recent_scores = EXCLUDED.recent_scores, updates = EXCLUDED.updates, load_level = EXCLUDED.load_level,
-           updated_at = EXCLUDED.updated_at
+           load_ar = EXCLUDED.load_ar, updated_at = EXCLUDED.updated_at
 """
 _WRITE_FORECASTS = f"""
     INSERT INTO pganalytics_ml.forecasts AS f (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
@@ -140,6 +140,10 @@ class Pool:
     recent: np.ndarray
     updates: int
     load: float = 0.0
+    # The AR(1) fit of the server's load level (combination.ServerLoad.ar_update) and the end of the
+    # capture whose level it last took, so that the chunks of one capture count it once.
+    load_ar: np.ndarray | None = None
+    load_at: float = -np.inf
 
     @classmethod
     def fresh(cls, q_start: float = cal.START_Q) -> Pool:
@@ -155,11 +159,23 @@ def read_pool(plpy: Any, server_id: str) -> Pool:
     if len(weights) != comb.N:
         weights = np.full(comb.N, 1.0 / comb.N)
     recent = np.array(r["recent_scores"], dtype=float)
-    return Pool(weights, float(r["q"]), float(r["q_start"]), recent, r["updates"], float(r["load_level"]))
+    ar = np.array(r["load_ar"], dtype=float) if r["load_ar"] is not None and len(r["load_ar"]) == 6 else None
+    return Pool(
+        weights,
+        float(r["q"]),
+        float(r["q_start"]),
+        recent,
+        r["updates"],
+        float(r["load_level"]),
+        None if ar is None else ar[:5],
+        -np.inf if ar is None else float(ar[5]),
+    )
 
 
 def write_pool(plpy: Any, server_id: str, pool: Pool) -> None:
-    plan = plpy.prepare(_WRITE_POOL, ["text", "float8[]", "float8", "float8", "float8[]", "integer", "float8"])
+    plan = plpy.prepare(
+        _WRITE_POOL, ["text", "float8[]", "float8", "float8", "float8[]", "integer", "float8", "float8[]"]
+    )
     plpy.execute(
         plan,
         [
@@ -170,6 +186,7 @@ def write_pool(plpy: Any, server_id: str, pool: Pool) -> None:
             [round(float(v), 4) for v in pool.recent],
             pool.updates,
             pool.load,
+            None if pool.load_ar is None else [float(v) for v in (*pool.load_ar, pool.load_at)],
         ],
     )
 
@@ -288,7 +305,11 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
         b = comb.ServerLoad.sensitivity(c["load_sdl"][learn], c["load_sll"][learn])
         beyond = residual - (np.maximum(b, 1.0) if shift > 0 else b) * shift  # as _after_capture judges it
         c["alarm_scale"][learn] = cal.update_scale(c["alarm_scale"][learn], np.abs(beyond))
-        pool.load = comb.ServerLoad.level(x, c["load_mu"][learn])
+        level = comb.ServerLoad.level(x, c["load_mu"][learn])
+        captured = float(np.max(latest.based_on[learn]))
+        if captured > pool.load_at:  # the first chunk of a new capture: one more pair of levels for the AR(1)
+            pool.load_ar, pool.load_at = comb.ServerLoad.ar_update(pool.load_ar, pool.load, level), captured
+        pool.load = level
         c["load_mu"][learn], c["load_sdl"][learn], c["load_sll"][learn] = comb.ServerLoad.update(
             x, c["load_mu"][learn], c["load_sdl"][learn], c["load_sll"][learn], pool.load
         )
@@ -297,8 +318,10 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
     for name, proposal in comb.window_experts(log_means, valid, feats.anchor).items():
         experts[:, comb.INDEX[name]] = proposal
     experts[:, comb.INDEX["since_change"]] = c["seg_mean"]
-    experts[:, comb.INDEX["server_load"]] = comb.ServerLoad.forecast(
-        c["load_mu"], c["load_sdl"], c["load_sll"], pool.load
+    load_fit = (c["load_mu"], c["load_sdl"], c["load_sll"])
+    experts[:, comb.INDEX["server_load"]] = comb.ServerLoad.forecast(*load_fit, pool.load)
+    experts[:, comb.INDEX["server_next"]] = comb.ServerLoad.forecast(
+        *load_fit, comb.ServerLoad.next_level(pool.load_ar, pool.load)
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         experts[:, comb.INDEX["longrun"]] = np.log(c["longrun_ms"] / c["longrun_calls"])
