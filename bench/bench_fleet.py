@@ -169,8 +169,9 @@ class Fleet:
                         "SELECT pganalytics_ml._create_history_partition('query_stats', %s::date)", (day.date(),)
                     )
 
-    def grow(self, size: int) -> float:
-        """Writes the synthetic day of servers [self.servers, size); returns seconds."""
+    def grow(self, size: int, steady: bool = True) -> float:
+        """Writes the synthetic day of servers [self.servers, size); returns seconds. Without ``steady``,
+        only the history (no counter baselines and no first forecasts: nothing will push to it)."""
         started = time.perf_counter()
         with self.connect() as conn:
             for a in range(self.servers, size, LOAD_BATCH):
@@ -178,8 +179,12 @@ class Fleet:
                 for template in (STATEMENTS_SQL, SNAPSHOTS_SQL, LOAD_SQL):
                     sql = template.replace("__A__", str(a)).replace("__B__", str(b))
                     conn.execute(sql.replace("__DAY__", f"'{HISTORY_START.isoformat()}'"))
-                conn.execute(BASELINE_SQL, {"servers": [server_name(s) for s in range(a, b)]})
+                if steady:
+                    conn.execute(BASELINE_SQL, {"servers": [server_name(s) for s in range(a, b)]})
             conn.execute("ANALYZE pganalytics_ml.query_stats, pganalytics_ml.statements, pganalytics_ml.snapshots")
+            if not steady:
+                self.servers = size
+                return time.perf_counter() - started
             conn.execute("ANALYZE pganalytics_ml.counter_baseline")
             # A server in steady state has a forecast and forecaster state for each statement: the first
             # refresh of each (its pushes would otherwise all be first forecasts) is part of the load.

@@ -93,6 +93,28 @@ def main() -> None:
                 )
             conn.execute("DELETE FROM pganalytics_ml.jobs WHERE kind = 'forecast'")
             conn.execute("VACUUM ANALYZE")
+        if os.environ.get("PROFILE_PUSHES"):  # where a push's time goes: pg_stat_user_functions, self time
+            with fleet.connect() as conn:
+                conn.execute("SET track_functions = 'all'")
+                conn.execute("SELECT set_config('pganalytics_ml.push_forecasts', 'queued', false)")
+                conn.execute("SELECT pg_stat_reset()")
+                bodies = [(bf.server_name(s), fleet.payload(bf.server_name(s))) for s in range(SERVERS)]
+                cpu = bf.cpu_seconds(conn)
+                for body in bodies:
+                    conn.execute("SELECT pgml_ingest_stats(%s, %s::jsonb)", body)
+                cpu = (bf.cpu_seconds(conn) - cpu) / len(bodies)
+                conn.execute("SELECT pg_stat_force_next_flush()")
+                conn.execute("SELECT 1")
+                print(
+                    f"\npushes of {bf.STATEMENTS} rows: backend CPU {cpu * 1000:.0f} ms per push; per function"
+                    " (calls, total ms, self ms per push):"
+                )
+                for name, calls, total, own in conn.execute(
+                    "SELECT funcname, calls, total_time, self_time FROM pg_stat_user_functions"
+                    " ORDER BY self_time DESC LIMIT 15"
+                ):
+                    print(f"  {calls / len(bodies):6.0f} {total / len(bodies):7.1f} {own / len(bodies):7.1f}  {name}")
+                conn.execute("DELETE FROM pganalytics_ml.jobs WHERE kind = 'forecast'")
         runs = []
         dump = None
         with fleet.connect() as conn:

@@ -261,21 +261,23 @@ def reference(server, ids):
         out[int(q)] = (window, rows.end[mine[-1]])
     return out
 
-ids = sorted(plpy.execute("SELECT array_agg(queryid) AS ids FROM pganalytics_ml.statements"
-                          " WHERE server_id = 'db-w'")[0]["ids"])
-report = {"statements": len(ids), "mismatches": [], "padded": 0, "full": 0}
-# Every statement at once, all of them by list, and two chunks in one transaction (the read is shared).
-for ask in (None, ids, ids[: len(ids) // 2], ids[len(ids) // 2 :]):
-    got = history.latest_windows(plpy, "db-w", ask)
-    want = reference("db-w", ask)
-    if sorted(want) != got.queryid.tolist():
-        report["mismatches"].append(["statements", ask is None, len(want), len(got.queryid)])
-        continue
-    for i, q in enumerate(got.queryid.tolist()):
-        window, based_on = want[q]
-        if not np.array_equal(window, got.windows.values[i], equal_nan=True) or based_on != got.based_on[i]:
-            report["mismatches"].append(q)
-        report["padded" if np.isnan(window[0, 0]) else "full"] += 1
+report = {}
+for server in ("db-w", "db-s"):
+    ids = sorted(plpy.execute(plpy.prepare("SELECT array_agg(queryid) AS ids FROM pganalytics_ml.statements"
+                                           " WHERE server_id = $1", ["text"]), [server])[0]["ids"])
+    mine = report[server] = {"statements": len(ids), "mismatches": [], "padded": 0, "full": 0}
+    # Every statement at once, all of them by list, and two chunks in one transaction (the read is shared).
+    for ask in (None, ids, ids[: len(ids) // 2], ids[len(ids) // 2 :]):
+        got = history.latest_windows(plpy, server, ask)
+        want = reference(server, ask)
+        if sorted(want) != got.queryid.tolist():
+            mine["mismatches"].append(["statements", ask is None, len(want), len(got.queryid)])
+            continue
+        for i, q in enumerate(got.queryid.tolist()):
+            window, based_on = want[q]
+            if not np.array_equal(window, got.windows.values[i], equal_nan=True) or based_on != got.based_on[i]:
+                mine["mismatches"].append(q)
+            mine["padded" if np.isnan(window[0, 0]) else "full"] += 1
 plpy.execute(plpy.prepare("CREATE TEMP TABLE latest_check AS SELECT $1::jsonb AS r", ["text"]), [json.dumps(report)])
 $$ LANGUAGE plpython3u
 """
@@ -283,10 +285,11 @@ $$ LANGUAGE plpython3u
 
 def test_latest_windows_read_by_the_latest_captures_equal_each_statements_latest_intervals(db: Database):
     # Statements that ran in every capture, some that skipped captures (windows older than the last
-    # WINDOW captures, or shorter than WINDOW), and one that stopped running: each window read from the
+    # WINDOW captures, or shorter than WINDOW), one that stopped running, one no longer in the statements
+    # table (its history stays), and a server with fewer captures than a window: each window read from the
     # server's latest captures at once must be the statement's own latest intervals, read one by one.
     queries = list(statements(12).items())
-    server = History(db.conn, "db-w")
+    server, short = History(db.conn, "db-w"), History(db.conn, "db-s")
     for k in range(14):
         means = {
             q: level * (1 + 0.2 * ((k + i) % 3))
@@ -294,8 +297,12 @@ def test_latest_windows_read_by_the_latest_captures_equal_each_statements_latest
             if not (i % 3 == 1 and k % (i % 4 + 2) == 0) and not (i == 11 and k > 5) and not (i == 10 and k < 11)
         }
         server.capture(means)
+        if k < 5:
+            short.capture({q: level for i, (q, level) in enumerate(queries) if i % 2 or k > 1})
+    db.conn.execute("DELETE FROM pganalytics_ml.statements WHERE server_id = 'db-w' AND queryid = %s", (queries[4][0],))
     db.conn.execute(LATEST_WINDOWS_CHECK)
     report = db.one("SELECT r FROM latest_check")
-    assert report["statements"] == 12
-    assert report["mismatches"] == []
-    assert report["padded"] > 0 and report["full"] > 0  # both paths: shorter windows, and full ones
+    assert report["db-w"]["statements"] == 11 and report["db-s"]["statements"] == 12
+    assert report["db-w"]["mismatches"] == [] and report["db-s"]["mismatches"] == []
+    assert report["db-w"]["padded"] > 0 and report["db-w"]["full"] > 0  # both: shorter windows, and full ones
+    assert report["db-s"]["full"] == 0  # 5 captures: every window shorter than WINDOW

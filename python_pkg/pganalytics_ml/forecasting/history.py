@@ -44,14 +44,11 @@ _LATEST_SQL = f"""
                   extract(epoch FROM q.interval_end)::float8 AS end_epoch,
                   {", ".join(f"{sql} AS c{i}" for i, sql in enumerate(CHANNEL_SQL))}
              FROM pganalytics_ml.query_stats q
-            WHERE q.server_id = s.server_id AND q.queryid = s.queryid {{recent}}
+            WHERE q.server_id = s.server_id AND q.queryid = s.queryid
             ORDER BY q.interval_end DESC
             LIMIT {WINDOW}) h
      WHERE s.server_id = $1 AND s.queryid <> ALL ($3::bigint[])
 """
-# query_stats is partitioned by day: a statement's latest intervals are first looked for in the last day
-# (a few partitions), and only statements without a full window there are looked for in every partition.
-RECENT = "AND q.interval_end > $4::timestamptz - interval '1 day'"
 REPRESENT_PER_STATEMENT = 2  # latest intervals of a statement no chosen capture has, so that every one is learned
 _LOAD_SQL = """
     SELECT array_agg(extract(epoch FROM interval_end)::float8) AS end_epoch,
@@ -73,8 +70,8 @@ _STRUCTURE_SQL = f"""
 _ONLY = "JOIN (SELECT DISTINCT unnest($2::bigint[]) AS queryid) only_these ON only_these.queryid = s.queryid"
 
 
-def _only(sql: str, queryids: list[int] | None, recent: str = "") -> str:
-    return sql.format(only="" if queryids is None else _ONLY, recent=recent)
+def _only(sql: str, queryids: list[int] | None) -> str:
+    return sql.format(only="" if queryids is None else _ONLY)
 
 
 @dataclass
@@ -594,10 +591,12 @@ def _latest_load(plpy: Any, server_id: str, last: dict[str, Any]) -> list[float]
 
 # The server's latest WINDOW captures, every statement at once: one range scan of the (server_id,
 # interval_end) index per partition, packed, instead of one lateral read per statement and partition.
-# A statement with WINDOW intervals since the WINDOW-th latest capture has its latest WINDOW among them.
-_SINCE_SQL = """
-    SELECT captured_at::text AS since FROM pganalytics_ml.snapshots
-     WHERE server_id = $1 ORDER BY captured_at DESC OFFSET $2 LIMIT 1
+# A statement with WINDOW intervals since the WINDOW-th latest capture has its latest WINDOW among them;
+# so has every statement when the server has no interval older than the range (a short history).
+_SINCE_SQL = f"""
+    SELECT min(captured_at)::text AS since
+      FROM (SELECT captured_at FROM pganalytics_ml.snapshots
+             WHERE server_id = $1 ORDER BY captured_at DESC LIMIT {WINDOW}) latest
 """
 _RANGE_LATEST_SQL = f"""
     SELECT string_agg(int8send(q.queryid), ''::bytea) AS queryid,
@@ -607,54 +606,62 @@ _RANGE_LATEST_SQL = f"""
       FROM pganalytics_ml.query_stats q
      WHERE q.server_id = $1 AND q.interval_end >= $2::timestamptz
 """
+_OLDER_SQL = """
+    SELECT EXISTS (SELECT FROM pganalytics_ml.query_stats q
+                    WHERE q.server_id = $1 AND q.interval_end < $2::timestamptz) AS older
+"""
 # The read of the latest captures, kept for the chunks of one refresh (same server, capture and transaction).
-_LATEST_RANGE: dict[tuple[str, str, str], Intervals] = {}
+_LATEST_RANGE: dict[tuple[str, str, str], tuple[Intervals, str]] = {}
 
 
-def _latest_range(plpy: Any, server_id: str, last: dict[str, Any]) -> Intervals | None:
-    """Every interval of the server's latest WINDOW captures (None with fewer captures)."""
+def _latest_range(plpy: Any, server_id: str, last: dict[str, Any]) -> tuple[Intervals, str]:
+    """Every interval of the server's latest WINDOW captures, and the start of that range."""
     key = (server_id, last["at"], last["tx"])
     if key not in _LATEST_RANGE:
-        since = plpy.execute(plpy.prepare(_SINCE_SQL, ["text", "integer"]), [server_id, WINDOW - 1])
-        if not len(since):
-            return None
-        row = plpy.execute(plpy.prepare(_RANGE_LATEST_SQL, ["text", "text"]), [server_id, since[0]["since"]])[0]
+        since = plpy.execute(plpy.prepare(_SINCE_SQL, ["text"]), [server_id])[0]["since"]
+        row = plpy.execute(plpy.prepare(_RANGE_LATEST_SQL, ["text", "text"]), [server_id, since])[0]
         _LATEST_RANGE.clear()
-        _LATEST_RANGE[key] = Intervals(
-            _packed(row, "queryid", ">i8"),
-            _packed(row, "start_epoch", ">f8"),
-            _packed(row, "end_epoch", ">f8"),
-            np.column_stack([_packed(row, f"c{i}", ">f8") for i in range(len(CHANNELS))]).reshape(-1, len(CHANNELS)),
+        _LATEST_RANGE[key] = (
+            Intervals(
+                _packed(row, "queryid", ">i8"),
+                _packed(row, "start_epoch", ">f8"),
+                _packed(row, "end_epoch", ">f8"),
+                np.column_stack([_packed(row, f"c{i}", ">f8") for i in range(len(CHANNELS))]).reshape(
+                    -1, len(CHANNELS)
+                ),
+            ),
+            since,
         )
     return _LATEST_RANGE[key]
 
 
-def _latest_intervals(plpy: Any, server_id: str, queryids: list[int] | None, last: dict[str, Any]) -> Intervals:
-    """The latest WINDOW intervals of each statement (in no particular order)."""
-    types = ["text", "bigint[]", "bigint[]", "timestamptz"]
-    found = _latest_range(plpy, server_id, last)
-    if found is None:
-        recent = Intervals.from_row(
-            plpy.execute(
-                plpy.prepare(_only(_LATEST_SQL, queryids, RECENT), types), [server_id, queryids, [], last["at"]]
-            )[0]
-        )
-    else:
-        rows = np.ones(len(found.queryid), dtype=bool) if queryids is None else np.isin(found.queryid, queryids)
-        order = np.flatnonzero(rows)
-        order = order[np.lexsort((-found.end[order], found.queryid[order]))]  # by statement, newest first
-        qid = found.queryid[order]
-        first = np.r_[0, np.flatnonzero(np.diff(qid)) + 1] if len(qid) else np.zeros(0, dtype=int)
-        rank = np.arange(len(qid)) - np.repeat(first, np.diff(np.r_[first, len(qid)]))
-        order = order[rank < WINDOW]  # each statement's latest WINDOW
-        recent = Intervals(found.queryid[order], found.start[order], found.end[order], found.values[order])
+def _latest_intervals(
+    plpy: Any, server_id: str, queryids: list[int] | None, tracked: list[int], last: dict[str, Any]
+) -> Intervals:
+    """The latest WINDOW intervals of each statement of ``tracked`` (those of ``queryids`` in the statements
+    table), in no particular order."""
+    if last["at"] is None:
+        return Intervals.from_row({"queryid": None})
+    found, since = _latest_range(plpy, server_id, last)
+    order = np.flatnonzero(np.isin(found.queryid, tracked))
+    order = order[np.lexsort((-found.end[order], found.queryid[order]))]  # by statement, newest first
+    qid = found.queryid[order]
+    first = np.r_[0, np.flatnonzero(np.diff(qid)) + 1] if len(qid) else np.zeros(0, dtype=int)
+    rank = np.arange(len(qid)) - np.repeat(first, np.diff(np.r_[first, len(qid)]))
+    order = order[rank < WINDOW]  # each statement's latest WINDOW
+    recent = Intervals(found.queryid[order], found.start[order], found.end[order], found.values[order])
     ids, counts = np.unique(recent.queryid, return_counts=True)
     complete = ids[counts >= WINDOW]
+    if len(complete) == len(tracked):
+        return recent
+    if not plpy.execute(plpy.prepare(_OLDER_SQL, ["text", "text"]), [server_id, since])[0]["older"]:
+        return recent  # the range holds every interval of the server
     keep = np.isin(recent.queryid, complete)
-    if queryids is not None and len(complete) == len(set(queryids)):
-        return Intervals(recent.queryid[keep], recent.start[keep], recent.end[keep], recent.values[keep])
     rest = Intervals.from_row(
-        plpy.execute(plpy.prepare(_only(_LATEST_SQL, queryids), types[:3]), [server_id, queryids, complete.tolist()])[0]
+        plpy.execute(
+            plpy.prepare(_only(_LATEST_SQL, queryids), ["text", "bigint[]", "bigint[]"]),
+            [server_id, queryids, complete.tolist()],
+        )[0]
     )
     return Intervals(
         np.concatenate([recent.queryid[keep], rest.queryid]),
@@ -674,10 +681,10 @@ def latest_windows(plpy: Any, server_id: str, queryids: list[int] | None) -> Lat
         ),
         [server_id],
     )[0]
-    rows = _latest_intervals(plpy, server_id, queryids, last)
+    structures = _structures(plpy, server_id, queryids)
+    rows = _latest_intervals(plpy, server_id, queryids, list(structures), last)
     order = np.lexsort((rows.end, rows.queryid))
     rows = Intervals(rows.queryid[order], rows.start[order], rows.end[order], rows.values[order])
-    structures = _structures(plpy, server_id, queryids)
     if last["at"] is None or not len(rows.queryid):
         return LatestWindows(
             np.zeros(0, dtype=np.int64),
