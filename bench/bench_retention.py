@@ -28,18 +28,59 @@ from benchlib import bench_cluster, print_table
 SERVERS = int(os.environ.get("RETENTION_SERVERS", "100"))
 
 
-def cpu_seconds(conn: Any) -> float:
-    """User plus system CPU time of this connection's backend so far (/proc/self/stat, clock ticks of 1/100 s)."""
+def cpu_times(conn: Any) -> tuple[float, float]:
+    """User and system CPU time of this connection's backend so far (/proc/self/stat, clock ticks of 1/100 s)."""
     fields = conn.execute("SELECT pg_read_file('/proc/self/stat')").fetchone()[0].rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100
+    return int(fields[11]) / 100, int(fields[12]) / 100
 
 
-def timed(conn: Any, sql: str, params: Any = None) -> tuple[float, float]:
-    """Wall and backend CPU seconds of one statement."""
-    cpu, start = cpu_seconds(conn), time.perf_counter()
+def timed(conn: Any, sql: str, params: Any = None) -> tuple[float, float, float, float]:
+    """Wall, backend CPU, and its user and system parts, in seconds, of one statement."""
+    (user, system), start = cpu_times(conn), time.perf_counter()
     conn.execute(sql, params)
     wall = time.perf_counter() - start
-    return wall, cpu_seconds(conn) - cpu
+    after = cpu_times(conn)
+    return wall, after[0] + after[1] - user - system, after[0] - user, after[1] - system
+
+
+# The relations of a partition (table, TOAST, indexes) and their files: 1 GB segments of each fork.
+FILES = """
+    SELECT count(*), sum(ceil(greatest(pg_relation_size(c.oid, f), 1) / (1024.0 ^ 3)))::int,
+           sum(pg_relation_size(c.oid, f))
+      FROM pg_class c, unnest(ARRAY['main', 'fsm', 'vm']) f
+     WHERE (c.oid = %(t)s::regclass OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = %(t)s::regclass)
+            OR c.oid = (SELECT reltoastrelid FROM pg_class WHERE oid = %(t)s::regclass)
+            OR c.oid IN (SELECT indexrelid FROM pg_index
+                          WHERE indrelid = (SELECT reltoastrelid FROM pg_class WHERE oid = %(t)s::regclass)))
+       AND pg_relation_size(c.oid, f) > 0
+"""
+RELATIONS = FILES.replace(
+    "count(*), sum(ceil(greatest(pg_relation_size(c.oid, f), 1) / (1024.0 ^ 3)))::int,\n"
+    "           sum(pg_relation_size(c.oid, f))",
+    "count(DISTINCT c.oid)",
+)
+
+
+def indexes(f: fleet.Fleet, drop: bool) -> None:
+    """Drops the keys and indexes of the table the day is loaded into, or builds them again: building them
+    once after the load is faster than keeping them up to date through it (the loader writes in time order,
+    the key is by statement)."""
+    part = fleet.DAY.strftime("query_stats_p%Y%m%d")
+    with f.connect() as conn:
+        if f.layout == "partitioned":
+            if drop:
+                conn.execute(f"ALTER TABLE pganalytics_ml.{part} DROP CONSTRAINT {part}_pkey")
+                conn.execute(f"DROP INDEX pganalytics_ml.{part}_server_end")
+            else:
+                conn.execute("SELECT pganalytics_ml._index_history_partition('query_stats', %s)", (part,))
+        elif drop:
+            conn.execute("ALTER TABLE pganalytics_ml.query_stats DROP CONSTRAINT query_stats_pkey")
+            conn.execute("DROP INDEX pganalytics_ml.query_stats_interval_end")
+        else:
+            conn.execute("ALTER TABLE pganalytics_ml.query_stats ADD PRIMARY KEY (server_id, queryid, interval_end)")
+            conn.execute(
+                "CREATE INDEX query_stats_interval_end ON pganalytics_ml.query_stats (server_id, interval_end)"
+            )
 
 
 def retire(f: fleet.Fleet) -> dict[str, Any]:
@@ -51,6 +92,8 @@ def retire(f: fleet.Fleet) -> dict[str, Any]:
         conn.execute("BEGIN")
         if f.layout == "partitioned":
             part = fleet.DAY.strftime("query_stats_p%Y%m%d")
+            files = conn.execute(FILES, {"t": f"pganalytics_ml.{part}"}).fetchone()
+            relations = conn.execute(RELATIONS, {"t": f"pganalytics_ml.{part}"}).fetchone()[0]
             steps["detach"] = timed(
                 conn, f"ALTER TABLE pganalytics_ml.query_stats DETACH PARTITION pganalytics_ml.{part}"
             )
@@ -65,7 +108,48 @@ def retire(f: fleet.Fleet) -> dict[str, Any]:
         if f.layout == "unpartitioned":
             steps["vacuum"] = timed(conn, "VACUUM pganalytics_ml.query_stats")
             steps["checkpoint after vacuum"] = timed(conn, "CHECKPOINT")
-        return {"before": before, "after": after_commit, "after_all": f.history_size(), "steps": steps}
+        if f.layout == "partitioned":
+            # What a commit that unlinks nothing costs here: the scan of shared_buffers for the dropped
+            # relations' pages (DropRelationsAllBuffers) happens whatever their size.
+            conn.execute("CREATE TABLE pganalytics_ml.empty_day (LIKE pganalytics_ml.query_stats)")
+            conn.execute("BEGIN")
+            conn.execute("DROP TABLE pganalytics_ml.empty_day")
+            steps["COMMIT of an empty table's drop"] = timed(conn, "COMMIT")
+        out = {"before": before, "after": after_commit, "after_all": f.history_size(), "steps": steps}
+        if f.layout == "partitioned":
+            out["files"], out["relations"] = files, relations
+        return out
+
+
+# The day of servers [LOAD_BATCH, SERVERS), copied from the first LOAD_BATCH servers' rows under new names:
+# the same sizes, without computing every row's values again (computing them took most of the 33 minutes
+# the first run spent loading).
+COPY_SQL = """
+INSERT INTO pganalytics_ml.query_stats
+SELECT format('srv-%%s', lpad((substr(q.server_id, 5)::integer + %(offset)s)::text, 4, '0')),
+       q.queryid, q.interval_start, q.interval_end, q.database, q.calls, q.total_exec_time, q.mean_exec_time,
+       q.stddev_exec_time, q.rows, q.shared_blks_hit, q.shared_blks_read, q.shared_blks_dirtied,
+       q.shared_blks_written, q.local_blks_hit, q.local_blks_read, q.local_blks_dirtied, q.local_blks_written,
+       q.temp_blks_read, q.temp_blks_written, q.blk_read_time, q.blk_write_time, q.wal_records, q.wal_fpi,
+       q.wal_bytes, q.plans, q.total_plan_time, q.mean_plan_time
+  FROM pganalytics_ml.query_stats q
+ WHERE q.server_id = ANY (%(first)s) AND q.interval_end < %(end)s
+"""
+
+
+def load(f: fleet.Fleet) -> float:
+    """Writes the synthetic day of SERVERS servers; returns seconds."""
+    started = time.perf_counter()
+    batch = min(fleet.LOAD_BATCH, SERVERS)
+    f.grow(batch, steady=False)
+    first = [fleet.server_name(s) for s in range(batch)]
+    with f.connect() as conn:
+        for offset in range(batch, SERVERS, batch):
+            if offset + batch > SERVERS:
+                raise ValueError(f"RETENTION_SERVERS must be a multiple of {batch}")
+            conn.execute(COPY_SQL, {"offset": offset, "first": first, "end": fleet.HISTORY_END})
+        conn.execute("ANALYZE pganalytics_ml.query_stats")
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -78,8 +162,16 @@ def main() -> None:
         for layout in fleet.LAYOUTS:
             f = fleet.Fleet(cluster, layout)
             f.setup()
-            load_s = f.grow(SERVERS)
-            print(f"  {layout}: {SERVERS} servers x {fleet.INTERVALS} intervals loaded in {load_s:.0f} s", flush=True)
+            indexes(f, drop=True)
+            load_s = load(f)
+            started_index = time.perf_counter()
+            indexes(f, drop=False)
+            index_s = time.perf_counter() - started_index
+            print(
+                f"  {layout}: {SERVERS} servers x {fleet.INTERVALS} intervals loaded in {load_s:.0f} s,"
+                f" indexed in {index_s:.0f} s",
+                flush=True,
+            )
             results[layout] = retire(f)
             print(f"  {layout}: {results[layout]['steps']}", flush=True)
         print(
@@ -89,9 +181,15 @@ def main() -> None:
         )
         rows = []
         for layout, r in results.items():
-            for step, (wall, cpu) in r["steps"].items():
-                rows.append([layout, step, f"{wall:.3f}", f"{cpu:.2f}"])
-        print_table(["layout", "step", "wall s", "backend CPU s"], rows)
+            for step, (wall, cpu, user, system) in r["steps"].items():
+                rows.append([layout, step, f"{wall:.3f}", f"{cpu:.2f}", f"{user:.2f}", f"{system:.2f}"])
+        print_table(["layout", "step", "wall s", "backend CPU s", "user s", "system s"], rows)
+        count, segments, size = results["partitioned"]["files"]
+        print(
+            f"\nThe day partition dropped: {results['partitioned']['relations']} relations with data (of the table,"
+            f" its TOAST table and index, its two indexes), {count} forks with data in {segments} segment files,"
+            f" {size / 2**30:.2f} GiB."
+        )
         print()
         rows = []
         for layout, r in results.items():
@@ -100,7 +198,7 @@ def main() -> None:
                 [
                     layout,
                     f"{sum(r['steps'][s][0] for s in keep):.3f}",
-                    f"{sum(r['steps'][s][0] for s in r['steps']):.3f}",
+                    f"{sum(r['steps'][s][0] for s in r['steps'] if not s.startswith('COMMIT of')):.3f}",
                     f"{r['before'][0]:,}",
                     f"{r['after'][0]:,}",
                     fleet.mib(r["before"][1]),

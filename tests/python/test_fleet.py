@@ -237,3 +237,72 @@ def test_a_failed_first_push_leaves_the_retry_to_count(db: Database):
         first.rollback()  # the collector's connection dropped before the commit
     assert db.one("SELECT pgml_ingest_stats('db-1', %s::jsonb)", (payload(rows, at),)) == 2
     assert db.one("SELECT count(*) FROM pganalytics_ml.query_stats WHERE interval_end = %s", (at,)) == 2
+
+
+LATEST_WINDOWS_CHECK = """
+DO $$
+GD.get('pganalytics_ml') or plpy.execute('SELECT pganalytics_ml._load_python()')
+import json
+import numpy as np
+from pganalytics_ml.forecasting import history
+from pganalytics_ml.forecasting.features import CHANNELS, WINDOW
+
+def reference(server, ids):
+    # The definition: each statement's latest WINDOW intervals, one lateral read per statement, NaN-padded.
+    sql = history._only(history._LATEST_SQL, ids)
+    rows = history.Intervals.from_row(plpy.execute(plpy.prepare(sql, ["text", "bigint[]", "bigint[]"]),
+                                                   [server, ids, []])[0])
+    out = {}
+    for q in np.unique(rows.queryid):
+        mine = np.flatnonzero(rows.queryid == q)
+        mine = mine[np.argsort(rows.end[mine])]
+        window = np.full((WINDOW, len(CHANNELS)), np.nan)
+        window[WINDOW - len(mine):] = rows.values[mine]
+        out[int(q)] = (window, rows.end[mine[-1]])
+    return out
+
+report = {}
+for server in ("db-w", "db-s"):
+    ids = sorted(plpy.execute(plpy.prepare("SELECT array_agg(queryid) AS ids FROM pganalytics_ml.statements"
+                                           " WHERE server_id = $1", ["text"]), [server])[0]["ids"])
+    mine = report[server] = {"statements": len(ids), "mismatches": [], "padded": 0, "full": 0}
+    # Every statement at once, all of them by list, and two chunks in one transaction (the read is shared).
+    for ask in (None, ids, ids[: len(ids) // 2], ids[len(ids) // 2 :]):
+        got = history.latest_windows(plpy, server, ask)
+        want = reference(server, ask)
+        if sorted(want) != got.queryid.tolist():
+            mine["mismatches"].append(["statements", ask is None, len(want), len(got.queryid)])
+            continue
+        for i, q in enumerate(got.queryid.tolist()):
+            window, based_on = want[q]
+            if not np.array_equal(window, got.windows.values[i], equal_nan=True) or based_on != got.based_on[i]:
+                mine["mismatches"].append(q)
+            mine["padded" if np.isnan(window[0, 0]) else "full"] += 1
+plpy.execute(plpy.prepare("CREATE TEMP TABLE latest_check AS SELECT $1::jsonb AS r", ["text"]), [json.dumps(report)])
+$$ LANGUAGE plpython3u
+"""
+
+
+def test_latest_windows_read_by_the_latest_captures_equal_each_statements_latest_intervals(db: Database):
+    # Statements that ran in every capture, some that skipped captures (windows older than the last
+    # WINDOW captures, or shorter than WINDOW), one that stopped running, one no longer in the statements
+    # table (its history stays), and a server with fewer captures than a window: each window read from the
+    # server's latest captures at once must be the statement's own latest intervals, read one by one.
+    queries = list(statements(12).items())
+    server, short = History(db.conn, "db-w"), History(db.conn, "db-s")
+    for k in range(14):
+        means = {
+            q: level * (1 + 0.2 * ((k + i) % 3))
+            for i, (q, level) in enumerate(queries)
+            if not (i % 3 == 1 and k % (i % 4 + 2) == 0) and not (i == 11 and k > 5) and not (i == 10 and k < 11)
+        }
+        server.capture(means)
+        if k < 5:
+            short.capture({q: level for i, (q, level) in enumerate(queries) if i % 2 or k > 1})
+    db.conn.execute("DELETE FROM pganalytics_ml.statements WHERE server_id = 'db-w' AND queryid = %s", (queries[4][0],))
+    db.conn.execute(LATEST_WINDOWS_CHECK)
+    report = db.one("SELECT r FROM latest_check")
+    assert report["db-w"]["statements"] == 11 and report["db-s"]["statements"] == 12
+    assert report["db-w"]["mismatches"] == [] and report["db-s"]["mismatches"] == []
+    assert report["db-w"]["padded"] > 0 and report["db-w"]["full"] > 0  # both: shorter windows, and full ones
+    assert report["db-s"]["full"] == 0  # 5 captures: every window shorter than WINDOW

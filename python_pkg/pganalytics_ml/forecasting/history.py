@@ -44,14 +44,11 @@ _LATEST_SQL = f"""
                   extract(epoch FROM q.interval_end)::float8 AS end_epoch,
                   {", ".join(f"{sql} AS c{i}" for i, sql in enumerate(CHANNEL_SQL))}
              FROM pganalytics_ml.query_stats q
-            WHERE q.server_id = s.server_id AND q.queryid = s.queryid {{recent}}
+            WHERE q.server_id = s.server_id AND q.queryid = s.queryid
             ORDER BY q.interval_end DESC
             LIMIT {WINDOW}) h
      WHERE s.server_id = $1 AND s.queryid <> ALL ($3::bigint[])
 """
-# query_stats is partitioned by day: a statement's latest intervals are first looked for in the last day
-# (a few partitions), and only statements without a full window there are looked for in every partition.
-RECENT = "AND q.interval_end > $4::timestamptz - interval '1 day'"
 REPRESENT_PER_STATEMENT = 2  # latest intervals of a statement no chosen capture has, so that every one is learned
 _LOAD_SQL = """
     SELECT array_agg(extract(epoch FROM interval_end)::float8) AS end_epoch,
@@ -73,8 +70,8 @@ _STRUCTURE_SQL = f"""
 _ONLY = "JOIN (SELECT DISTINCT unnest($2::bigint[]) AS queryid) only_these ON only_these.queryid = s.queryid"
 
 
-def _only(sql: str, queryids: list[int] | None, recent: str = "") -> str:
-    return sql.format(only="" if queryids is None else _ONLY, recent=recent)
+def _only(sql: str, queryids: list[int] | None) -> str:
+    return sql.format(only="" if queryids is None else _ONLY)
 
 
 @dataclass
@@ -592,17 +589,79 @@ def _latest_load(plpy: Any, server_id: str, last: dict[str, Any]) -> list[float]
     return _LATEST_LOAD[key]
 
 
-def _latest_intervals(plpy: Any, server_id: str, queryids: list[int] | None, last_at: str | None) -> Intervals:
-    """The latest WINDOW intervals of each statement, newest first."""
-    types = ["text", "bigint[]", "bigint[]", "timestamptz"]
-    recent = Intervals.from_row(
-        plpy.execute(plpy.prepare(_only(_LATEST_SQL, queryids, RECENT), types), [server_id, queryids, [], last_at])[0]
-    )
+# The server's latest WINDOW captures, every statement at once: one range scan of the (server_id,
+# interval_end) index per partition, packed, instead of one lateral read per statement and partition.
+# A statement with WINDOW intervals since the WINDOW-th latest capture has its latest WINDOW among them;
+# so has every statement when the server has no interval older than the range (a short history).
+_SINCE_SQL = f"""
+    SELECT min(captured_at)::text AS since
+      FROM (SELECT captured_at FROM pganalytics_ml.snapshots
+             WHERE server_id = $1 ORDER BY captured_at DESC LIMIT {WINDOW}) latest
+"""
+_RANGE_LATEST_SQL = f"""
+    SELECT string_agg(int8send(q.queryid), ''::bytea) AS queryid,
+           string_agg(float8send(extract(epoch FROM q.interval_start)::float8), ''::bytea) AS start_epoch,
+           string_agg(float8send(extract(epoch FROM q.interval_end)::float8), ''::bytea) AS end_epoch,
+           {_PACKED_CHANNELS}
+      FROM pganalytics_ml.query_stats q
+     WHERE q.server_id = $1 AND q.interval_end >= $2::timestamptz
+"""
+_OLDER_SQL = """
+    SELECT EXISTS (SELECT FROM pganalytics_ml.query_stats q
+                    WHERE q.server_id = $1 AND q.interval_end < $2::timestamptz) AS older
+"""
+# The read of the latest captures, kept for the chunks of one refresh (same server, capture and transaction).
+_LATEST_RANGE: dict[tuple[str, str, str], tuple[Intervals, str]] = {}
+
+
+def _latest_range(plpy: Any, server_id: str, last: dict[str, Any]) -> tuple[Intervals, str]:
+    """Every interval of the server's latest WINDOW captures, and the start of that range."""
+    key = (server_id, last["at"], last["tx"])
+    if key not in _LATEST_RANGE:
+        since = plpy.execute(plpy.prepare(_SINCE_SQL, ["text"]), [server_id])[0]["since"]
+        row = plpy.execute(plpy.prepare(_RANGE_LATEST_SQL, ["text", "text"]), [server_id, since])[0]
+        _LATEST_RANGE.clear()
+        _LATEST_RANGE[key] = (
+            Intervals(
+                _packed(row, "queryid", ">i8"),
+                _packed(row, "start_epoch", ">f8"),
+                _packed(row, "end_epoch", ">f8"),
+                np.column_stack([_packed(row, f"c{i}", ">f8") for i in range(len(CHANNELS))]).reshape(
+                    -1, len(CHANNELS)
+                ),
+            ),
+            since,
+        )
+    return _LATEST_RANGE[key]
+
+
+def _latest_intervals(
+    plpy: Any, server_id: str, queryids: list[int] | None, tracked: list[int], last: dict[str, Any]
+) -> Intervals:
+    """The latest WINDOW intervals of each statement of ``tracked`` (those of ``queryids`` in the statements
+    table), in no particular order."""
+    if last["at"] is None:
+        return Intervals.from_row({"queryid": None})
+    found, since = _latest_range(plpy, server_id, last)
+    order = np.flatnonzero(np.isin(found.queryid, tracked))
+    order = order[np.lexsort((-found.end[order], found.queryid[order]))]  # by statement, newest first
+    qid = found.queryid[order]
+    first = np.r_[0, np.flatnonzero(np.diff(qid)) + 1] if len(qid) else np.zeros(0, dtype=int)
+    rank = np.arange(len(qid)) - np.repeat(first, np.diff(np.r_[first, len(qid)]))
+    order = order[rank < WINDOW]  # each statement's latest WINDOW
+    recent = Intervals(found.queryid[order], found.start[order], found.end[order], found.values[order])
     ids, counts = np.unique(recent.queryid, return_counts=True)
     complete = ids[counts >= WINDOW]
+    if len(complete) == len(tracked):
+        return recent
+    if not plpy.execute(plpy.prepare(_OLDER_SQL, ["text", "text"]), [server_id, since])[0]["older"]:
+        return recent  # the range holds every interval of the server
     keep = np.isin(recent.queryid, complete)
     rest = Intervals.from_row(
-        plpy.execute(plpy.prepare(_only(_LATEST_SQL, queryids), types[:3]), [server_id, queryids, complete.tolist()])[0]
+        plpy.execute(
+            plpy.prepare(_only(_LATEST_SQL, queryids), ["text", "bigint[]", "bigint[]"]),
+            [server_id, queryids, complete.tolist()],
+        )[0]
     )
     return Intervals(
         np.concatenate([recent.queryid[keep], rest.queryid]),
@@ -616,15 +675,16 @@ def latest_windows(plpy: Any, server_id: str, queryids: list[int] | None) -> Lat
     last = plpy.execute(
         plpy.prepare(
             "SELECT max(captured_at)::text AS at, (max(captured_at) - interval '1 microsecond')::text AS just_before,"
-            " extract(epoch FROM max(captured_at))::float8 AS epoch FROM pganalytics_ml.snapshots WHERE server_id = $1",
+            " extract(epoch FROM max(captured_at))::float8 AS epoch, pg_catalog.now()::text AS tx"
+            " FROM pganalytics_ml.snapshots WHERE server_id = $1",
             ["text"],
         ),
         [server_id],
     )[0]
-    rows = _latest_intervals(plpy, server_id, queryids, last["at"])
-    order = np.lexsort((rows.end, rows.queryid))  # the lateral query returns newest first
-    rows = Intervals(rows.queryid[order], rows.start[order], rows.end[order], rows.values[order])
     structures = _structures(plpy, server_id, queryids)
+    rows = _latest_intervals(plpy, server_id, queryids, list(structures), last)
+    order = np.lexsort((rows.end, rows.queryid))
+    rows = Intervals(rows.queryid[order], rows.start[order], rows.end[order], rows.values[order])
     if last["at"] is None or not len(rows.queryid):
         return LatestWindows(
             np.zeros(0, dtype=np.int64),
@@ -632,20 +692,22 @@ def latest_windows(plpy: Any, server_id: str, queryids: list[int] | None) -> Lat
             Windows(np.zeros((0, WINDOW, len(CHANNELS))), np.zeros((0, len(STRUCTURE))), np.zeros((0, len(LOAD)))),
         )
     load = _latest_load(plpy, server_id, last)
-    qids, based_on, windows = [], [], []
-    boundaries = np.flatnonzero(np.diff(rows.queryid)) + 1
-    for idx in np.split(np.arange(len(rows.queryid)), boundaries):
-        values = rows.values[idx]
-        windows.append(np.vstack([np.full((WINDOW - len(idx), len(CHANNELS)), np.nan), values]))
-        qids.append(int(rows.queryid[idx[0]]))
-        based_on.append(rows.end[idx[-1]])
+    # Each statement's rows (sorted by time, at most WINDOW) right-aligned in its window, NaN before them.
+    starts = np.r_[0, np.flatnonzero(np.diff(rows.queryid)) + 1]
+    counts = np.diff(np.r_[starts, len(rows.queryid)])
+    group = np.repeat(np.arange(len(starts)), counts)
+    slot = WINDOW - np.repeat(counts, counts) + (np.arange(len(rows.queryid)) - np.repeat(starts, counts))
+    stacked = np.full((len(starts), WINDOW, len(CHANNELS)), np.nan)
+    stacked[group, slot] = rows.values
+    qids = rows.queryid[starts].tolist()
+    based_on = rows.end[starts + counts - 1]
     n = len(qids)
     latest_plans = plan_rows(plpy, server_id, np.array(qids, dtype=np.int64))  # issue 14: the PLAN features
     return LatestWindows(
         queryid=np.array(qids, dtype=np.int64),
-        based_on=np.array(based_on),
+        based_on=based_on,
         windows=Windows(
-            np.stack(windows),
+            stacked,
             np.array([structures.get(q, [0.0] * len(STRUCTURE)) for q in qids]),
             np.tile(load, (n, 1)),
             latest_plans,

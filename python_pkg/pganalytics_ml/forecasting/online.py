@@ -237,8 +237,22 @@ def _seasonal(plpy: Any, server_id: str, queryid: np.ndarray, next_end: float, s
     return out
 
 
-def _array_literal(values: np.ndarray, digits: int) -> str:
-    return "{" + ",".join("NULL" if not np.isfinite(v) else f"{v:.{digits}g}" for v in values) + "}"
+def _array_literals(rows: np.ndarray, digits: int) -> list[str]:
+    """Each row of a 2-d array as a float8[] literal (``digits`` significant digits, NULL where not finite)."""
+    rows = np.asarray(rows, dtype=float)
+    text = list(map(f"{{:.{digits}g}}".format, rows.ravel().tolist()))
+    for i in np.flatnonzero(~np.isfinite(rows.ravel())).tolist():
+        text[i] = "NULL"
+    width = rows.shape[1] if rows.ndim == 2 else 0
+    return ["{" + ",".join(text[i : i + width]) + "}" for i in range(0, len(text), width)] if width else []
+
+
+def _nullable(values: np.ndarray) -> list[float | None]:
+    """Floats for SQL, None where not finite."""
+    out = np.asarray(values, dtype=float).tolist()
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        out[i] = None
+    return out
 
 
 def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool) -> int:
@@ -351,7 +365,7 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
 
     combined_ms = np.exp(predicted)
     c["combined_ms"], c["half_log"] = combined_ms, half
-    expert_text = [_array_literal(np.exp(e), 6) for e in experts]
+    expert_text = _array_literals(np.exp(experts), 6)
     plan = plpy.prepare(
         _WRITE_STATE, ["text", "bigint[]", "text[]", "text[]", "float8[]"] + ["float8[]"] * len(_STATE_COLUMNS)
     )
@@ -360,10 +374,10 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
         [
             server_id,
             latest.queryid.tolist(),
-            [_array_literal(w, 6) for w in state.weights],
+            _array_literals(state.weights, 6),
             expert_text,
             latest.based_on.tolist(),
-            *[[None if not np.isfinite(v) else float(v) for v in c[k]] for k in _STATE_COLUMNS],
+            *[_nullable(c[k]) for k in _STATE_COLUMNS],
         ],
     )
     write_pool(plpy, server_id, pool)
