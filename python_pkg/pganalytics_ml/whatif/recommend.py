@@ -323,12 +323,13 @@ def _try(
     paths: dict[str, str],
     baseline: dict[str, Any],
 ) -> tuple[dict[Candidate, int], dict[int, Trial]]:
-    """``cands`` created hypothetically together, ``helped`` planned under them (and costed as served, see
-    whatif.served): each candidate's size, and
+    """``cands`` created hypothetically together, ``helped`` planned under them: each candidate's size, and
     per statement whose plan uses some of them, its estimate (the Trial's description lists them in
-    "uses"). A candidate hypopg refuses (a column type without a btree operator class) is left out."""
+    "uses"); those statements are planned once more costed as served (whatif.served). A candidate hypopg
+    refuses (a column type without a btree operator class) is left out."""
     made: dict[Candidate, int] = {}
     sizes: dict[Candidate, int] = {}
+    using: dict[int, list[Candidate]] = {}
     try:
         for cand in cands:
             try:
@@ -338,16 +339,18 @@ def _try(
                 continue
         names = hypothetical.names(plpy, list(made.values()))
         results = _plan_groups(plpy, helped, paths, baseline) if made else {}
-        costed = _plan_groups(plpy, helped, paths, baseline, as_served=True) if made else {}
+        for queryid, planned in results.items():
+            used = [c for c, relid in made.items() if _uses(planned.description, names.get(relid, ""))]
+            if used:
+                using[queryid] = used
+        costed = _plan_groups(plpy, [s for s in helped if s.queryid in using], paths, baseline, as_served=True)
     finally:
         hypothetical.drop(plpy, list(made.values()))
     trials = {}
     for s in helped:
-        planned = results.get(s.queryid)
-        if planned is None:
-            continue
-        used = [c for c, relid in made.items() if _uses(planned.description, names.get(relid, ""))]
+        used = using.get(s.queryid, [])
         if used:
+            planned = results[s.queryid]
             described = dict(planned.description, uses=[c.create_sql() for c in used])
             as_served = costed.get(s.queryid)
             trials[s.queryid] = Trial(
