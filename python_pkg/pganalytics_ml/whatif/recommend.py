@@ -12,8 +12,9 @@ hypothetically, a greedy choice in milliseconds, and a record to check against r
    statements read disjoint sets of tables are tried in one batch (one planning function per batch).
 4. Greedy choice: each round takes the candidate that saves the most milliseconds per second beyond what
    the indexes already taken save (each statement counted at its best index so far, and only when its
-   predicted speed-up is at least ``min_speedup``), so that overlapping indexes ((a) and (a, b)) are
-   not all recommended. It stops at ``max_indexes`` or when nothing more is saved.
+   predicted speed-up is at least ``min_speedup`` and the index makes it at least MIN_GAIN (10%) faster
+   than its best so far), so that overlapping indexes ((a) and (a, b)) are not all recommended. It stops
+   at ``max_indexes`` or when nothing more is saved.
 5. The indexes taken are created together, hypothetically, and their statements planned once more: a
    statement counts for an index only if this joint plan still uses it, and its predicted time is the
    joint plan's. A statement served by several of them (a join) shares its saving evenly.
@@ -44,6 +45,7 @@ from pganalytics_ml.whatif.candidates import Candidate
 MAX_TOP_STATEMENTS = 10_000
 MAX_INDEXES = 100
 MAX_SPEEDUP = 1000.0
+MIN_GAIN = 0.10  # a statement counts for a further index only when it makes it this much faster than the best so far
 ARGUMENT_HINT = (
     "top_statements: how many of the costliest statements to look at (1 to 10000, default 50); "
     "min_speedup: the least predicted speed-up that counts a statement as helped (above 1, default 1.5); "
@@ -379,7 +381,7 @@ def _greedy(
             gain = 0.0
             for queryid, trial in per.items():
                 s, ms = by_id[queryid], trial.estimate.predicted_ms
-                if s.ms >= min_speedup * ms and ms < best[queryid]:
+                if s.ms >= min_speedup * ms and ms < (1 - MIN_GAIN) * best[queryid]:
                     gain += s.calls_per_s * (best[queryid] - ms)
             if gain > 0:
                 scored.append((-gain, sizes[cand], len(cand.columns), sql[cand], cand))
