@@ -136,7 +136,8 @@ for sql in texts:
     e = estimate.absolute(plpy, 'local', d)
     x = plan_model.feature_row(d, estimate.structure_of(d), load, 1.0)
     out.append({"predicted": e.predicted_ms, "lower": e.lower_ms, "upper": e.upper_ms, "source": e.source,
-                "baseline": math.exp(float(loaded.model.baseline_log(x)[0])), "cost": d["total_cost"]})
+                "baseline": math.exp(float(loaded.model.baseline_log(x)[0])), "cost": d["total_cost"],
+                "x": x[0].tolist(), "fingerprint": d["fingerprint"]})
 return json.dumps(out)
 $$
 """
@@ -148,7 +149,11 @@ from pganalytics_ml.forecasting import history, training
 from pganalytics_ml.whatif import plan_model
 start, end = training._window(plpy, 'local', 90)
 data = history.training_set(plpy, 'local', start.isoformat(), end.isoformat())
-return json.dumps({n: plan_model.fit(data, n).metrics for n in (1, plan_model.ROWS_PER_STATEMENT, 0)})
+out = {n: plan_model.fit(data, n).metrics for n in (1, plan_model.ROWS_PER_STATEMENT, 0)}
+w = data.windows
+x, y, groups = plan_model.rows(w.structure, w.load, w.plan, data.target, data.queryid)
+out["train"] = {"x": x.tolist(), "y": y.tolist(), "groups": [int(g) for g in groups]}
+return json.dumps(out)
 $$
 """
 
@@ -224,6 +229,7 @@ def run_once(name: str, seed: int) -> dict[str, Any]:
             trained = dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
             conn.execute(ROWS_FUNCTION)
             rows_compared = json.loads(conn.execute("SELECT pg_temp.bench_rows()").fetchone()[0])
+            train_rows = rows_compared.pop("train")
             texts = [numbered(sql) for _, _, sql, _ in unseen]
             params = [SHAPES[shape][1](n, rng) for shape, _, _, n in unseen]
             asked = [literal(sql, p) for (_, _, sql, _), p in zip(unseen, params, strict=True)]
@@ -260,9 +266,12 @@ def run_once(name: str, seed: int) -> dict[str, Any]:
                 "q_base": max(p["baseline"] / a, a / p["baseline"]),
                 "inside": p["lower"] <= a <= p["upper"],
                 "source": p["source"],
+                "x": p.get("x"),
+                "fingerprint": p.get("fingerprint"),
             }
         )
     return {
+        "train_rows": train_rows,
         "workload": name,
         "seed": seed,
         "held_out": sorted(held_shapes),
@@ -332,12 +341,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13])
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
+    parser.add_argument("--dump", help="write every run's training rows and unseen feature rows (JSON) here")
     args = parser.parse_args()
     runs = []
     for name in args.workloads:
         for seed in args.seeds:
             run = run_once(name, seed)
             runs.append(run | {"summary": summary(run)})
+            if args.dump:
+                with open(args.dump, "w") as f:
+                    json.dump(runs, f)
             s = runs[-1]["summary"]
             print(
                 f"# {name} seed {seed}: held out {', '.join(run['held_out'])}; unseen p50 {s['p50']:.2f} "

@@ -104,20 +104,23 @@ def scaled(
     lower_ms: float,
     upper_ms: float,
     load_scale: float = 1.0,
+    served_ratio: float = 1.0,
 ) -> Estimate:
     """A known statement under a scenario: its forecast (current_ms, interval) times the ratio
-    model(scenario)/model(current). Without a plan model: the ratio of the plans' total costs, source 'plan_cost'."""
+    model(scenario)/model(current). Without a plan model: the ratio of the plans' total costs, source 'plan_cost'.
+    ``served_ratio`` (whatif.served.ratio) multiplies either: the two plans costed as their pages are served
+    (cache hits), over their default costs' ratio."""
     scale = _check_load_scale(load_scale)
     try:
         loaded = plan_model.load(plpy, server_id)
     except PgmlError as exc:
         if exc.sqlstate != "P0002":
             raise
-        ratio = cost_ratio(current, scenario)
+        ratio = cost_ratio(current, scenario) * served_ratio
         return Estimate(current_ms * ratio, lower_ms * ratio, upper_ms * ratio, "plan_cost", None)
     load = server_load(plpy, server_id)
     now = plan_model.feature_row(current, structure_of(current), load, 1.0)
     then = plan_model.feature_row(scenario, structure_of(scenario), load, scale)
-    ratio = math.exp(float(loaded.model.predict_log(then)[0] - loaded.model.predict_log(now)[0]))
+    ratio = math.exp(float(loaded.model.predict_log(then)[0] - loaded.model.predict_log(now)[0])) * served_ratio
     source = "plan_model" if loaded.model.use_correction else "plan_cost"
     return Estimate(current_ms * ratio, lower_ms * ratio, upper_ms * ratio, source, loaded.plan_model_id)

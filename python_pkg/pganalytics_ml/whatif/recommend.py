@@ -12,8 +12,9 @@ hypothetically, a greedy choice in milliseconds, and a record to check against r
    statements read disjoint sets of tables are tried in one batch (one planning function per batch).
 4. Greedy choice: each round takes the candidate that saves the most milliseconds per second beyond what
    the indexes already taken save (each statement counted at its best index so far, and only when its
-   predicted speed-up is at least ``min_speedup``), so that overlapping indexes ((a) and (a, b)) are
-   not all recommended. It stops at ``max_indexes`` or when nothing more is saved.
+   predicted speed-up is at least ``min_speedup`` and the index makes it at least MIN_GAIN (10%) faster
+   than its best so far), so that overlapping indexes ((a) and (a, b)) are not all recommended. It stops
+   at ``max_indexes`` or when nothing more is saved.
 5. The indexes taken are created together, hypothetically, and their statements planned once more: a
    statement counts for an index only if this joint plan still uses it, and its predicted time is the
    joint plan's. A statement served by several of them (a join) shares its saving evenly.
@@ -38,12 +39,13 @@ from pganalytics_ml.errors import (
     sql_entry,
 )
 from pganalytics_ml.servers import LOCAL_SERVER
-from pganalytics_ml.whatif import candidates, estimate, hypothetical
+from pganalytics_ml.whatif import candidates, estimate, hypothetical, served
 from pganalytics_ml.whatif.candidates import Candidate
 
 MAX_TOP_STATEMENTS = 10_000
 MAX_INDEXES = 100
 MAX_SPEEDUP = 1000.0
+MIN_GAIN = 0.10  # a statement counts for a further index only when it makes it this much faster than the best so far
 ARGUMENT_HINT = (
     "top_statements: how many of the costliest statements to look at (1 to 10000, default 50); "
     "min_speedup: the least predicted speed-up that counts a statement as helped (above 1, default 1.5); "
@@ -102,6 +104,8 @@ class Statement:
     lower_ms: float
     upper_ms: float
     current: dict[str, Any] = field(default_factory=dict)  # its plan now (plan_features.describe)
+    served_cost: float | None = None  # random_page_cost its plans are costed with as served (whatif.served)
+    current_served: dict[str, Any] | None = None  # its plan now, costed so
     candidates: list[Candidate] = field(default_factory=list)
 
 
@@ -206,15 +210,21 @@ def _texts(plpy: Any, queryids: list[int]) -> dict[int, tuple[str, str]]:
 
 
 def _plan_groups(
-    plpy: Any, statements: list[Statement], paths: dict[str, str], baseline: dict[str, Any]
+    plpy: Any, statements: list[Statement], paths: dict[str, str], baseline: dict[str, Any], as_served: bool = False
 ) -> dict[int, plans.Planned]:
-    """Plans of ``statements``, each as its own role, under the hypothetical indexes of the moment."""
-    by_role: dict[str, list[Statement]] = {}
+    """Plans of ``statements``, each as its own role, under the hypothetical indexes of the moment; with
+    ``as_served``, those that have a served cost, costed with it (whatif.served)."""
+    by_role: dict[tuple[str, float | None], list[Statement]] = {}
     for s in statements:
-        by_role.setdefault(s.role, []).append(s)
+        if not as_served or s.served_cost is not None:
+            by_role.setdefault((s.role, s.served_cost if as_served else None), []).append(s)
     out = {}
-    for role, group in by_role.items():
-        results = plans.plan_many_as(plpy, [s.query for s in group], role, paths[role], baseline)
+    for (role, cost), group in by_role.items():
+        texts = [s.query for s in group]
+        if cost is None:
+            results = plans.plan_many_as(plpy, texts, role, paths[role], baseline)
+        else:
+            results = served.plan_many_as(plpy, texts, role, paths[role], baseline, cost)
         for s, result in zip(group, results, strict=True):
             if isinstance(result, plans.Planned):
                 out[s.queryid] = result
@@ -225,8 +235,11 @@ def _uses(description: dict[str, Any], index_name: str) -> bool:
     return index_name in (description.get("indexes") or [])
 
 
-def _estimate(plpy: Any, s: Statement, scenario: dict[str, Any]) -> estimate.Estimate:
-    return estimate.scaled(plpy, LOCAL_SERVER, s.current, scenario, s.ms, s.lower_ms, s.upper_ms)
+def _estimate(
+    plpy: Any, s: Statement, scenario: dict[str, Any], scenario_served: dict[str, Any] | None = None
+) -> estimate.Estimate:
+    adjust = served.ratio(s.current, scenario, s.current_served, scenario_served)
+    return estimate.scaled(plpy, LOCAL_SERVER, s.current, scenario, s.ms, s.lower_ms, s.upper_ms, served_ratio=adjust)
 
 
 @dataclass
@@ -244,13 +257,14 @@ def recommend(plpy: Any, top: int, min_speedup: float, max_indexes: int) -> list
     for queryid, planned in _plan_groups(plpy, statements, paths, baseline).items():
         next(s for s in statements if s.queryid == queryid).current = planned.description
     statements = [s for s in statements if s.current]
+    _serve(plpy, statements, paths, baseline)
     for s in statements:
         s.candidates = candidates.for_statement(plpy, s.query, paths[s.role], user=s.role)
     pool = _pools(statements)
     trials: dict[Candidate, dict[int, Trial]] = {}
     sizes: dict[Candidate, int] = {}
-    for cands, served in _batches(pool):
-        made, tried = _try(plpy, cands, served, paths, baseline)
+    for cands, helped in _batches(pool):
+        made, tried = _try(plpy, cands, helped, paths, baseline)
         sizes |= made
         for cand in made:
             mine = {s.queryid for s in pool[cand]}
@@ -261,14 +275,25 @@ def recommend(plpy: Any, top: int, min_speedup: float, max_indexes: int) -> list
     return _joint(plpy, statements, chosen, trials, sizes, paths, baseline, min_speedup)
 
 
+def _serve(plpy: Any, statements: list[Statement], paths: dict[str, str], baseline: dict[str, Any]) -> None:
+    """Each statement's served random_page_cost (from its hit ratio) and its current plan costed with it."""
+    hits = served.hit_ratios(plpy, LOCAL_SERVER, [s.queryid for s in statements])
+    seq, random = served.page_costs(plpy)
+    for s in statements:
+        cost = served.random_page_cost(hits[s.queryid], seq, random) if s.queryid in hits else None
+        s.served_cost = cost if cost is not None and cost != random else None
+    for queryid, planned in _plan_groups(plpy, statements, paths, baseline, as_served=True).items():
+        next(s for s in statements if s.queryid == queryid).current_served = planned.description
+
+
 def _pools(statements: list[Statement]) -> dict[Candidate, list[Statement]]:
     """Each candidate and the statements it may serve: those with a candidate on its table and leading column."""
     leading: dict[tuple[str, str], list[Statement]] = {}
     for s in statements:
         for cand in s.candidates:
-            served = leading.setdefault((cand.relation, cand.columns[0]), [])
-            if s not in served:
-                served.append(s)
+            may_serve = leading.setdefault((cand.relation, cand.columns[0]), [])
+            if s not in may_serve:
+                may_serve.append(s)
     pool: dict[Candidate, list[Statement]] = {}
     for s in statements:
         for cand in s.candidates:
@@ -280,31 +305,33 @@ def _batches(pool: dict[Candidate, list[Statement]]) -> list[tuple[list[Candidat
     """Candidates tried together: within a batch, no statement reads the table of another batch member's
     candidate (their served statements read disjoint sets of tables), so each plan sees only one of them."""
     batches: list[tuple[list[Candidate], list[Statement], set[str]]] = []
-    for cand, served in pool.items():
-        tables = {t for s in served for t in s.current.get("relations", [])}
+    for cand, helped in pool.items():
+        tables = {t for s in helped for t in s.current.get("relations", [])}
         for cands, statements, taken in batches:
             if not tables & taken:
                 cands.append(cand)
-                statements += [s for s in served if s not in statements]
+                statements += [s for s in helped if s not in statements]
                 taken |= tables
                 break
         else:
-            batches.append(([cand], list(served), tables))
+            batches.append(([cand], list(helped), tables))
     return [(cands, statements) for cands, statements, _ in batches]
 
 
 def _try(
     plpy: Any,
     cands: list[Candidate],
-    served: list[Statement],
+    helped: list[Statement],
     paths: dict[str, str],
     baseline: dict[str, Any],
 ) -> tuple[dict[Candidate, int], dict[int, Trial]]:
-    """``cands`` created hypothetically together, ``served`` planned under them: each candidate's size, and
+    """``cands`` created hypothetically together, ``helped`` planned under them: each candidate's size, and
     per statement whose plan uses some of them, its estimate (the Trial's description lists them in
-    "uses"). A candidate hypopg refuses (a column type without a btree operator class) is left out."""
+    "uses"); those statements are planned once more costed as served (whatif.served). A candidate hypopg
+    refuses (a column type without a btree operator class) is left out."""
     made: dict[Candidate, int] = {}
     sizes: dict[Candidate, int] = {}
+    using: dict[int, list[Candidate]] = {}
     try:
         for cand in cands:
             try:
@@ -313,18 +340,24 @@ def _try(
             except (PgmlError, plpy.SPIError):
                 continue
         names = hypothetical.names(plpy, list(made.values()))
-        results = _plan_groups(plpy, served, paths, baseline) if made else {}
+        results = _plan_groups(plpy, helped, paths, baseline) if made else {}
+        for queryid, planned in results.items():
+            used = [c for c, relid in made.items() if _uses(planned.description, names.get(relid, ""))]
+            if used:
+                using[queryid] = used
+        costed = _plan_groups(plpy, [s for s in helped if s.queryid in using], paths, baseline, as_served=True)
     finally:
         hypothetical.drop(plpy, list(made.values()))
     trials = {}
-    for s in served:
-        planned = results.get(s.queryid)
-        if planned is None:
-            continue
-        used = [c for c, relid in made.items() if _uses(planned.description, names.get(relid, ""))]
+    for s in helped:
+        used = using.get(s.queryid, [])
         if used:
+            planned = results[s.queryid]
             described = dict(planned.description, uses=[c.create_sql() for c in used])
-            trials[s.queryid] = Trial(_estimate(plpy, s, planned.description), described)
+            as_served = costed.get(s.queryid)
+            trials[s.queryid] = Trial(
+                _estimate(plpy, s, planned.description, as_served.description if as_served else None), described
+            )
     return sizes, trials
 
 
@@ -348,7 +381,7 @@ def _greedy(
             gain = 0.0
             for queryid, trial in per.items():
                 s, ms = by_id[queryid], trial.estimate.predicted_ms
-                if s.ms >= min_speedup * ms and ms < best[queryid]:
+                if s.ms >= min_speedup * ms and ms < (1 - MIN_GAIN) * best[queryid]:
                     gain += s.calls_per_s * (best[queryid] - ms)
             if gain > 0:
                 scored.append((-gain, sizes[cand], len(cand.columns), sql[cand], cand))
@@ -374,14 +407,14 @@ def _joint(
 ) -> list[Recommendation]:
     """The chosen indexes together: which statements each still serves, and their predicted times."""
     ids = {queryid for cand in chosen for queryid in trials[cand]}
-    served = [s for s in statements if s.queryid in ids]
+    their = [s for s in statements if s.queryid in ids]
     if not chosen:
         return []
-    joint = _try(plpy, chosen, served, paths, baseline)[1]
+    joint = _try(plpy, chosen, their, paths, baseline)[1]
     out = []
     for cand in chosen:
         helped = []
-        for s in served:
+        for s in their:
             trial = joint.get(s.queryid)
             if trial is None or cand.create_sql() not in trial.description["uses"]:
                 continue
