@@ -1745,6 +1745,9 @@ CREATE TABLE pganalytics_ml.forecaster_state (
     load_sdl       double precision NOT NULL,     --   and the sums of its regression on the server's load level
     load_sll       double precision NOT NULL,
     alarm_scale    double precision NOT NULL,     -- EWMA of |log error| beyond what the server's load explains
+    rate_log       double precision,              -- the regression alarm's excuse (forecasting.alarm): log calls/s
+    rate_sxu       double precision,              --   of the latest interval, and the sums of the elasticity
+    rate_suu       double precision,              --   of its log mean on its log rate (NULL: none learned)
     season_seconds double precision CHECK (season_seconds OPERATOR(pg_catalog.>) 0),  -- a known cycle
     updated_at     timestamptz NOT NULL,
     PRIMARY KEY (server_id, queryid)
@@ -2637,6 +2640,7 @@ REVOKE ALL ON FUNCTION @extschema@.pgml_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_status() TO pgml_reader;
 
 -- issue 18: the regression check computes the server's shift once per capture, not once per statement.
+-- issue 12: and it excuses what the server's move and the statement's own rate of calls explain (forecasting.alarm).
 CREATE OR REPLACE FUNCTION pganalytics_ml._after_capture(p_server_id text, p_captured_at timestamptz)
 RETURNS TABLE (predictions_validated integer, forecasts_checked integer)
 LANGUAGE plpgsql
@@ -2668,22 +2672,36 @@ BEGIN
     GET DIAGNOSTICS v_validated = ROW_COUNT;
 
     -- The regression alarm. An interval counts against a statement when its mean lies above the alarm
-    -- bound: its forecast times exp(3 * the statement's own error scale once the server's load is
-    -- accounted for; forecaster_state.alarm_scale), at least 1.5 times the forecast (both set by
-    -- forecasting.online as forecasts.alarm_upper_ms), moved by what the server's change of load explains
-    -- for it (the server's shift is the median log ratio of observed to predicted over its statements,
-    -- when at least 5 ran, times the statement's learned sensitivity to load, at least 1 when the server
-    -- slowed down: a server-wide slowdown excuses every statement as much as the median one). While intervals stay
-    -- above, the bound of the first is kept (moved only by later shifts of load), so that the forecast
+    -- bound: its forecast times exp(3 * the statement's own error scale once the server's load and its own
+    -- rate of calls are accounted for; forecaster_state.alarm_scale), at least 1.5 times the forecast (both
+    -- set by forecasting.online as forecasts.alarm_upper_ms), moved by what explains a change without a
+    -- regression:
+    -- - the server's shift, times the statement's learned sensitivity to load (at least 1 when the server
+    --   slowed down: a server-wide slowdown excuses every statement as much as the median one). Against a
+    --   fresh forecast the shift is the median log ratio of observed to predicted over the server's
+    --   statements (what the forecasts did not foresee); against a kept bound (below) it is the server's
+    --   move since the interval before, the median log ratio of each statement's mean to its previous one
+    --   (the forecasts foresee a cycle, the kept bound does not); either needs at least 5 statements;
+    -- - the change of the statement's own log calls per second since the interval before, times its
+    --   learned elasticity to it (forecasting.alarm: lock waits on a hot row grow with its rate of calls).
+    -- While intervals stay above, the bound of the first is kept (moved only as above), so that the forecast
     -- learning the new level cannot hide it. The regressions view shows a statement after two such
     -- intervals in a row.
     WITH checked AS (
         SELECT f.queryid, q.interval_start, q.interval_end, q.mean_exec_time AS observed, f.predicted_ms,
                coalesce(f.reference_upper_ms, f.alarm_upper_ms, f.upper_ms) AS reference_upper,
+               f.reference_upper_ms IS NOT NULL AS kept,
                pg_catalog.ln(greatest(q.mean_exec_time, 1e-9) / greatest(f.predicted_ms, 1e-9)) AS residual,
+               pg_catalog.ln(greatest(q.mean_exec_time, 1e-9)
+                             / CASE WHEN f.checked_observed_ms > 0 THEN f.checked_observed_ms END) AS moved,
                coalesce(s.is_internal, false) AS is_internal,
                -- the statement's learned sensitivity to the server's load (1 until it has learned one)
-               coalesce(least(greatest((st.load_sdl + 0.02) / (st.load_sll + 0.02), 0), 3), 1) AS sensitivity
+               coalesce(least(greatest((st.load_sdl + 0.02) / (st.load_sll + 0.02), 0), 3), 1) AS sensitivity,
+               -- its learned elasticity to its own rate (forecasting.alarm.elasticity), times the rate's change
+               coalesce(least(greatest(st.rate_sxu / (st.rate_suu + 0.1), 0), 3)
+                        * (pg_catalog.ln(nullif(q.calls, 0)
+                                         / greatest(extract(epoch FROM q.interval_end - q.interval_start)::float8, 1e-3))
+                           - st.rate_log), 0) AS rate_excuse
           FROM pganalytics_ml.query_stats q
           JOIN pganalytics_ml.forecasts f ON f.server_id = q.server_id AND f.queryid = q.queryid
           LEFT JOIN pganalytics_ml.statements s ON s.server_id = q.server_id AND s.queryid = q.queryid
@@ -2692,13 +2710,16 @@ BEGIN
     ), shift AS MATERIALIZED (
         -- Computed once: inlined, the planner may rescan it for every statement checked, a median
         -- over all of them each time (quadratic in the statements that ran).
-        SELECT CASE WHEN count(*) >= 5 THEN percentile_cont(0.5) WITHIN GROUP (ORDER BY c.residual) ELSE 0 END AS up
+        SELECT CASE WHEN count(*) >= 5 THEN percentile_cont(0.5) WITHIN GROUP (ORDER BY c.residual) ELSE 0 END AS up,
+               CASE WHEN count(c.moved) >= 5 THEN percentile_cont(0.5) WITHIN GROUP (ORDER BY c.moved) ELSE 0 END
+                   AS moved
           FROM checked c WHERE NOT c.is_internal
     ), judged AS (
-        SELECT c.*, sh.up,
-               c.reference_upper * pg_catalog.exp(CASE WHEN sh.up > 0 THEN greatest(c.sensitivity, 1)
-                                                       ELSE c.sensitivity END * sh.up) AS bound
+        SELECT c.*, x.up,
+               c.reference_upper * pg_catalog.exp(CASE WHEN x.up > 0 THEN greatest(c.sensitivity, 1)
+                                                       ELSE c.sensitivity END * x.up + c.rate_excuse) AS bound
           FROM checked c CROSS JOIN shift sh
+         CROSS JOIN LATERAL (SELECT CASE WHEN c.kept THEN sh.moved ELSE sh.up END AS up) x
     )
     UPDATE pganalytics_ml.forecasts AS f
        SET checked_interval_end = j.interval_end,
