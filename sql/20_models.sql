@@ -66,6 +66,10 @@ CREATE TABLE pganalytics_ml.forecasts (
     reference_upper_ms   double precision,
     server_shift         double precision,
     alarm_upper_ms       double precision,
+    -- the server's load level (median log mean over its statements' slow averages) and the statement's log
+    -- calls per second at the first interval of the run: the kept bound moves by their change since
+    reference_load       double precision,
+    reference_rate       double precision,
     PRIMARY KEY (server_id, queryid)
 );
 COMMENT ON TABLE pganalytics_ml.forecasts IS

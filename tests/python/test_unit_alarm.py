@@ -66,8 +66,6 @@ def test_the_elasticity_stays_within_0_and_cap_and_unknown_rows_keep_their_sums(
     assert alarm.elasticity(np.array([10.0, -1.0, np.nan]), np.array([0.1, 0.1, np.nan])).tolist() == [alarm.CAP, 0, 0]
 
 
-def test_the_servers_move_is_the_median_change_and_needs_five_statements():
-    assert alarm.move(np.array([0.1, 0.2, 5.0, np.nan, 0.3])) == 0.0  # four known
-    assert alarm.move(np.array([0.1, 0.2, 5.0, 0.3, 0.2])) == pytest.approx(0.2)  # one outlier does not move it
+def test_the_log_rate_is_per_second_and_unknown_without_calls():
     assert np.isnan(alarm.log_rate(np.array([0.0]), np.array([5.0]))).all()
     assert alarm.log_rate(np.array([50.0]), np.array([5.0]))[0] == pytest.approx(np.log(10))

@@ -4,13 +4,15 @@ A statement that waits on others running it (a hot row's lock, a shared buffer, 
 when it is called more often: by queueing, its mean time grows with its arrival rate, while the
 server's median statement does not move. The alarm (``_after_capture``) must not take that for a
 regression. Each statement learns, online, the elasticity e of its log mean time on its log calls per
-second, from interval-to-interval changes (what the server's move already explains for it taken out):
+second, from interval-to-interval changes (what the change of the server's load level L already explains
+for it taken out, b its learned sensitivity to L: combination.ServerLoad):
 
-    dx - b * move  ~  e * du
+    dx - b * dL  ~  e * du
 
 an exponentially weighted least-squares fit through the origin, shrunk toward 0 by PRIOR
 pseudo-observations and kept between 0 and CAP. The alarm then moves a statement's bound by e times
-the change of its rate since the interval before. The excuse comes from e learned on past intervals,
+the change of its rate (since the interval its forecast knew, or, for a kept bound, since the first
+interval of the run). The excuse comes from e learned on past intervals,
 and from the rate, not from the time: a statement that becomes slower by itself (an index dropped)
 does not run more often for it (it runs less often when its callers wait for it), so it is not excused.
 """
@@ -23,7 +25,6 @@ MEMORY = 0.1  # weight of the newest interval in the sums (as ServerLoad.MEMORY)
 PRIOR = 0.1  # pseudo-observations of e = 0, in units of du^2: as much as one change of the rate by x2.7 (du = 1)
 CAP = 3.0  # as the server-load sensitivity
 MAX_CHANGE = 5.0  # |dx| counted at most (as calibration.update_scale counts |error|)
-MIN_STATEMENTS = 5  # the server's move needs this many statements (as ServerLoad.MIN_STATEMENTS)
 
 
 def log_rate(calls: np.ndarray, seconds: np.ndarray) -> np.ndarray:
@@ -32,12 +33,6 @@ def log_rate(calls: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         out = np.log(np.asarray(calls, float) / np.maximum(np.asarray(seconds, float), 1e-3))
     out[~np.isfinite(out)] = np.nan
     return out
-
-
-def move(dx: np.ndarray) -> float:
-    """The server's move from one interval to the next: the median change of its statements' log means."""
-    d = dx[np.isfinite(dx)]
-    return float(np.median(d)) if len(d) >= MIN_STATEMENTS else 0.0
 
 
 def elasticity(sxu: np.ndarray, suu: np.ndarray) -> np.ndarray:

@@ -292,13 +292,14 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
         elasticity = alarm.elasticity(c["rate_sxu"][learn], c["rate_suu"][learn])
         beyond = residual - (np.maximum(b, 1.0) if shift > 0 else b) * shift - elasticity * rate_change
         c["alarm_scale"][learn] = cal.update_scale(c["alarm_scale"][learn], np.abs(beyond))
-        # The elasticity learns from the change since the statement's interval before, the server's move taken out.
-        dx = x - log_means[learn, -2]
-        dx = dx - b * alarm.move(dx)
+        # The elasticity learns from the change since the statement's interval before, beyond what the change of
+        # the server's load level explains for it (as a kept alarm bound moves).
+        level = comb.ServerLoad.level(x, c["load_mu"][learn])
+        dx = x - log_means[learn, -2] - b * (level - pool.load)
         c["rate_sxu"][learn], c["rate_suu"][learn] = alarm.update(
             c["rate_sxu"][learn], c["rate_suu"][learn], dx, rates[learn, -1] - rates[learn, -2]
         )
-        pool.load = comb.ServerLoad.level(x, c["load_mu"][learn])
+        pool.load = level
         c["load_mu"][learn], c["load_sdl"][learn], c["load_sll"][learn] = comb.ServerLoad.update(
             x, c["load_mu"][learn], c["load_sdl"][learn], c["load_sll"][learn], pool.load
         )
