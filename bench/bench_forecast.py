@@ -181,13 +181,53 @@ def trained_row(conn: Any, server_id: str, model_type: str) -> dict:
     return dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
 
 
+# --dump: per live tick, each statement's state as the alarm saw it, and at the end the captured intervals
+# (for reading what the alarms are made of offline; not part of the verdicts).
+_TICK_STATE = """
+SELECT f.queryid, f.predicted_ms, f.alarm_upper_ms, f.checked_observed_ms, f.checked_upper_ms, f.consecutive_above,
+       f.server_shift, st.load_mu, st.load_sdl, st.load_sll, st.alarm_scale, st.err_scale
+  FROM pganalytics_ml.forecasts f JOIN pganalytics_ml.forecaster_state st USING (server_id, queryid)
+ WHERE f.server_id = %s
+"""
+_DUMPS = {
+    "query_stats": "SELECT queryid, extract(epoch FROM interval_start)::float8,"
+    " extract(epoch FROM interval_end)::float8, calls, total_exec_time FROM pganalytics_ml.query_stats"
+    " WHERE server_id = %s ORDER BY interval_end, queryid",
+    "snapshots": "SELECT extract(epoch FROM interval_start)::float8, extract(epoch FROM captured_at)::float8,"
+    " server_calls, server_exec_time FROM pganalytics_ml.snapshots WHERE server_id = %s ORDER BY captured_at",
+    "statements": "SELECT queryid, left(query, 80), is_internal FROM pganalytics_ml.statements WHERE server_id = %s",
+}
+
+
+class Dump:
+    def __init__(self, directory: str | None, name: str):
+        self.path = f"{directory}/{name}.json" if directory else None
+        self.ticks: list[dict] = []
+
+    def tick(self, conn: Any, server_id: str, flagged: set[int], active: set[int]) -> None:
+        if self.path:
+            rows = [list(r) for r in conn.execute(_TICK_STATE, (server_id,)).fetchall()]
+            self.ticks.append({"rows": rows, "flagged": sorted(flagged), "active": sorted(active)})
+
+    def write(self, conn: Any, server_id: str, **extra: Any) -> None:
+        if self.path:
+            import json
+
+            out = {k: [list(r) for r in conn.execute(q, (server_id,)).fetchall()] for k, q in _DUMPS.items()}
+            with open(self.path, "w") as f:
+                json.dump({"ticks": self.ticks, **out, **extra}, f, default=float)
+
+
 def alarms_now(conn: Any, server_id: str) -> set[int]:
     rows = conn.execute("SELECT query_hash FROM pganalytics_ml.regressions WHERE server_id = %s", (server_id,))
     return {r[0] for r in rows.fetchall()}
 
 
-def synthetic_run(shape: str, seed: int, statements: int, train: int, live: int, model_type: str) -> Run:
+def synthetic_run(
+    shape: str, seed: int, statements: int, train: int, live: int, model_type: str, dump_dir: str | None = None
+) -> Run:
     started = time.monotonic()
+    dump = Dump(dump_dir, f"{shape}-{seed}")
     w = fw.make(shape, statements, train, live, seed)
     cluster = bench_cluster(f"forecast-{shape}")
     try:
@@ -214,10 +254,12 @@ def synthetic_run(shape: str, seed: int, statements: int, train: int, live: int,
                 flagged.append(alarms_now(on, "wl-on"))
                 active.append({q for q, o in onsets.items() if t - train >= o})
                 ran.append({fw.queryid(i) for i in range(statements)})
+                dump.tick(on, "wl-on", flagged[-1], active[-1])
             warm_after = senders["on"].at(train + WARMUP).timestamp()
             scores = live_scores(on, "wl-on", warm_after)
             reference = live_scores(off, "wl-off", warm_after)
             breakdown = error_breakdown(on, "wl-on", senders["on"], w)
+            dump.write(on, "wl-on", planted={str(fw.queryid(i)): t - train for i, t in w.planted.items()})
         return Run(
             shape,
             seed,
@@ -235,11 +277,14 @@ def synthetic_run(shape: str, seed: int, statements: int, train: int, live: int,
 INDEXED = ("%FROM orders WHERE customer_id = $%", "%customer_id BETWEEN%")
 
 
-def mixed_run(phase_seconds: int, tick: float, model_type: str, progress: Progress, plans: bool = False) -> Run:
+def mixed_run(
+    phase_seconds: int, tick: float, model_type: str, progress: Progress, plans: bool = False, dump: Dump | None = None
+) -> Run:
     """The mixed live workload. No job worker runs here, so no plan is captured unless ``plans``: then the
     queued capture of new statements is run right after each snapshot (as a worker draining it would),
     and every statement is planned again before training (as the hourly job would): issue 14's A/B."""
     started = time.monotonic()
+    dump = dump or Dump(None, "")
     cluster = bench_cluster("forecast-mixed")
     try:
         mixed_workload.prepare(cluster)
@@ -304,12 +349,14 @@ def mixed_run(phase_seconds: int, tick: float, model_type: str, progress: Progre
                         ).fetchall()
                     }
                 )
+                dump.tick(conn, "local", flagged[-1], active[-1])
                 ticks["n"] += 1
 
             progress.step("mixed: live part, index dropped half-way")
             warm_after = time.time() + WARMUP * tick
             mixed_workload.run(cluster, phases, tick, live_tick)
             scores = live_scores(conn, "local", warm_after)
+            dump.write(conn, "local", onsets={str(k): v for k, v in onsets.items()}, drop_at=ticks["drop_at"])
         return Run(
             "mixed", 0, scores, None, score_alarms(flagged, active, onsets, ran), trained, time.monotonic() - started
         )
@@ -348,8 +395,10 @@ def med(values) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seeds", type=int, default=3, help="how many seeds per synthetic shape")
-    parser.add_argument("--first-seed", type=int, default=1, help="the first of them (tune on 1-3, judge on 4-6)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=1, help="seeds first-seed .. first-seed + seeds - 1")
+    parser.add_argument("--mixed-runs", type=int, default=1, help="runs of the mixed workload, each on a fresh cluster")
+    parser.add_argument("--dump", default=None, help="a directory: each run's intervals and alarm state, as JSON")
     parser.add_argument("--statements", type=int, default=120)
     parser.add_argument("--train", type=int, default=60)
     parser.add_argument("--live", type=int, default=40)
@@ -358,7 +407,6 @@ def main() -> None:
     parser.add_argument("--tick", type=float, default=5.0)
     parser.add_argument("--cost-statements", type=int, default=5000, help="0 skips the cost measurement")
     parser.add_argument("--shapes", default=",".join(fw.SHAPES))
-    parser.add_argument("--mixed-runs", type=int, default=1)
     parser.add_argument(
         "--mixed-plans", action="store_true", help="capture plans in the mixed workload (plan features, issue 14)"
     )
@@ -369,10 +417,11 @@ def main() -> None:
     for shape in shapes:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             progress.step(f"{shape}, seed {seed}")
-            runs.append(synthetic_run(shape, seed, args.statements, args.train, args.live, args.model_type))
-    if args.mixed_phase_seconds:
-        for _ in range(args.mixed_runs):
-            runs.append(mixed_run(args.mixed_phase_seconds, args.tick, args.model_type, progress, args.mixed_plans))
+            runs.append(synthetic_run(shape, seed, args.statements, args.train, args.live, args.model_type, args.dump))
+    for k in range(args.mixed_runs if args.mixed_phase_seconds else 0):
+        dump = Dump(args.dump, f"mixed-{k + 1}")
+        run = mixed_run(args.mixed_phase_seconds, args.tick, args.model_type, progress, args.mixed_plans, dump)
+        runs.append(dataclasses.replace(run, seed=k + 1))
     cost = None
     if args.cost_statements:
         progress.step(f"cost at {args.cost_statements} statements")

@@ -66,6 +66,10 @@ CREATE TABLE pganalytics_ml.forecasts (
     reference_upper_ms   double precision,
     server_shift         double precision,
     alarm_upper_ms       double precision,
+    -- the server's load level (median log mean over its statements' slow averages) and the statement's log
+    -- calls per second at the first interval of the run: the kept bound moves by their change since
+    reference_load       double precision,
+    reference_rate       double precision,
     PRIMARY KEY (server_id, queryid)
 );
 COMMENT ON TABLE pganalytics_ml.forecasts IS
@@ -121,6 +125,9 @@ CREATE TABLE pganalytics_ml.forecaster_state (
     load_sdl       double precision NOT NULL,     --   and the sums of its regression on the server's load level
     load_sll       double precision NOT NULL,
     alarm_scale    double precision NOT NULL,     -- EWMA of |log error| beyond what the server's load explains
+    rate_log       double precision,              -- the regression alarm's excuse (forecasting.alarm): log calls/s
+    rate_sxu       double precision,              --   of the latest interval, and the sums of the elasticity
+    rate_suu       double precision,              --   of its log mean on its log rate (NULL: none learned)
     season_seconds double precision CHECK (season_seconds OPERATOR(pg_catalog.>) 0),  -- a known cycle
     updated_at     timestamptz NOT NULL,
     PRIMARY KEY (server_id, queryid)

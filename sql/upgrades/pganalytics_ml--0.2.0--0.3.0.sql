@@ -1718,7 +1718,9 @@ ALTER TABLE pganalytics_ml.forecasts
     ADD COLUMN consecutive_above integer NOT NULL DEFAULT 0,
     ADD COLUMN reference_upper_ms double precision,
     ADD COLUMN server_shift double precision,
-    ADD COLUMN alarm_upper_ms double precision;
+    ADD COLUMN alarm_upper_ms double precision,
+    ADD COLUMN reference_load double precision,
+    ADD COLUMN reference_rate double precision;
 ALTER TABLE pganalytics_ml.predictions ADD COLUMN forecaster text, ADD COLUMN expert_ms double precision[];
 ALTER TYPE pganalytics_ml.prediction ADD ATTRIBUTE forecaster text;
 
@@ -1745,6 +1747,9 @@ CREATE TABLE pganalytics_ml.forecaster_state (
     load_sdl       double precision NOT NULL,     --   and the sums of its regression on the server's load level
     load_sll       double precision NOT NULL,
     alarm_scale    double precision NOT NULL,     -- EWMA of |log error| beyond what the server's load explains
+    rate_log       double precision,              -- the regression alarm's excuse (forecasting.alarm): log calls/s
+    rate_sxu       double precision,              --   of the latest interval, and the sums of the elasticity
+    rate_suu       double precision,              --   of its log mean on its log rate (NULL: none learned)
     season_seconds double precision CHECK (season_seconds OPERATOR(pg_catalog.>) 0),  -- a known cycle
     updated_at     timestamptz NOT NULL,
     PRIMARY KEY (server_id, queryid)
@@ -2639,6 +2644,8 @@ REVOKE ALL ON FUNCTION @extschema@.pgml_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.pgml_status() TO pgml_reader;
 
 -- issue 18: the regression check computes the server's shift once per capture, not once per statement.
+-- issue 12: and it excuses what the statement's own rate of calls explains (forecasting.alarm); a kept bound
+-- moves by the change of the server's load level and of that rate since the run began.
 CREATE OR REPLACE FUNCTION pganalytics_ml._after_capture(p_server_id text, p_captured_at timestamptz)
 RETURNS TABLE (predictions_validated integer, forecasts_checked integer)
 LANGUAGE plpgsql
@@ -2670,22 +2677,36 @@ BEGIN
     GET DIAGNOSTICS v_validated = ROW_COUNT;
 
     -- The regression alarm. An interval counts against a statement when its mean lies above the alarm
-    -- bound: its forecast times exp(3 * the statement's own error scale once the server's load is
-    -- accounted for; forecaster_state.alarm_scale), at least 1.5 times the forecast (both set by
-    -- forecasting.online as forecasts.alarm_upper_ms), moved by what the server's change of load explains
-    -- for it (the server's shift is the median log ratio of observed to predicted over its statements,
-    -- when at least 5 ran, times the statement's learned sensitivity to load, at least 1 when the server
-    -- slowed down: a server-wide slowdown excuses every statement as much as the median one). While intervals stay
-    -- above, the bound of the first is kept (moved only by later shifts of load), so that the forecast
-    -- learning the new level cannot hide it. The regressions view shows a statement after two such
-    -- intervals in a row.
+    -- bound: its forecast times exp(3 * the statement's own error scale once the server's load and its own
+    -- rate of calls are accounted for; forecaster_state.alarm_scale), at least 1.5 times the forecast (both
+    -- set by forecasting.online as forecasts.alarm_upper_ms), moved by what explains a change without a
+    -- regression:
+    -- - the server's shift, the median log ratio of observed to predicted over its statements (when at
+    --   least 5 ran), times the statement's learned sensitivity to load (at least 1 when the server slowed
+    --   down: a server-wide slowdown excuses every statement as much as the median one);
+    -- - the change of the statement's own log calls per second since the interval the forecast knew, times
+    --   its learned elasticity to it (forecasting.alarm: lock waits on a hot row grow with its rate).
+    -- While intervals stay above, the bound of the first is kept, so that the forecast learning the new
+    -- level cannot hide it; a kept bound moves by the same two excuses counted from the first interval
+    -- of the run: the change since then of the server's load level (the median over its statements of
+    -- their log mean's distance from their slow average, what the server-load forecaster's sensitivity is
+    -- learned on; forecasts that foresaw a cycle do not shift, the level does) and of the statement's
+    -- rate. Counted from the start, not chained interval to interval, the kept bound does not drift.
+    -- The regressions view shows a statement after two such intervals in a row.
     WITH checked AS (
         SELECT f.queryid, q.interval_start, q.interval_end, q.mean_exec_time AS observed, f.predicted_ms,
                coalesce(f.reference_upper_ms, f.alarm_upper_ms, f.upper_ms) AS reference_upper,
+               f.reference_upper_ms IS NOT NULL AS kept, f.reference_upper_ms, f.reference_load, f.reference_rate,
                pg_catalog.ln(greatest(q.mean_exec_time, 1e-9) / greatest(f.predicted_ms, 1e-9)) AS residual,
+               pg_catalog.ln(greatest(q.mean_exec_time, 1e-9)) - st.load_mu AS level,
+               pg_catalog.ln(q.calls / greatest(extract(epoch FROM q.interval_end - q.interval_start)::float8, 1e-3))
+                   AS rate,
+               st.rate_log,
                coalesce(s.is_internal, false) AS is_internal,
                -- the statement's learned sensitivity to the server's load (1 until it has learned one)
-               coalesce(least(greatest((st.load_sdl + 0.02) / (st.load_sll + 0.02), 0), 3), 1) AS sensitivity
+               coalesce(least(greatest((st.load_sdl + 0.02) / (st.load_sll + 0.02), 0), 3), 1) AS sensitivity,
+               -- its learned elasticity to its own rate of calls (forecasting.alarm.elasticity; 0 until learned)
+               coalesce(least(greatest(st.rate_sxu / (st.rate_suu + 0.1), 0), 3), 0) AS elasticity
           FROM pganalytics_ml.query_stats q
           JOIN pganalytics_ml.forecasts f ON f.server_id = q.server_id AND f.queryid = q.queryid
           LEFT JOIN pganalytics_ml.statements s ON s.server_id = q.server_id AND s.queryid = q.queryid
@@ -2694,13 +2715,18 @@ BEGIN
     ), shift AS MATERIALIZED (
         -- Computed once: inlined, the planner may rescan it for every statement checked, a median
         -- over all of them each time (quadratic in the statements that ran).
-        SELECT CASE WHEN count(*) >= 5 THEN percentile_cont(0.5) WITHIN GROUP (ORDER BY c.residual) ELSE 0 END AS up
+        SELECT CASE WHEN count(*) >= 5 THEN percentile_cont(0.5) WITHIN GROUP (ORDER BY c.residual) ELSE 0 END AS up,
+               CASE WHEN count(c.level) >= 5 THEN percentile_cont(0.5) WITHIN GROUP (ORDER BY c.level) END AS load
           FROM checked c WHERE NOT c.is_internal
     ), judged AS (
-        SELECT c.*, sh.up,
-               c.reference_upper * pg_catalog.exp(CASE WHEN sh.up > 0 THEN greatest(c.sensitivity, 1)
-                                                       ELSE c.sensitivity END * sh.up) AS bound
+        SELECT c.*, sh.load, x.up,
+               c.reference_upper * pg_catalog.exp(
+                   CASE WHEN x.up > 0 THEN greatest(c.sensitivity, 1) ELSE c.sensitivity END * x.up
+                   + c.elasticity * coalesce(c.rate - CASE WHEN c.kept THEN c.reference_rate ELSE c.rate_log END, 0))
+                   AS bound
           FROM checked c CROSS JOIN shift sh
+         CROSS JOIN LATERAL (SELECT CASE WHEN NOT c.kept THEN sh.up
+                                         ELSE coalesce(sh.load - c.reference_load, 0) END AS up) x
     )
     UPDATE pganalytics_ml.forecasts AS f
        SET checked_interval_end = j.interval_end,
@@ -2709,9 +2735,14 @@ BEGIN
            checked_upper_ms = j.bound,
            server_shift = j.up,
            consecutive_above = CASE WHEN j.observed > j.bound THEN f.consecutive_above + 1 ELSE 0 END,
-           -- kept while above the bound before the shift: an interval the shift excused still moves the
-           -- reference, so that peers adapting faster cannot make a statement look regressed later
-           reference_upper_ms = CASE WHEN j.observed > j.reference_upper THEN j.bound END,
+           -- kept while above the bound before the excuses (an interval they excused still continues the run,
+           -- so that peers adapting faster cannot make a statement look regressed later), with the load level
+           -- and the rate of its first interval
+           reference_upper_ms = CASE WHEN j.observed > j.reference_upper THEN coalesce(j.reference_upper_ms, j.bound) END,
+           reference_load = CASE WHEN j.observed > j.reference_upper
+                                 THEN CASE WHEN j.kept THEN j.reference_load ELSE j.load END END,
+           reference_rate = CASE WHEN j.observed > j.reference_upper
+                                 THEN CASE WHEN j.kept THEN j.reference_rate ELSE j.rate END END,
            above_upper_since = CASE WHEN j.observed > j.bound THEN coalesce(f.above_upper_since, j.interval_start) END
       FROM judged j
      WHERE f.server_id = p_server_id AND f.queryid = j.queryid;

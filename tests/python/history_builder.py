@@ -28,15 +28,16 @@ class History:
         self.captures = 0
 
     def capture(
-        self, means: dict[int, float], calls: int = 100, extra: dict[int, dict[str, Any]] | None = None
+        self, means: dict[int, float], calls: int | dict[int, int] = 100, extra: dict[int, dict[str, Any]] | None = None
     ) -> datetime:
-        """One interval in which each statement ran ``calls`` times with the given mean (ms); ``extra``
-        adds fields to a statement's row (e.g. its plan)."""
+        """One interval in which each statement ran ``calls`` times (or ``calls[queryid]``) with the given mean
+        (ms); ``extra`` adds fields to a statement's row (e.g. its plan)."""
         rows = []
         for queryid, mean in means.items():
             total = self.totals.setdefault(queryid, [0, 0.0])
-            total[0] += calls
-            total[1] += calls * mean
+            ran = calls[queryid] if isinstance(calls, dict) else calls
+            total[0] += ran
+            total[1] += ran * mean
             rows.append(
                 {
                     "queryid": queryid,

@@ -237,3 +237,36 @@ def test_a_statement_first_forecast_over_a_long_history_starts_its_long_run_from
         (FORECASTERS.index("longrun") + 1,),
     )
     assert longrun == pytest.approx(10.0, rel=0.01)  # summing every interval, the 100 ms ones too: 40 ms
+
+
+def test_a_hot_row_slowing_with_its_own_rate_is_not_a_regression_a_slowdown_at_the_same_rate_is(db: Database):
+    """Lock waits on a hot row grow with how often it is updated: its time follows its rate of calls while
+    the server's median statement does not move. The alarm learns that elasticity and excuses it; a statement
+    that gets slower at an unchanged rate (an index dropped) is still flagged within two snapshots."""
+    history = History(db.conn, SERVER)
+    queries = statements(12)
+    hot, slow = list(queries)[:2]
+    rng = random.Random(3)
+    rates = [50, 200, 100, 400, 100, 300]  # the clients come and go: every statement's calls follow
+
+    def interval(k: int, factor: float = 1.0) -> datetime:
+        rate = rates[(k // 3) % len(rates)]
+        means = {q: level * math.exp(rng.gauss(0, 0.05)) for q, level in queries.items()}
+        means[hot] *= (rate / 50) ** 2  # x16 at 200 calls, x64 at 400
+        means[slow] *= factor
+        return history.capture(means, calls=dict.fromkeys(queries, rate))
+
+    for k in range(36):
+        interval(k)
+    learned = dict(
+        db.all(
+            "SELECT queryid, least(greatest(rate_sxu / (rate_suu + 0.1), 0), 3) FROM pganalytics_ml.forecaster_state"
+        )
+    )
+    assert 1.2 < learned[hot] <= 3 and max(v for q, v in learned.items() if q != hot) < 0.5
+    alarms = []
+    for k in range(36, 54):
+        interval(k, factor=20.0 if k >= 50 else 1.0)
+        alarms.append({r[0] for r in db.all("SELECT query_hash FROM pganalytics_ml.regressions")})
+    assert all(not a for a in alarms[:14])  # six switches of the rate, hot's time x4 to x16 at each
+    assert slow not in alarms[14] and alarms[15] == {slow}  # flagged at its second interval, alone

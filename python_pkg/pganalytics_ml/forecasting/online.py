@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from pganalytics_ml.forecasting import alarm, features, history
 from pganalytics_ml.forecasting import calibration as cal
 from pganalytics_ml.forecasting import combination as comb
-from pganalytics_ml.forecasting import features, history
 
 # The regression alarm's bound (see _after_capture): forecast * exp(max(ALARM_Z * alarm_scale, ALARM_MIN)):
-# three times the statement's own error scale beyond load, and never less than 1.5 times the forecast.
+# three times the statement's own error scale beyond load and its own rate of calls, and never less than 1.5 times
+# the forecast. What moves the bound is in forecasting.alarm.
 ALARM_Z = 3.0
 ALARM_MIN = np.log(1.5)
 _STATE_COLUMNS = (
@@ -39,6 +40,9 @@ _STATE_COLUMNS = (
     "load_sdl",
     "load_sll",
     "alarm_scale",
+    "rate_log",
+    "rate_sxu",
+    "rate_suu",
     "season_seconds",
 )
 # The period of a statement's seasonal forecaster: the one set with pgml_set_season, else the longest cycle of
@@ -267,6 +271,8 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
     log_means = features.log_means(values)
     valid = ~np.isnan(values[..., 0])
     newest = log_means[:, -1]
+    seconds_at = features.CHANNELS.index("seconds")
+    rates = alarm.log_rate(values[..., 0], values[..., seconds_at])  # log calls per second of each interval
     pool = read_pool(plpy, server_id)
     state = _State(plpy, server_id, latest.queryid, pool)
     c = state.cols
@@ -291,6 +297,7 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
         c["correction"][new] = 0.0
         c["load_mu"][new], c["load_sdl"][new], c["load_sll"][new] = feats.anchor[new], 0.0, 0.0
         c["alarm_scale"][new] = c["err_scale"][new]
+        c["rate_sxu"][new], c["rate_suu"][new] = 0.0, 0.0
 
     # Learning from the interval just observed: only where it is newer than what the proposals knew.
     learn = state.known & (latest.based_on > state.based_on) if observe else np.zeros(n, dtype=bool)
@@ -313,20 +320,31 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
         c["seg_flag"][learn], c["seg_last"][learn] = seg.flag, seg.last
         c["longrun_calls"][learn] += values[learn, -1, 0]
         c["longrun_ms"][learn] += values[learn, -1, 1]
-        # The alarm's scale: the combination's error beyond what the server's shift explains for the statement.
+        # The alarm's scale: the combination's error beyond what the server's shift and the statement's change of
+        # rate explain for it (its elasticity as learned before this interval), as _after_capture judges it.
         residual = x - np.log(c["combined_ms"][learn])
         shift = comb.ServerLoad.level(residual, np.zeros(len(residual)))
         b = comb.ServerLoad.sensitivity(c["load_sdl"][learn], c["load_sll"][learn])
-        beyond = residual - (np.maximum(b, 1.0) if shift > 0 else b) * shift  # as _after_capture judges it
+        rate_change = np.nan_to_num(rates[learn, -1] - c["rate_log"][learn])
+        elasticity = alarm.elasticity(c["rate_sxu"][learn], c["rate_suu"][learn])
+        beyond = residual - (np.maximum(b, 1.0) if shift > 0 else b) * shift - elasticity * rate_change
         c["alarm_scale"][learn] = cal.update_scale(c["alarm_scale"][learn], np.abs(beyond))
         level = comb.ServerLoad.level(x, c["load_mu"][learn])
         captured = float(np.max(latest.based_on[learn]))
         if captured > pool.load_at:  # the first chunk of a new capture: one more pair of levels for the AR(1)
             pool.load_ar, pool.load_at = comb.ServerLoad.ar_update(pool.load_ar, pool.load, level), captured
+        # The elasticity learns from the change since the statement's interval before, beyond what the change of
+        # the server's load level explains for it (as a kept alarm bound moves).
+        dx = x - log_means[learn, -2] - b * (level - pool.load)
+        c["rate_sxu"][learn], c["rate_suu"][learn] = alarm.update(
+            c["rate_sxu"][learn], c["rate_suu"][learn], dx, rates[learn, -1] - rates[learn, -2]
+        )
         pool.load = level
         c["load_mu"][learn], c["load_sdl"][learn], c["load_sll"][learn] = comb.ServerLoad.update(
             x, c["load_mu"][learn], c["load_sdl"][learn], c["load_sll"][learn], pool.load
         )
+
+    c["rate_log"] = rates[:, -1]  # what the alarm compares the next interval's rate with
 
     experts = np.full((n, comb.N), np.nan)
     for name, proposal in comb.window_experts(log_means, valid, feats.anchor).items():
