@@ -2,13 +2,10 @@
 
 Every forecaster proposes the next interval's log mean. The combination is their weighted mean in log
 space; after each interval the weights are multiplied by exp(-eta * loss), where the loss of a
-forecaster is the Huber loss of its |log q-error| (quadratic within x1.5, linear beyond; capped,
-then scaled to [0, 1]): between the median's loss, which would favour whichever forecaster is right
-most often, and the mean's, which would favour whichever avoids the large errors that make the p90.
-This is the exponentially weighted average forecaster (Hedge on a convex loss): over T intervals its
-total loss exceeds that of the best single forecaster by at most ln(N)/eta + eta*T/8 (Cesa-Bianchi
-and Lugosi, Prediction, Learning, and Games, Thm 2.2; it holds for any loss in [0, 1]), so in the
-long run its mean loss is never above that of "same as last time" by more than that.
+forecaster is its |log q-error| (capped, then scaled to [0, 1]). This is the exponentially weighted
+average forecaster (Hedge on a convex loss): over T intervals its total loss exceeds that of the best
+single forecaster by at most ln(N)/eta + eta*T/8 (Cesa-Bianchi and Lugosi, Prediction, Learning, and
+Games, Thm 2.2), so in the long run it is never worse than "same as last time" by more than that.
 A small share of weight is given back to every forecaster after each update (Herbster and Warmuth's
 fixed share), so that a forecaster that becomes the best after a change of workload wins weight back
 within a few intervals. A forecaster that cannot answer for a statement (no model, no known cycle) is
@@ -29,9 +26,6 @@ N = len(FORECASTERS)
 INDEX = {name: i for i, name in enumerate(FORECASTERS)}
 LOSS_CAP = math.log(4.0)  # a q-error above 4 counts as 4: one wild interval cannot erase a forecaster
 ETA = 4.0  # learning rate on losses scaled to [0, 1]
-# Errors within x1.5 are lost quadratically, larger ones linearly: a forecaster that avoids the large
-# errors after a change gains weight over one that is closer only on the usual, small ones.
-HUBER = math.log(1.5)
 SHARE = 0.02  # fixed share: weight returned to every forecaster after each update
 POOL_PRIOR = 8  # a statement's own weights count fully after about this many updates
 DOMINANT = 0.6  # a forecaster holding at least this weight names the forecast alone
@@ -58,11 +52,8 @@ def combine(expert_log: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def losses(expert_log: np.ndarray, actual_log: np.ndarray) -> np.ndarray:
-    """The Huber loss of each forecaster's |log q-error| (quadratic up to HUBER, linear beyond), capped
-    and scaled to [0, 1]; NaN where it was asleep."""
-    r = np.minimum(np.abs(expert_log - actual_log[:, None]), LOSS_CAP)
-    huber = np.where(r <= HUBER, 0.5 * r * r, HUBER * (r - 0.5 * HUBER))
-    return huber / (HUBER * (LOSS_CAP - 0.5 * HUBER))
+    """|log q-error| of each forecaster, capped and scaled to [0, 1]; NaN where it was asleep."""
+    return np.minimum(np.abs(expert_log - actual_log[:, None]), LOSS_CAP) / LOSS_CAP
 
 
 def hedge_update(weights: np.ndarray, expert_log: np.ndarray, actual_log: np.ndarray) -> np.ndarray:
