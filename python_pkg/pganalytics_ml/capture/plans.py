@@ -189,11 +189,18 @@ def plan_as(
 
 
 def plan_many_as(
-    plpy: Any, sqls: list[str], role: str, search_path: str | None = None, baseline: dict[str, Any] | None = None
+    plpy: Any,
+    sqls: list[str],
+    role: str,
+    search_path: str | None = None,
+    baseline: dict[str, Any] | None = None,
+    settings: dict[str, str] | None = None,
 ) -> list[Planned | Skipped]:
     """``plan_as`` for several texts of one role: its planning function is created once, in a
     subtransaction rolled back at the end; each text is planned in a read-only subtransaction of its own,
-    rolled back too (so that no transaction accumulates one aborted catalog write per statement)."""
+    rolled back too (so that no transaction accumulates one aborted catalog write per statement).
+    ``settings`` (planner settings such as random_page_cost) hold for the planning only: set local to the
+    outer subtransaction, they end with its rollback."""
     before = baseline or session_state(plpy)
     if before["temp_objects"]:
         raise _temp_objects_error()
@@ -204,6 +211,10 @@ def plan_many_as(
     path = search_path or _quote_path(plpy, role)
     try:
         with plpy.subtransaction():
+            for name, value in (settings or {}).items():
+                plpy.execute(
+                    plpy.prepare("SELECT pg_catalog.set_config($1, $2, true)", ["text", "text"]), [name, value]
+                )
             owner = "ALTER FUNCTION pg_temp.pganalytics_ml_plan_as(text, text) OWNER TO " + plpy.quote_ident(role)
             plpy.execute(f"{_definer_sql(path)};\n{owner}")
             call = plpy.prepare("SELECT pg_temp.pganalytics_ml_plan_as($1, $2) AS plan", ["text", "text"])  # new fn

@@ -221,10 +221,8 @@ def _plan_groups(
     out = {}
     for (role, cost), group in by_role.items():
         texts = [s.query for s in group]
-        if cost is None:
-            results = plans.plan_many_as(plpy, texts, role, paths[role], baseline)
-        else:
-            results = served.plan_many_as(plpy, texts, role, paths[role], baseline, cost)
+        settings = None if cost is None else {"random_page_cost": repr(cost)}
+        results = plans.plan_many_as(plpy, texts, role, paths[role], baseline, settings)
         for s, result in zip(group, results, strict=True):
             if isinstance(result, plans.Planned):
                 out[s.queryid] = result

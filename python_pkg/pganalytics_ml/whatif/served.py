@@ -15,14 +15,12 @@ indexes as the one chosen with them (it may scan an index plainly where that one
 else the speed-up stays the default costs' ratio.
 
 The setting is changed with SET LOCAL inside a subtransaction that is always rolled back, around the
-planning (capture.plans.plan_many_as, as the statement's own role): nothing outlives it.
+planning (capture.plans.plan_many_as's ``settings``, as the statement's own role): nothing outlives it.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from pganalytics_ml.capture import plans
 
 MIN_COST = 1e-3
 
@@ -38,10 +36,6 @@ _COSTS_SQL = (
     "SELECT pg_catalog.current_setting('seq_page_cost')::float8 AS seq,"
     " pg_catalog.current_setting('random_page_cost')::float8 AS random"
 )
-
-
-class _RolledBack(Exception):
-    pass
 
 
 def hit_ratios(plpy: Any, server_id: str, queryids: list[int]) -> dict[int, float]:
@@ -71,21 +65,6 @@ def random_page_cost(hit_ratio: float, seq: float, random: float) -> float:
         return random
     h = min(max(float(hit_ratio), 0.0), 1.0)
     return round(seq + (random - seq) * (1.0 - h), 2)
-
-
-def plan_many_as(
-    plpy: Any, sqls: list[str], role: str, search_path: str, baseline: dict[str, Any], cost: float
-) -> list[plans.Planned | plans.Skipped]:
-    """capture.plans.plan_many_as with random_page_cost = ``cost``, set in a subtransaction rolled back."""
-    try:
-        with plpy.subtransaction():
-            plpy.execute(
-                plpy.prepare("SELECT pg_catalog.set_config('random_page_cost', $1, true)", ["text"]), [repr(cost)]
-            )
-            found = plans.plan_many_as(plpy, sqls, role, search_path, baseline)
-            raise _RolledBack()
-    except _RolledBack:
-        return found
 
 
 def ratio(
