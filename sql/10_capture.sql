@@ -42,7 +42,7 @@ CREATE TABLE pganalytics_ml.snapshots (
     statements        integer NOT NULL,
     new_statements    integer NOT NULL,
     active_statements integer NOT NULL,
-    content_digest    bytea,                -- of the counters captured; a collector's retry carries the same
+    content_digest    bytea,                -- of a push's counters (a collector's retry has the same); NULL when local
     -- The server's totals over the interval, summed over its statements (training's load features):
     server_calls      double precision,
     server_exec_time  double precision,     -- ms
@@ -79,7 +79,7 @@ CREATE TABLE pganalytics_ml.statements (
     -- out of pgml_predict_all, the regressions view, the accuracy summaries and pgml_status.
     is_internal        boolean NOT NULL DEFAULT false,
     PRIMARY KEY (server_id, queryid)
-);
+) WITH (fillfactor = 70);  -- every capture updates last_active_at: room on the page keeps it a HOT update
 CREATE INDEX statements_unparsed ON pganalytics_ml.statements (server_id) WHERE parse_ok IS NULL;
 COMMENT ON TABLE pganalytics_ml.statements IS
     'Every statement seen, once, with its normalized text and structure from the SQL parser';
@@ -163,7 +163,9 @@ DECLARE
     v_calls      double precision;
     v_time       double precision;
     v_reads      double precision;
-    v_digest     bytea := pg_catalog.sha256(pg_catalog.convert_to(ROW(p_rows, p_stats_reset)::text, 'UTF8'));
+    -- Only a capture that carries its own time can be a collector's retry; a local one is stamped now.
+    v_digest     bytea := CASE WHEN p_captured_at IS NOT NULL THEN
+                              pg_catalog.sha256(pg_catalog.convert_to(ROW(p_rows, p_stats_reset)::text, 'UTF8')) END;
     v_seen       bytea;
 BEGIN
     IF pg_catalog.pg_is_in_recovery() THEN

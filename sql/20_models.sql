@@ -71,7 +71,7 @@ CREATE TABLE pganalytics_ml.forecasts (
     reference_load       double precision,
     reference_rate       double precision,
     PRIMARY KEY (server_id, queryid)
-);
+) WITH (fillfactor = 50);  -- rewritten twice per capture (checked, then refreshed): HOT updates need the room
 COMMENT ON TABLE pganalytics_ml.forecasts IS
     'Current forecast of each statement''s next interval mean, refreshed at each capture and activation';
 
@@ -131,7 +131,7 @@ CREATE TABLE pganalytics_ml.forecaster_state (
     season_seconds double precision CHECK (season_seconds OPERATOR(pg_catalog.>) 0),  -- a known cycle
     updated_at     timestamptz NOT NULL,
     PRIMARY KEY (server_id, queryid)
-);
+) WITH (fillfactor = 50);  -- rewritten at every capture: HOT updates need room on the page
 COMMENT ON TABLE pganalytics_ml.forecaster_state IS
     'Per statement: online weights of the forecasters, their latest proposals, and the interval calibration';
 

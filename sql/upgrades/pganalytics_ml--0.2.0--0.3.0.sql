@@ -296,6 +296,11 @@ ALTER TABLE pganalytics_ml.snapshots ADD COLUMN content_digest bytea;
 -- (captures before the upgrade have none: training sums their intervals, as before).
 ALTER TABLE pganalytics_ml.snapshots ADD COLUMN server_calls double precision,
     ADD COLUMN server_exec_time double precision, ADD COLUMN server_blks_read double precision;
+-- issue 13 (statements at scale): the rows every capture rewrites leave room on their pages, so that a
+-- rewrite is a HOT update (no new index entry). Pages written before the update get the room as they
+-- are rewritten.
+ALTER TABLE pganalytics_ml.statements SET (fillfactor = 70);
+ALTER TABLE pganalytics_ml.forecasts SET (fillfactor = 50);
 
 DROP FUNCTION pganalytics_ml._cleanup(interval, interval, interval);
 CREATE FUNCTION pganalytics_ml._cleanup(p_job_ttl interval, p_prediction_retention interval,
@@ -355,7 +360,9 @@ DECLARE
     v_calls      double precision;
     v_time       double precision;
     v_reads      double precision;
-    v_digest     bytea := pg_catalog.sha256(pg_catalog.convert_to(ROW(p_rows, p_stats_reset)::text, 'UTF8'));
+    -- Only a capture that carries its own time can be a collector's retry; a local one is stamped now.
+    v_digest     bytea := CASE WHEN p_captured_at IS NOT NULL THEN
+                              pg_catalog.sha256(pg_catalog.convert_to(ROW(p_rows, p_stats_reset)::text, 'UTF8')) END;
     v_seen       bytea;
 BEGIN
     IF pg_catalog.pg_is_in_recovery() THEN
@@ -1753,7 +1760,7 @@ CREATE TABLE pganalytics_ml.forecaster_state (
     season_seconds double precision CHECK (season_seconds OPERATOR(pg_catalog.>) 0),  -- a known cycle
     updated_at     timestamptz NOT NULL,
     PRIMARY KEY (server_id, queryid)
-);
+) WITH (fillfactor = 50);  -- rewritten at every capture: HOT updates need room on the page
 COMMENT ON TABLE pganalytics_ml.forecaster_state IS
     'Per statement: online weights of the forecasters, their latest proposals, and the interval calibration';
 

@@ -44,7 +44,8 @@ CATALOG = {
           FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
           JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pganalytics_ml'""",
     "relations": """
-        SELECT c.relname, c.relkind, (SELECT array_agg(a::text ORDER BY a::text) FROM unnest(c.relacl) a),
+        SELECT c.relname, c.relkind, c.reloptions::text,
+               (SELECT array_agg(a::text ORDER BY a::text) FROM unnest(c.relacl) a),
                obj_description(c.oid), CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END,
                CASE WHEN c.relkind = 'i' THEN pg_get_indexdef(c.oid) END
           FROM pg_class c WHERE c.relnamespace = 'pganalytics_ml'::regnamespace""",
