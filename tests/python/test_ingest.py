@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from conftest import Database
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+STEP = timedelta(minutes=5)
 TABLES = ("snapshots", "statements", "query_stats", "counter_baseline")
 
 
@@ -175,3 +177,25 @@ def test_captures_must_arrive_in_order(db: Database):
 def test_malformed_json_is_refused_by_the_type(db: Database):
     err = db.error("SELECT pgml_ingest_stats('db-1', '{\"rows\": [')")
     assert err.sqlstate == "22P02"
+
+
+def test_a_new_servers_forecasts_are_checked_by_key_not_each_against_each(db: Database):
+    """Until a new server's rows are analyzed, the planner takes each of its tables for one row; the check of
+    its forecasts against a capture must still join its statements by key, not every pair of them."""
+    n = 300
+    for server in ("db-known", "db-new"):
+        for k in range(4):
+            ingest(db, [row(q, 10 * (k + 1), 20.0 * (k + 1)) for q in range(1, n + 1)], T0 + k * STEP, server)
+        if server == "db-known":
+            db.conn.execute("ANALYZE")
+    db.conn.execute("LOAD 'auto_explain'")
+    for name, value in (("log_min_duration", 0), ("log_nested_statements", "on"), ("log_analyze", "on")):
+        db.conn.execute(f"SET auto_explain.{name} = {value}")
+    db.conn.execute("SET auto_explain.log_level = notice")
+    plans: list[str] = []
+    db.conn.add_notice_handler(lambda notice: plans.append(notice.message_primary))
+    ingest(db, [row(q, 50, 100.0) for q in range(1, n + 1)], T0 + 4 * STEP, "db-new")
+    check = [p for p in plans if "Update on forecasts" in p and "CTE checked" in p]
+    assert len(check) == 1, plans
+    removed = [int(r) for r in re.findall(r"Rows Removed by Join Filter: (\d+)", check[0])]
+    assert max(removed, default=0) < n, check[0]
