@@ -109,13 +109,15 @@ SELECT format('srv-%s', lpad(s::text, 4, '0')), __DAY__::timestamptz + (j - 1) *
   FROM generate_series(__A__, __B__ - 1) s, generate_series(0, {INTERVALS}) j
 """
 BASELINE_SQL = """
-INSERT INTO pganalytics_ml.counter_baseline (server_id, captured_at, counters, userid, dbid, toplevel, queryid)
-SELECT server_id, max(interval_end),
-       ROW(0, 0, true, queryid, NULL, 'bench', sum(calls), sum(total_exec_time), NULL, sum(rows), sum(shared_blks_hit),
-           sum(shared_blks_read), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, sum(plans), sum(total_plan_time)
-       )::pganalytics_ml.stat_counters, 0, 0, true, queryid
-  FROM pganalytics_ml.query_stats
- WHERE server_id = ANY (%(servers)s) GROUP BY server_id, queryid
+INSERT INTO pganalytics_ml.counter_baseline (server_id, captured_at, counters)
+SELECT server_id, max(captured_at), array_agg(counters ORDER BY queryid)
+  FROM (SELECT server_id, queryid, max(interval_end) AS captured_at,
+               ROW(0, 0, true, queryid, NULL, 'bench', sum(calls), sum(total_exec_time), NULL, sum(rows),
+                   sum(shared_blks_hit), sum(shared_blks_read), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, sum(plans),
+                   sum(total_plan_time))::pganalytics_ml.stat_counters AS counters
+          FROM pganalytics_ml.query_stats
+         WHERE server_id = ANY (%(servers)s) GROUP BY server_id, queryid) e
+ GROUP BY server_id
 """
 
 
@@ -196,9 +198,9 @@ class Fleet:
             )
             conn.execute("ANALYZE pganalytics_ml.forecasts, pganalytics_ml.forecaster_state")
             for row in conn.execute(
-                "SELECT server_id, queryid, (counters).calls, (counters).total_exec_time, (counters).rows,"
-                " (counters).shared_blks_hit, (counters).shared_blks_read, (counters).plans, (counters).total_plan_time"
-                " FROM pganalytics_ml.counter_baseline WHERE server_id = ANY (%s)",
+                "SELECT server_id, (c).queryid, (c).calls, (c).total_exec_time, (c).rows, (c).shared_blks_hit,"
+                " (c).shared_blks_read, (c).plans, (c).total_plan_time"
+                " FROM pganalytics_ml.counter_baseline b, unnest(b.counters) c WHERE server_id = ANY (%s)",
                 ([server_name(s) for s in range(self.servers, size)],),
             ):
                 self.counters.setdefault(row[0], {})[row[1]] = [float(v) for v in row[2:]]

@@ -119,19 +119,17 @@ CREATE TABLE pganalytics_ml.query_stats (
 COMMENT ON TABLE pganalytics_ml.query_stats IS
     'Per statement and captured interval: what happened in it (deltas of the cumulative counters); times in ms';
 
--- The counters as last captured, per entry, to subtract at the next capture.
+-- The counters as last captured, to subtract at the next capture: per server, one array of every entry's
+-- counters (their statement texts left out). A capture rewrites the whole baseline, and one wide value,
+-- stored out of line and uncompressed, costs a fraction of a row and an index entry per entry.
 CREATE TABLE pganalytics_ml.counter_baseline (
-    server_id   text NOT NULL,
+    server_id   text PRIMARY KEY,
     captured_at timestamptz NOT NULL,
-    counters    pganalytics_ml.stat_counters NOT NULL,
-    userid      oid NOT NULL,
-    dbid        oid NOT NULL,
-    toplevel    boolean NOT NULL,
-    queryid     bigint NOT NULL,
-    PRIMARY KEY (server_id, queryid, userid, dbid, toplevel)
+    counters    pganalytics_ml.stat_counters[] NOT NULL
 );
+ALTER TABLE pganalytics_ml.counter_baseline ALTER COLUMN counters SET STORAGE EXTERNAL;
 COMMENT ON TABLE pganalytics_ml.counter_baseline IS
-    'Cumulative counters of each entry at the last capture; the next capture subtracts them';
+    'Cumulative counters of each entry at the last capture, per server; the next capture subtracts them';
 
 SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.snapshots', '');
 SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.snapshots_snapshot_id_seq', '');
@@ -153,6 +151,8 @@ RETURNS TABLE (captured_at timestamptz, statements integer, new_statements integ
                active_statements integer, interval_seconds double precision)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- The entries join the baseline's by hash: a nested loop over an array's elements compares every pair.
+SET enable_nestloop = off SET jit = off
 AS $$
 DECLARE
     v_prev       timestamptz;
@@ -214,14 +214,14 @@ BEGIN
 
     IF v_prev IS NOT NULL THEN
         WITH joined AS (
-            SELECT c, b.counters AS p,
-                   (b.server_id IS NULL OR v_reset
-                    OR (c).calls < (b.counters).calls
-                    OR (c).total_exec_time < (b.counters).total_exec_time) AS restarted
+            SELECT c, b.p,
+                   (b.p IS NULL OR v_reset OR (c).calls < (b.p).calls
+                    OR (c).total_exec_time < (b.p).total_exec_time) AS restarted
               FROM pg_catalog.unnest(p_rows) c
-              LEFT JOIN pganalytics_ml.counter_baseline b
-                ON b.server_id = p_server_id AND b.queryid = (c).queryid AND b.userid = (c).userid
-               AND b.dbid = (c).dbid AND b.toplevel = (c).toplevel
+              LEFT JOIN (SELECT p FROM pganalytics_ml.counter_baseline cb, pg_catalog.unnest(cb.counters) p
+                          WHERE cb.server_id = p_server_id) b
+                ON (b.p).queryid = (c).queryid AND (b.p).userid = (c).userid
+               AND (b.p).dbid = (c).dbid AND (b.p).toplevel = (c).toplevel
              WHERE (c).queryid IS NOT NULL
         ), delta AS (
             SELECT (c).queryid, (c).datname,
@@ -327,13 +327,13 @@ BEGIN
           FROM inserted i;
     END IF;
 
-    DELETE FROM pganalytics_ml.counter_baseline b WHERE b.server_id = p_server_id;
-    INSERT INTO pganalytics_ml.counter_baseline (server_id, captured_at, counters, userid, dbid, toplevel, queryid)
-    SELECT DISTINCT ON ((c).queryid, (c).userid, (c).dbid, (c).toplevel)
-           p_server_id, p_captured_at, pg_catalog.jsonb_populate_record(c, '{"query": null}'),
-           (c).userid, (c).dbid, (c).toplevel, (c).queryid
-      FROM pg_catalog.unnest(p_rows) c
-     WHERE (c).queryid IS NOT NULL;
+    INSERT INTO pganalytics_ml.counter_baseline AS b (server_id, captured_at, counters)
+    SELECT p_server_id, p_captured_at, coalesce(pg_catalog.array_agg(e.counters), '{}')
+      FROM (SELECT DISTINCT ON ((c).queryid, (c).userid, (c).dbid, (c).toplevel)
+                   pg_catalog.jsonb_populate_record(c, '{"query": null}') AS counters
+              FROM pg_catalog.unnest(p_rows) c
+             WHERE (c).queryid IS NOT NULL) e
+    ON CONFLICT (server_id) DO UPDATE SET captured_at = EXCLUDED.captured_at, counters = EXCLUDED.counters;
 
     INSERT INTO pganalytics_ml.snapshots
         (server_id, captured_at, interval_start, statements, new_statements, active_statements, content_digest,

@@ -29,8 +29,13 @@ ROOT = Path(__file__).resolve().parents[2]
 RELEASES = sorted(p.name.removeprefix("pganalytics_ml-").removesuffix(".tar.gz") for p in (ROOT / "releases").glob("*"))
 LIBDIR = Path(os.environ.get("PGML_PYTHON_LIBDIR", f"/usr/local/lib/pganalytics_ml/{__version__}"))
 UPGRADED, FRESH = "postgres", "fresh"  # pg_cron lives in postgres (cron.database_name)
-TABLES = ("snapshots", "statements", "query_stats", "counter_baseline", "models", "model_key", "forecasts",
-          "predictions", "jobs", "schedule_config")  # fmt: skip
+TABLES = ("snapshots", "statements", "query_stats", "models", "model_key", "forecasts", "predictions", "jobs",
+          "schedule_config")  # fmt: skip
+# Since 0.3.0 each server's counter baseline is one array (one row per entry before): compared entry by entry.
+BASELINE_PER_ENTRY = "SELECT server_id, captured_at, counters::text FROM pganalytics_ml.counter_baseline"
+BASELINE_PER_SERVER = (
+    "SELECT b.server_id, b.captured_at, c::text FROM pganalytics_ml.counter_baseline b, unnest(b.counters) c"
+)
 
 CATALOG = {
     "members": """
@@ -80,6 +85,9 @@ def contents(conn, kept: dict[str, list[str]]) -> dict[str, list]:
     for t in TABLES:
         names = ", ".join(f"x.{c}" for c in kept[t])
         out[t] = conn.execute(f"SELECT {names} FROM pganalytics_ml.{t} x ORDER BY ({names})::text").fetchall()
+    version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'pganalytics_ml'").fetchone()[0]
+    baseline = BASELINE_PER_SERVER if version == __version__ else BASELINE_PER_ENTRY
+    out["counter_baseline"] = sorted(conn.execute(baseline).fetchall())
     return out
 
 
