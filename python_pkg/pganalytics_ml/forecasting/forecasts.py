@@ -13,11 +13,11 @@ import numpy as np
 
 from pganalytics_ml.errors import PgmlError
 from pganalytics_ml.forecasting import evaluation, features, history, models
+from pganalytics_ml.forecasting.chunks import sorted_chunks
 
 BASELINE_Z = 1.645  # a two-sided 90% normal interval in log space
 BASELINE_MIN_SCALE = 0.1
 BASELINE_FEW_INTERVALS_SCALE = 0.5
-REFRESH_CHUNK = 2_000  # statements whose forecasts are computed and written at once
 
 _UPSERT = """
     INSERT INTO pganalytics_ml.forecasts AS f (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
@@ -113,7 +113,7 @@ def combination_enabled(plpy: Any) -> bool:
 def refresh(plpy: Any, server_id: str, queryids: list[int] | None = None, observe: bool = False) -> int:
     """Recomputes and stores the forecasts of ``queryids`` (all statements when None); returns how many.
 
-    REFRESH_CHUNK statements at a time: memory stays bounded however many statements are tracked. With
+    chunks.REFRESH_CHUNK statements at a time: memory stays bounded however many statements are tracked. With
     ``observe``, each statement's newest interval is first scored against what the forecasters had
     proposed for it, and the weights and the calibration learn from it (online.update).
     """
@@ -131,11 +131,8 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None = None, observ
     if combination_enabled(plpy):
         from pganalytics_ml.forecasting import online
 
-        return sum(
-            online.refresh(plpy, server_id, ids[i : i + REFRESH_CHUNK], observe)
-            for i in range(0, len(ids), REFRESH_CHUNK)
-        )
-    return sum(_refresh_chunk(plpy, server_id, ids[i : i + REFRESH_CHUNK]) for i in range(0, len(ids), REFRESH_CHUNK))
+        return sum(online.refresh(plpy, server_id, chunk, observe) for chunk in sorted_chunks(ids))
+    return sum(_refresh_chunk(plpy, server_id, chunk) for chunk in sorted_chunks(ids))
 
 
 def _refresh_chunk(plpy: Any, server_id: str, queryids: list[int]) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from pganalytics_ml.forecasting import sampling
+from pganalytics_ml.forecasting.chunks import in_chunk
 from pganalytics_ml.forecasting.features import (
     CHANNELS,
     LOAD,
@@ -38,7 +39,7 @@ _LATEST_SQL = f"""
     SELECT array_agg(s.queryid) AS queryid, array_agg(h.start_epoch) AS start_epoch,
            array_agg(h.end_epoch) AS end_epoch,
            {", ".join(f"array_agg(h.c{i}) AS c{i}" for i in range(len(CHANNELS)))}
-      FROM pganalytics_ml.statements s {{only}}
+      FROM pganalytics_ml.statements s
      CROSS JOIN LATERAL (
            SELECT extract(epoch FROM q.interval_start)::float8 AS start_epoch,
                   extract(epoch FROM q.interval_end)::float8 AS end_epoch,
@@ -47,7 +48,7 @@ _LATEST_SQL = f"""
             WHERE q.server_id = s.server_id AND q.queryid = s.queryid
             ORDER BY q.interval_end DESC
             LIMIT {WINDOW}) h
-     WHERE s.server_id = $1 AND s.queryid <> ALL ($3::bigint[])
+     WHERE s.server_id = $1 AND s.queryid <> ALL ($3::bigint[]) {{only}}
 """
 REPRESENT_PER_STATEMENT = 2  # latest intervals of a statement no chosen capture has, so that every one is learned
 _LOAD_SQL = """
@@ -63,15 +64,13 @@ _LOAD_SQL = """
 _STRUCTURE_SQL = f"""
     SELECT s.queryid, s.statement_kind, s.parse_ok,
            {", ".join(f"s.{n}" for n in STRUCTURE if n.startswith(("n_", "has_")))}
-      FROM pganalytics_ml.statements s {{only}} WHERE s.server_id = $1
+      FROM pganalytics_ml.statements s WHERE s.server_id = $1 {{only}}
 """
-# Restricts the statements to a list by a join (a filter "= ANY (list)" would be checked against every
-# statement of the server, for every chunk of a refresh: quadratic in the statements tracked).
-_ONLY = "JOIN (SELECT DISTINCT unnest($2::bigint[]) AS queryid) only_these ON only_these.queryid = s.queryid"
 
 
 def _only(sql: str, queryids: list[int] | None) -> str:
-    return sql.format(only="" if queryids is None else _ONLY)
+    """``sql`` restricted to the statements of ``queryids`` ($2), or to none when that is None."""
+    return sql.format(only="" if queryids is None else f"AND {in_chunk('s')}")
 
 
 @dataclass

@@ -17,6 +17,7 @@ import numpy as np
 from pganalytics_ml.forecasting import alarm, features, history
 from pganalytics_ml.forecasting import calibration as cal
 from pganalytics_ml.forecasting import combination as comb
+from pganalytics_ml.forecasting.chunks import in_chunk
 
 # The regression alarm's bound (see _after_capture): forecast * exp(max(ALARM_Z * alarm_scale, ALARM_MIN)):
 # three times the statement's own error scale beyond load and its own rate of calls, and never less than 1.5 times
@@ -57,7 +58,7 @@ _READ_STATE = f"""
            {", ".join(f"array_agg(st.{c}::float8) AS {c}" for c in _STATE_COLUMNS if c != "season_seconds")},
            array_agg(({_SEASON})::float8) AS season_seconds
       FROM pganalytics_ml.forecaster_state st
-     WHERE st.server_id = $1 AND st.queryid = ANY ($2::bigint[])
+     WHERE st.server_id = $1 AND {in_chunk("st")}
 """
 # The end of a statement's latest interval, as every capture keeps it (a max over query_stats would probe
 # every day partition once per statement: 94 with 90 days of retention).
@@ -75,7 +76,7 @@ _LONGRUN = f"""
     SELECT array_agg(queryid) AS queryid, array_agg(calls) AS calls, array_agg(total) AS total
       FROM (SELECT q.queryid, sum(q.calls)::float8 AS calls, sum(q.total_exec_time) AS total
               FROM pganalytics_ml.query_stats q
-             WHERE q.server_id = $1 AND q.queryid = ANY ($2::bigint[])
+             WHERE q.server_id = $1 AND {in_chunk("q")}
                AND q.interval_end > to_timestamp($3) - interval '{LONGRUN_SEED_DAYS} days'
              GROUP BY q.queryid) s
 """
@@ -90,7 +91,7 @@ _SEASONAL = f"""
               AND q.interval_end BETWEEN to_timestamp($3 - season.seconds - $4 / 2)
                                      AND to_timestamp($3 - season.seconds + $4 / 2)
             ORDER BY abs(extract(epoch FROM q.interval_end) - ($3 - season.seconds)) LIMIT 1) x
-     WHERE st.server_id = $1 AND st.queryid = ANY ($2::bigint[]) AND season.seconds IS NOT NULL
+     WHERE st.server_id = $1 AND {in_chunk("st")} AND season.seconds IS NOT NULL
 """
 _WRITE_STATE = f"""
     INSERT INTO pganalytics_ml.forecaster_state AS st (server_id, queryid, weights, expert_ms, based_on, updated_at,

@@ -7,14 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from pganalytics_ml.forecasting.chunks import in_chunk
 from pganalytics_ml.forecasting.features import PLAN
 
-_PLAN_SQL = """
+_PLAN_SQL = f"""
     SELECT c.queryid, p.features::text AS features
       FROM pganalytics_ml.plan_capture c
       JOIN pganalytics_ml.plans p ON p.server_id = c.server_id AND p.queryid = c.queryid
        AND p.fingerprint = c.fingerprint
-     WHERE c.server_id = $1 AND c.queryid = ANY ($2)
+     WHERE c.server_id = $1 AND {in_chunk("c")}
 """
 
 
