@@ -22,6 +22,7 @@ import psycopg
 
 from benchlib import bench_cluster, print_table, time_ms
 
+EXTRA: dict[str, str] = {}  # server settings beyond the test clusters' defaults (--shared-buffers)
 REFRESH_SQL = """
 DO $$
 GD.get('pganalytics_ml') or plpy.execute('SELECT pganalytics_ml._load_python()')
@@ -65,7 +66,7 @@ def snapshot_ms(conn: Any) -> tuple[float, float]:
 def run(tables: int, runs: int) -> list[list[Any]]:
     bench_snapshot.TABLES = tables
     cluster = bench_cluster(
-        f"statements-{tables}", **{"pg_stat_statements.track": "all", "pg_stat_statements.max": 25000}
+        f"statements-{tables}", **{"pg_stat_statements.track": "all", "pg_stat_statements.max": 25000, **EXTRA}
     )
     try:
         with cluster.connect() as conn:
@@ -156,7 +157,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tables", default="1000,4000", help="tables of the workload (5 statements each)")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--shared-buffers", default=None, help="e.g. 1GB (default: PostgreSQL's, 128MB)")
     args = parser.parse_args()
+    if args.shared_buffers:
+        EXTRA["shared_buffers"] = args.shared_buffers
     rows, started = [], time.monotonic()
     for tables in (int(t) for t in args.tables.split(",")):
         rows += run(tables, args.runs)
