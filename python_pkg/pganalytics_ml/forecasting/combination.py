@@ -89,15 +89,14 @@ def dominant(weights: np.ndarray, expert_log: np.ndarray) -> list[str]:
     awake = ~np.isnan(expert_log)
     w = np.where(awake, weights, 0.0)
     w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-    names = []
-    for row in w:
-        order = np.argsort(-row)
-        if row[order[0]] >= DOMINANT:
-            names.append(FORECASTERS[order[0]])
-        else:
-            parts = [f"{FORECASTERS[i]} {row[i]:.2f}" for i in order[:3] if row[i] >= 0.1]
-            names.append("mix(" + ", ".join(parts) + ")")
-    return names
+    top = np.argmax(w, axis=1)
+    names = np.array(FORECASTERS, dtype=object)[top]
+    for r in np.flatnonzero(w[np.arange(len(w)), top] < DOMINANT).tolist():
+        row = w[r]
+        order = np.argsort(-row, kind="stable")
+        parts = [f"{FORECASTERS[i]} {row[i]:.2f}" for i in order[:3] if row[i] >= 0.1]
+        names[r] = "mix(" + ", ".join(parts) + ")"
+    return names.tolist()
 
 
 class Segments:
