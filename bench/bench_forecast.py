@@ -177,7 +177,7 @@ class Run:
 
 
 def trained_row(conn: Any, server_id: str, model_type: str) -> dict:
-    cur = conn.execute("SELECT * FROM pgml_train(1, %s, %s)", (model_type, server_id))
+    cur = conn.execute("SELECT * FROM pgml_train(2, %s, %s)", (model_type, server_id))  # the history ends at midnight
     return dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
 
 

@@ -113,7 +113,10 @@ class Sender:
         n = workload.means.shape[1]
         self.calls = np.zeros(n)
         self.total = np.zeros(n)
-        self.start = datetime.now(UTC).replace(microsecond=0) - (len(workload.means) + 1) * STEP
+        # Ending at the last midnight (UTC): the captures' hours of day, which the model's features read, are
+        # the same in every run, so a seed gives the same figures whenever it runs.
+        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        self.start = midnight - (len(workload.means) + 1) * STEP
 
     def at(self, t: int) -> datetime:
         return self.start + t * STEP
