@@ -128,6 +128,8 @@ CREATE TABLE pganalytics_ml.forecaster_state (
     rate_log       double precision,              -- the regression alarm's excuse (forecasting.alarm): log calls/s
     rate_sxu       double precision,              --   of the latest interval, and the sums of the elasticity
     rate_suu       double precision,              --   of its log mean on its log rate (NULL: none learned)
+    load_sensitivity double precision,            -- what the alarm (_after_capture) reads of those sums: the
+    rate_elasticity  double precision,            --   server-load sensitivity and the rate elasticity they give
     season_seconds double precision CHECK (season_seconds OPERATOR(pg_catalog.>) 0),  -- a known cycle
     updated_at     timestamptz NOT NULL,
     PRIMARY KEY (server_id, queryid)

@@ -314,10 +314,10 @@ BEGIN
                    AS rate,
                st.rate_log,
                coalesce(s.is_internal, false) AS is_internal,
-               -- the statement's learned sensitivity to the server's load (1 until it has learned one)
-               coalesce(least(greatest((st.load_sdl + 0.02) / (st.load_sll + 0.02), 0), 3), 1) AS sensitivity,
-               -- its learned elasticity to its own rate of calls (forecasting.alarm.elasticity; 0 until learned)
-               coalesce(least(greatest(st.rate_sxu / (st.rate_suu + 0.1), 0), 3), 0) AS elasticity
+               -- the statement's learned sensitivity to the server's load (1 until it has learned one) and
+               -- its elasticity to its own rate of calls (0 until learned), as forecasting.online stored them
+               coalesce(st.load_sensitivity, 1) AS sensitivity,
+               coalesce(st.rate_elasticity, 0) AS elasticity
           FROM pganalytics_ml.query_stats q
           JOIN pganalytics_ml.forecasts f ON f.server_id = q.server_id AND f.queryid = q.queryid
           LEFT JOIN pganalytics_ml.statements s ON s.server_id = q.server_id AND s.queryid = q.queryid

@@ -1776,6 +1776,8 @@ CREATE TABLE pganalytics_ml.forecaster_state (
     rate_log       double precision,              -- the regression alarm's excuse (forecasting.alarm): log calls/s
     rate_sxu       double precision,              --   of the latest interval, and the sums of the elasticity
     rate_suu       double precision,              --   of its log mean on its log rate (NULL: none learned)
+    load_sensitivity double precision,            -- what the alarm (_after_capture) reads of those sums: the
+    rate_elasticity  double precision,            --   server-load sensitivity and the rate elasticity they give
     season_seconds double precision CHECK (season_seconds OPERATOR(pg_catalog.>) 0),  -- a known cycle
     updated_at     timestamptz NOT NULL,
     PRIMARY KEY (server_id, queryid)
@@ -2733,10 +2735,10 @@ BEGIN
                    AS rate,
                st.rate_log,
                coalesce(s.is_internal, false) AS is_internal,
-               -- the statement's learned sensitivity to the server's load (1 until it has learned one)
-               coalesce(least(greatest((st.load_sdl + 0.02) / (st.load_sll + 0.02), 0), 3), 1) AS sensitivity,
-               -- its learned elasticity to its own rate of calls (forecasting.alarm.elasticity; 0 until learned)
-               coalesce(least(greatest(st.rate_sxu / (st.rate_suu + 0.1), 0), 3), 0) AS elasticity
+               -- the statement's learned sensitivity to the server's load (1 until it has learned one) and
+               -- its elasticity to its own rate of calls (0 until learned), as forecasting.online stored them
+               coalesce(st.load_sensitivity, 1) AS sensitivity,
+               coalesce(st.rate_elasticity, 0) AS elasticity
           FROM pganalytics_ml.query_stats q
           JOIN pganalytics_ml.forecasts f ON f.server_id = q.server_id AND f.queryid = q.queryid
           LEFT JOIN pganalytics_ml.statements s ON s.server_id = q.server_id AND s.queryid = q.queryid

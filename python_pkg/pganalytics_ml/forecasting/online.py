@@ -44,6 +44,8 @@ _STATE_COLUMNS = (
     "rate_log",
     "rate_sxu",
     "rate_suu",
+    "load_sensitivity",
+    "rate_elasticity",
     "season_seconds",
 )
 # The period of a statement's seasonal forecaster: the one set with pgml_set_season, else the longest cycle of
@@ -346,6 +348,9 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
         )
 
     c["rate_log"] = rates[:, -1]  # what the alarm compares the next interval's rate with
+    # What _after_capture's alarm reads of the sums: one definition of each, here.
+    c["load_sensitivity"] = comb.ServerLoad.sensitivity(c["load_sdl"], c["load_sll"])
+    c["rate_elasticity"] = alarm.elasticity(c["rate_sxu"], c["rate_suu"])
 
     experts = np.full((n, comb.N), np.nan)
     for name, proposal in comb.window_experts(log_means, valid, feats.anchor).items():
