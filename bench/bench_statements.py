@@ -63,26 +63,39 @@ def snapshot_ms(conn: Any) -> tuple[float, float]:
     return wall, cpu_ms(conn) - cpu
 
 
-def run(tables: int, runs: int) -> list[list[Any]]:
+def workload_cluster(name: str, tables: int) -> Any:
+    """A started cluster with the extension and bench_snapshot's ``tables`` tables (5 statement shapes each),
+    every statement tracked (pg_stat_statements.track = all, max 25,000)."""
     bench_snapshot.TABLES = tables
-    cluster = bench_cluster(
-        f"statements-{tables}", **{"pg_stat_statements.track": "all", "pg_stat_statements.max": 25000, **EXTRA}
-    )
+    cluster = bench_cluster(name, **{"pg_stat_statements.track": "all", "pg_stat_statements.max": 25000, **EXTRA})
+    try:
+        _create_workload(cluster, tables)
+    except BaseException:
+        cluster.destroy()
+        raise
+    return cluster
+
+
+def _create_workload(cluster: Any, tables: int) -> None:
+    with cluster.connect() as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+        conn.execute("CREATE EXTENSION pganalytics_ml CASCADE")
+        # The tables' DDL and loads are not the workload: tracked, they would be idle statements beside it
+        # (2 per table), a larger share of the tracked ones at 1,000 tables than at 4,000.
+        conn.execute("SET pg_stat_statements.track = 'none'")
+        for first in range(0, tables, 500):
+            conn.execute(
+                f"DO $$ BEGIN FOR i IN {first}..{min(first + 500, tables) - 1} LOOP "
+                "EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, v int)', i); "
+                "EXECUTE format('INSERT INTO t%s SELECT g, g FROM generate_series(1, 10) g', i); "
+                "END LOOP; END $$"
+            )
+
+
+def run(tables: int, runs: int) -> list[list[Any]]:
+    cluster = workload_cluster(f"statements-{tables}", tables)
     try:
         with cluster.connect() as conn:
-            conn.execute("CREATE EXTENSION pg_stat_statements")
-            conn.execute("CREATE EXTENSION pganalytics_ml CASCADE")
-            # The tables' DDL and loads are not the workload: tracked, they would be idle statements beside it
-            # (2 per table), a larger share of the tracked ones at 1,000 tables than at 4,000.
-            conn.execute("SET pg_stat_statements.track = 'none'")
-            for first in range(0, tables, 500):
-                conn.execute(
-                    f"DO $$ BEGIN FOR i IN {first}..{min(first + 500, tables) - 1} LOOP "
-                    "EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, v int)', i); "
-                    "EXECUTE format('INSERT INTO t%s SELECT g, g FROM generate_series(1, 10) g', i); "
-                    "END LOOP; END $$"
-                )
-            conn.execute("RESET pg_stat_statements.track")
             workload = bench_snapshot.workload_sql()
             conn.execute(workload)
             tracked = conn.execute("SELECT count(*) FROM pg_stat_statements").fetchone()[0]

@@ -8,8 +8,9 @@ from __future__ import annotations
 import sys
 
 import bench_snapshot
+from bench_statements import workload_cluster
 
-from benchlib import bench_cluster, time_ms
+from benchlib import time_ms
 
 OWN_STATEMENTS = """
     SELECT queryid, calls, total_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
@@ -19,21 +20,9 @@ OWN_STATEMENTS = """
 
 def profile(tables: int) -> dict[str, float]:
     """Milliseconds per statement text of one snapshot at ``tables`` tables (5 statements each)."""
-    bench_snapshot.TABLES = tables
-    cluster = bench_cluster(f"profile-{tables}", **{"pg_stat_statements.track": "all", "pg_stat_statements.max": 25000})
+    cluster = workload_cluster(f"profile-{tables}", tables)
     try:
         with cluster.connect() as conn:
-            conn.execute("CREATE EXTENSION pg_stat_statements")
-            conn.execute("CREATE EXTENSION pganalytics_ml CASCADE")
-            conn.execute("SET pg_stat_statements.track = 'none'")
-            for first in range(0, tables, 500):
-                conn.execute(
-                    f"DO $$ BEGIN FOR i IN {first}..{min(first + 500, tables) - 1} LOOP "
-                    "EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, v int)', i); "
-                    "EXECUTE format('INSERT INTO t%s SELECT g, g FROM generate_series(1, 10) g', i); "
-                    "END LOOP; END $$"
-                )
-            conn.execute("RESET pg_stat_statements.track")
             workload = bench_snapshot.workload_sql()
             for _ in range(6):
                 conn.execute(workload)
