@@ -23,6 +23,7 @@ import dataclasses
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import forecast_workloads as fw
@@ -30,6 +31,10 @@ import numpy as np
 
 import mixed_workload
 from benchlib import bench_cluster, print_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python_pkg"))
+
+from pganalytics_ml.forecasting.online import SUMS
 
 DB = "bench"
 
@@ -185,7 +190,7 @@ def trained_row(conn: Any, server_id: str, model_type: str) -> dict:
 # (for reading what the alarms are made of offline; not part of the verdicts).
 _TICK_STATE = """
 SELECT f.queryid, f.predicted_ms, f.alarm_upper_ms, f.checked_observed_ms, f.checked_upper_ms, f.consecutive_above,
-       f.server_shift, st.load_mu, st.load_sdl, st.load_sll, st.alarm_scale, st.err_scale
+       f.server_shift, st.load_mu, st.sums
   FROM pganalytics_ml.forecasts f JOIN pganalytics_ml.forecaster_state st USING (server_id, queryid)
  WHERE f.server_id = %s
 """
@@ -206,7 +211,12 @@ class Dump:
 
     def tick(self, conn: Any, server_id: str, flagged: set[int], active: set[int]) -> None:
         if self.path:
-            rows = [list(r) for r in conn.execute(_TICK_STATE, (server_id,)).fetchall()]
+            # forecaster_state.sums decoded: load_sdl, load_sll, alarm_scale and err_scale after load_mu
+            rows = [
+                [*r[:-1], *(sums[SUMS.index(k)] for k in ("load_sdl", "load_sll", "alarm_scale", "err_scale"))]
+                for r in conn.execute(_TICK_STATE, (server_id,)).fetchall()
+                for sums in [np.frombuffer(r[-1], dtype="<f8").tolist()]
+            ]
             self.ticks.append({"rows": rows, "flagged": sorted(flagged), "active": sorted(active)})
 
     def write(self, conn: Any, server_id: str, **extra: Any) -> None:

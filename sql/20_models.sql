@@ -106,31 +106,17 @@ COMMENT ON TABLE pganalytics_ml.predictions IS
 CREATE TABLE pganalytics_ml.forecaster_state (
     server_id      text NOT NULL,
     queryid        bigint NOT NULL,
-    weights        double precision[] NOT NULL,   -- the statement's own weights, combination.FORECASTERS order
-    updates        integer NOT NULL,              -- how many validated intervals updated them
-    expert_ms      double precision[] NOT NULL,   -- what each forecaster proposed for the next interval
-    combined_ms    double precision NOT NULL,     -- the combination, unrounded
-    half_log       double precision NOT NULL,     -- half-width of its 90% interval, in log space
+    updates        integer NOT NULL,              -- how many validated intervals updated its weights
     based_on       timestamptz NOT NULL,          -- end of the latest interval they knew
-    err_scale      double precision NOT NULL,     -- EWMA of the combination's |log error|
-    correction     double precision NOT NULL,     -- the statement's own conformal correction
-    seg_n          double precision NOT NULL,     -- the segment since the last detected change:
-    seg_mean       double precision NOT NULL,     --   count, mean and sum of squares of log means,
-    seg_m2         double precision NOT NULL,
-    seg_flag       double precision NOT NULL,     --   side of a first deviation awaiting confirmation,
-    seg_last       double precision NOT NULL,     --   and the latest log mean
-    longrun_calls  double precision NOT NULL,     -- all calls and time observed: the long-run mean
-    longrun_ms     double precision NOT NULL,
-    load_mu        double precision NOT NULL,     -- the server-load forecaster: the statement's slow average,
-    load_sdl       double precision NOT NULL,     --   and the sums of its regression on the server's load level
-    load_sll       double precision NOT NULL,
-    alarm_scale    double precision NOT NULL,     -- EWMA of |log error| beyond what the server's load explains
-    rate_log       double precision,              -- the regression alarm's excuse (forecasting.alarm): log calls/s
-    rate_sxu       double precision,              --   of the latest interval, and the sums of the elasticity
-    rate_suu       double precision,              --   of its log mean on its log rate (NULL: none learned)
-    load_sensitivity double precision,            -- what the alarm (_after_capture) reads of those sums: the
+    load_mu        double precision NOT NULL,     -- the server-load forecaster: the statement's slow average (log)
+    rate_log       double precision,              -- log calls/s of its latest interval (the alarm's rate excuse)
+    load_sensitivity double precision,            -- what the alarm (_after_capture) reads of the sums: the
     rate_elasticity  double precision,            --   server-load sensitivity and the rate elasticity they give
     season_seconds double precision CHECK (season_seconds OPERATOR(pg_catalog.>) 0),  -- a known cycle
+    -- What only the Python update reads, float8 little-endian (forecasting.online.pack): the running sums
+    -- (online.SUMS), the statement's own weights of the forecasters and the log of what each proposed for
+    -- the next interval. One value per statement to pass, where PL/Python converts arrays float by float.
+    packed         bytea NOT NULL,
     updated_at     timestamptz NOT NULL,
     PRIMARY KEY (server_id, queryid)
 ) WITH (fillfactor = 50);  -- rewritten at every capture: HOT updates need room on the page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import struct
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +17,13 @@ pytestmark = pytest.mark.integration
 
 SERVER = "db-1"
 FORECASTERS = ["last", "ewma", "since_change", "longrun", "trend", "server_load", "seasonal", "model", "server_next"]
+
+
+def own_weights(packed: bytes) -> list[float]:
+    """A statement's own weights in forecaster_state.packed: after the counts of sums and forecasters, and the sums."""
+    values = struct.unpack(f"<{len(packed) // 8}d", packed)
+    sums, forecasters = int(values[0]), int(values[1])
+    return list(values[2 + sums : 2 + sums + forecasters])
 
 
 def row(db: Database, query: str, params=None) -> dict:
@@ -38,14 +46,15 @@ def history(db: Database) -> History:
 
 def test_every_capture_updates_the_weights_and_pgml_predict_names_the_forecaster(db: Database, history: History):
     state = db.all(
-        "SELECT updates, cardinality(weights), cardinality(expert_ms) FROM pganalytics_ml.forecaster_state"
-        " WHERE server_id = %s",
+        "SELECT updates, packed, cardinality(f.expert_ms) FROM pganalytics_ml.forecaster_state"
+        " JOIN pganalytics_ml.forecasts f USING (server_id, queryid) WHERE server_id = %s",
         (SERVER,),
     )
-    assert len(state) == 12 and {s[1:] for s in state} == {(len(FORECASTERS), len(FORECASTERS))}
+    assert len(state) == 12 and {s[2] for s in state} == {len(FORECASTERS)}
     assert {s[0] for s in state} == {28}  # 29 intervals; the first only starts the state
-    weights = db.all("SELECT weights FROM pganalytics_ml.forecaster_state WHERE server_id = %s", (SERVER,))
-    assert all(sum(w[0]) == pytest.approx(1.0, abs=1e-4) for w in weights)
+    weights = [own_weights(s[1]) for s in state]
+    assert all(len(w) == len(FORECASTERS) and sum(w) == pytest.approx(1.0, abs=1e-9) for w in weights)
+    assert len({tuple(w) for w in weights}) > 1  # each statement learns its own
     cur = db.conn.execute("SELECT * FROM pgml_predict(%s, %s)", (next(iter(statements(12))), SERVER))
     # Added at the end (forecaster, then issue 15's plan and scenario): positional readers keep working.
     assert [c.name for c in cur.description][14:16] == ["forecaster", "total_cost"]
@@ -233,7 +242,7 @@ def test_a_statement_first_forecast_over_a_long_history_starts_its_long_run_from
     db.conn.execute("DELETE FROM pganalytics_ml.forecaster_state WHERE server_id = 'long-history'")
     h.capture({42: 10.0})
     longrun = db.one(
-        "SELECT expert_ms[%s] FROM pganalytics_ml.forecaster_state WHERE server_id = 'long-history' AND queryid = 42",
+        "SELECT expert_ms[%s] FROM pganalytics_ml.forecasts WHERE server_id = 'long-history' AND queryid = 42",
         (FORECASTERS.index("longrun") + 1,),
     )
     assert longrun == pytest.approx(10.0, rel=0.01)  # summing every interval, the 100 ms ones too: 40 ms
@@ -258,11 +267,7 @@ def test_a_hot_row_slowing_with_its_own_rate_is_not_a_regression_a_slowdown_at_t
 
     for k in range(36):
         interval(k)
-    learned = dict(
-        db.all(
-            "SELECT queryid, least(greatest(rate_sxu / (rate_suu + 0.1), 0), 3) FROM pganalytics_ml.forecaster_state"
-        )
-    )
+    learned = dict(db.all("SELECT queryid, rate_elasticity FROM pganalytics_ml.forecaster_state"))
     assert 1.2 < learned[hot] <= 3 and max(v for q, v in learned.items() if q != hot) < 0.5
     alarms = []
     for k in range(36, 54):

@@ -89,14 +89,14 @@ def dominant(weights: np.ndarray, expert_log: np.ndarray) -> list[str]:
     awake = ~np.isnan(expert_log)
     w = np.where(awake, weights, 0.0)
     w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-    top = np.argmax(w, axis=1)
-    names = np.array(FORECASTERS, dtype=object)[top]
-    for r in np.flatnonzero(w[np.arange(len(w)), top] < DOMINANT).tolist():
-        row = w[r]
-        order = np.argsort(-row, kind="stable")
-        parts = [f"{FORECASTERS[i]} {row[i]:.2f}" for i in order[:3] if row[i] >= 0.1]
+    order = np.argsort(-w, axis=1, kind="stable")[:, :3]
+    top = np.take_along_axis(w, order, axis=1)
+    names = [FORECASTERS[i] for i in order[:, 0].tolist()]
+    mixed = np.flatnonzero(top[:, 0] < DOMINANT)
+    for r, leaders, shares in zip(mixed.tolist(), order[mixed].tolist(), top[mixed].tolist(), strict=True):
+        parts = [f"{FORECASTERS[i]} {v:.2f}" for i, v in zip(leaders, shares, strict=True) if v >= 0.1]
         names[r] = "mix(" + ", ".join(parts) + ")"
-    return names.tolist()
+    return names
 
 
 class Segments:

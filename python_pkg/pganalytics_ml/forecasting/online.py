@@ -24,8 +24,10 @@ from pganalytics_ml.forecasting.chunks import in_chunk
 # the forecast. What moves the bound is in forecasting.alarm.
 ALARM_Z = 3.0
 ALARM_MIN = np.log(1.5)
-_STATE_COLUMNS = (
-    "updates",
+# The state kept in columns of forecaster_state, which SQL reads too (the regression alarm, pgml_set_season).
+_COLUMNS = ("updates", "load_mu", "rate_log", "load_sensitivity", "rate_elasticity", "season_seconds")
+# The running sums only this module reads, in forecaster_state.packed with the forecasters' proposals (pack).
+SUMS = (
     "combined_ms",
     "half_log",
     "err_scale",
@@ -37,17 +39,14 @@ _STATE_COLUMNS = (
     "seg_last",
     "longrun_calls",
     "longrun_ms",
-    "load_mu",
     "load_sdl",
     "load_sll",
     "alarm_scale",
-    "rate_log",
     "rate_sxu",
     "rate_suu",
-    "load_sensitivity",
-    "rate_elasticity",
-    "season_seconds",
 )
+_STATE_COLUMNS = _COLUMNS + SUMS
+_WRITTEN = tuple(c for c in _COLUMNS if c != "season_seconds")  # set by pgml_set_season only
 # The period of a statement's seasonal forecaster: the one set with pgml_set_season, else the longest cycle of
 # its mean time that the patterns job found (pganalytics_ml.seasonal_profiles, issue 16).
 _SEASON = """coalesce(st.season_seconds,
@@ -55,10 +54,10 @@ _SEASON = """coalesce(st.season_seconds,
                WHERE sp.server_id = st.server_id AND sp.query_hash = st.queryid AND sp.metric = 'mean_time'
                ORDER BY sp.period_hours DESC LIMIT 1))"""
 _READ_STATE = f"""
-    SELECT array_agg(st.queryid) AS queryid, array_agg(st.weights) AS weights, array_agg(st.expert_ms) AS expert_ms,
+    SELECT array_agg(st.queryid) AS queryid,
            array_agg(extract(epoch FROM st.based_on)::float8) AS based_on,
-           {", ".join(f"array_agg(st.{c}::float8) AS {c}" for c in _STATE_COLUMNS if c != "season_seconds")},
-           array_agg(({_SEASON})::float8) AS season_seconds
+           {", ".join(f"array_agg(st.{c}::float8) AS {c}" for c in _WRITTEN)},
+           array_agg(({_SEASON})::float8) AS season_seconds, array_agg(st.packed) AS packed
       FROM pganalytics_ml.forecaster_state st
      WHERE st.server_id = $1 AND {in_chunk("st")}
 """
@@ -96,19 +95,17 @@ _SEASONAL = f"""
      WHERE st.server_id = $1 AND {in_chunk("st")} AND season.seconds IS NOT NULL
 """
 _WRITE_STATE = f"""
-    INSERT INTO pganalytics_ml.forecaster_state AS st (server_id, queryid, weights, expert_ms, based_on, updated_at,
-                                                       {", ".join(_STATE_COLUMNS)})
-    SELECT $1, u.queryid, u.weights::float8[], u.expert_ms::float8[],
+    INSERT INTO pganalytics_ml.forecaster_state AS st (server_id, queryid, based_on, updated_at,
+                                                       {", ".join(_WRITTEN)}, packed)
+    SELECT $1, u.queryid,
            {_LAST_ACTIVE},
            pg_catalog.now(),
-           {", ".join(f"u.{c}" for c in _STATE_COLUMNS)}
-      FROM unnest($2::bigint[], $3::text[], $4::text[], $5::float8[],
-                  {", ".join(f"${i + 6}::float8[]" for i in range(len(_STATE_COLUMNS)))})
-           AS u(queryid, weights, expert_ms, based_on, {", ".join(_STATE_COLUMNS)})
+           {", ".join(f"u.{c}" for c in _WRITTEN)}, u.packed
+      FROM unnest($2::bigint[], $3::bytea[], {", ".join(f"${i + 4}::float8[]" for i in range(len(_WRITTEN)))})
+           AS u(queryid, packed, {", ".join(_WRITTEN)})
     ON CONFLICT (server_id, queryid) DO UPDATE
-       SET weights = EXCLUDED.weights, expert_ms = EXCLUDED.expert_ms, based_on = EXCLUDED.based_on,
-           updated_at = EXCLUDED.updated_at,
-           {", ".join(f"{c} = EXCLUDED.{c}" for c in _STATE_COLUMNS if c != "season_seconds")}
+       SET based_on = EXCLUDED.based_on, updated_at = EXCLUDED.updated_at, packed = EXCLUDED.packed,
+           {", ".join(f"{c} = EXCLUDED.{c}" for c in _WRITTEN)}
 """
 _WRITE_POOL = """
     INSERT INTO pganalytics_ml.forecaster_pool AS p (server_id, weights, q, q_start, recent_scores, updates,
@@ -221,15 +218,44 @@ class _State:
         position = {int(q): i for i, q in enumerate(queryid)}
         at = np.array([position[int(q)] for q in row["queryid"]])
         self.known[at] = True
-        weights = np.array(row["weights"], dtype=float)
-        if weights.shape[1] == comb.N:
-            self.weights[at] = weights
-        expert_ms = np.array(row["expert_ms"], dtype=float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self.expert_log[at] = np.log(expert_ms) if expert_ms.shape[1] == comb.N else np.nan
         self.based_on[at] = np.array(row["based_on"], dtype=float)
-        for c in _STATE_COLUMNS:
+        for c in _COLUMNS:
             self.cols[c][at] = np.array(row[c], dtype=float)
+        sums, weights, self.expert_log[at] = unpack(row["packed"])
+        stored = np.isfinite(weights).all(axis=1)  # else the server's, as for a statement seen for the first time
+        self.weights[at[stored]] = weights[stored]
+        for k, c in enumerate(SUMS):
+            self.cols[c][at] = sums[:, k]
+
+
+def pack(sums: np.ndarray, weights: np.ndarray, expert_log: np.ndarray) -> list[bytes]:
+    """forecaster_state.packed of each statement: how many sums and forecasters follow, then the sums, the
+    statement's own weights and the log of each forecaster's proposal, float8 little-endian.
+
+    New sums and forecasters are appended to SUMS and FORECASTERS: a value stored before reads with NaN
+    for them (unpack).
+    """
+    counts = np.tile([float(sums.shape[1]), float(weights.shape[1])], (len(sums), 1))
+    rows = np.ascontiguousarray(np.hstack([counts, sums, weights, expert_log]), dtype="<f8")
+    data, size = rows.tobytes(), 8 * rows.shape[1]
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def unpack(values: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sums (SUMS order), weights and proposals (FORECASTERS order) of pack's values; NaN where none was."""
+    n, k, m = len(values), len(SUMS), comb.N
+    if n and all(len(v) == 8 * (2 + k + 2 * m) for v in values):
+        rows = np.frombuffer(b"".join(values), dtype="<f8").reshape(n, 2 + k + 2 * m)
+        if np.all(rows[:, 0] == k) and np.all(rows[:, 1] == m):
+            return rows[:, 2 : 2 + k].copy(), rows[:, 2 + k : 2 + k + m].copy(), rows[:, 2 + k + m :].copy()
+    sums, weights, proposals = np.full((n, k), np.nan), np.full((n, m), np.nan), np.full((n, m), np.nan)
+    for i, v in enumerate(values):
+        row = np.frombuffer(v, dtype="<f8")
+        ks, ms = int(row[0]), int(row[1])
+        sums[i, : min(ks, k)] = row[2 : 2 + min(ks, k)]
+        weights[i, : min(ms, m)] = row[2 + ks : 2 + ks + min(ms, m)]
+        proposals[i, : min(ms, m)] = row[2 + ks + ms : 2 + ks + ms + min(ms, m)]
+    return sums, weights, proposals
 
 
 def _seasonal(plpy: Any, server_id: str, queryid: np.ndarray, next_end: float, step: float) -> np.ndarray:
@@ -246,12 +272,10 @@ def _seasonal(plpy: Any, server_id: str, queryid: np.ndarray, next_end: float, s
 
 def _array_literals(rows: np.ndarray, digits: int) -> list[str]:
     """Each row of a 2-d array as a float8[] literal (``digits`` significant digits, NULL where not finite)."""
-    rows = np.asarray(rows, dtype=float)
-    text = list(map(f"{{:.{digits}g}}".format, rows.ravel().tolist()))
-    for i in np.flatnonzero(~np.isfinite(rows.ravel())).tolist():
-        text[i] = "NULL"
-    width = rows.shape[1] if rows.ndim == 2 else 0
-    return ["{" + ",".join(text[i : i + width]) + "}" for i in range(0, len(text), width)] if width else []
+    rows = np.where(np.isfinite(rows), rows, np.nan)
+    literal = "{" + ",".join([f"%.{digits}g"] * rows.shape[1]) + "}"
+    text = [literal % row for row in map(tuple, rows.tolist())]
+    return [t.replace("nan", "NULL") if "nan" in t else t for t in text]
 
 
 def _nullable(values: np.ndarray) -> list[float | None]:
@@ -390,18 +414,14 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
     combined_ms = np.exp(predicted)
     c["combined_ms"], c["half_log"] = combined_ms, half
     expert_text = _array_literals(np.exp(experts), 6)
-    plan = plpy.prepare(
-        _WRITE_STATE, ["text", "bigint[]", "text[]", "text[]", "float8[]"] + ["float8[]"] * len(_STATE_COLUMNS)
-    )
+    plan = plpy.prepare(_WRITE_STATE, ["text", "bigint[]", "bytea[]"] + ["float8[]"] * len(_WRITTEN))
     plpy.execute(
         plan,
         [
             server_id,
             latest.queryid.tolist(),
-            _array_literals(state.weights, 6),
-            expert_text,
-            latest.based_on.tolist(),
-            *[_nullable(c[k]) for k in _STATE_COLUMNS],
+            pack(np.column_stack([c[k] for k in SUMS]), state.weights, experts),
+            *[_nullable(c[k]) for k in _WRITTEN],
         ],
     )
     write_pool(plpy, server_id, pool)
