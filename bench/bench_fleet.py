@@ -197,7 +197,7 @@ class Fleet:
                 "from pganalytics_ml.forecasting import forecasts\n"
                 f"for server in ({names},):\n    forecasts.refresh(plpy, server)\n$$ LANGUAGE plpython3u"
             )
-            conn.execute("ANALYZE pganalytics_ml.forecasts, pganalytics_ml.forecaster_state")
+            conn.execute("ANALYZE pganalytics_ml.forecasts")
             for row in conn.execute(
                 "SELECT server_id, (c).queryid, (c).calls, (c).total_exec_time, (c).rows, (c).shared_blks_hit,"
                 " (c).shared_blks_read, (c).plans, (c).total_plan_time"

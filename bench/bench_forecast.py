@@ -34,7 +34,7 @@ from benchlib import bench_cluster, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python_pkg"))
 
-from pganalytics_ml.forecasting.online import SUMS
+from pganalytics_ml.forecasting.online import SUMS, unpack
 
 DB = "bench"
 
@@ -190,9 +190,9 @@ def trained_row(conn: Any, server_id: str, model_type: str) -> dict:
 # (for reading what the alarms are made of offline; not part of the verdicts).
 _TICK_STATE = """
 SELECT f.queryid, f.predicted_ms, f.alarm_upper_ms, f.checked_observed_ms, f.checked_upper_ms, f.consecutive_above,
-       f.server_shift, st.load_mu, st.sums
-  FROM pganalytics_ml.forecasts f JOIN pganalytics_ml.forecaster_state st USING (server_id, queryid)
- WHERE f.server_id = %s
+       f.server_shift, f.load_mu, f.packed
+  FROM pganalytics_ml.forecasts f
+ WHERE f.server_id = %s AND f.packed IS NOT NULL
 """
 _DUMPS = {
     "query_stats": "SELECT queryid, extract(epoch FROM interval_start)::float8,"
@@ -211,11 +211,11 @@ class Dump:
 
     def tick(self, conn: Any, server_id: str, flagged: set[int], active: set[int]) -> None:
         if self.path:
-            # forecaster_state.sums decoded: load_sdl, load_sll, alarm_scale and err_scale after load_mu
+            # forecasts.packed decoded: load_sdl, load_sll, alarm_scale and err_scale after load_mu
             rows = [
-                [*r[:-1], *(sums[SUMS.index(k)] for k in ("load_sdl", "load_sll", "alarm_scale", "err_scale"))]
+                [*r[:-1], *(sums[0, SUMS.index(k)] for k in ("load_sdl", "load_sll", "alarm_scale", "err_scale"))]
                 for r in conn.execute(_TICK_STATE, (server_id,)).fetchall()
-                for sums in [np.frombuffer(r[-1], dtype="<f8").tolist()]
+                for sums in [unpack([r[-1]])[0]]
             ]
             self.ticks.append({"rows": rows, "flagged": sorted(flagged), "active": sorted(active)})
 

@@ -67,11 +67,9 @@ SELECT json_build_object(
   'forecasts', (SELECT json_agg(f ORDER BY queryid) FROM (SELECT queryid, predicted_ms, lower_ms, upper_ms, confidence,
                  model_id, source, based_on, forecaster, expert_ms, alarm_upper_ms FROM pganalytics_ml.forecasts
                  WHERE server_id = %(s)s) f),
-  'state', (SELECT json_agg(st ORDER BY queryid) FROM (SELECT queryid, weights, expert_ms, based_on, updates,
-                 combined_ms,
-                 half_log, err_scale, correction, seg_n, seg_mean, seg_m2, seg_flag, seg_last, longrun_calls,
-                 longrun_ms, load_mu, load_sdl, load_sll, alarm_scale FROM pganalytics_ml.forecaster_state
-                 WHERE server_id = %(s)s) st),
+  'state', (SELECT json_agg(st ORDER BY queryid) FROM (SELECT queryid, based_on, updates, load_mu, rate_log,
+                 load_sensitivity, rate_elasticity, encode(packed, 'base64') AS packed FROM pganalytics_ml.forecasts
+                 WHERE server_id = %(s)s AND packed IS NOT NULL) st),
   'pool', (SELECT json_agg(p) FROM (SELECT weights, q, q_start, recent_scores, updates, load_level
                  FROM pganalytics_ml.forecaster_pool WHERE server_id = %(s)s) p))
 """

@@ -70,10 +70,23 @@ CREATE TABLE pganalytics_ml.forecasts (
     -- calls per second at the first interval of the run: the kept bound moves by their change since
     reference_load       double precision,
     reference_rate       double precision,
+    -- What the online combination has learned of the statement (forecasting.online; NULL before its first
+    -- capture, and while pganalytics_ml.forecast_combination is off): written with the forecast, one row
+    -- rewritten per statement and capture.
+    load_mu              double precision,   -- the server-load forecaster: the statement's slow average (log)
+    rate_log             double precision,   -- log calls/s of its latest interval (the alarm's rate excuse)
+    load_sensitivity     double precision,   -- what the alarm (_after_capture) reads of the packed sums: the
+    rate_elasticity      double precision,   --   server-load sensitivity and the rate elasticity they give
+    season_seconds       double precision CHECK (season_seconds OPERATOR(pg_catalog.>) 0),  -- a known cycle
+    -- What only the Python update reads, float8 little-endian (forecasting.online.pack): the running sums
+    -- (online.SUMS, with the count of validated intervals that updated the weights), the statement's own
+    -- weights of the forecasters and the log of what each proposed for the next interval. One value per statement to pass, where PL/Python converts arrays float by float.
+    packed               bytea,
     PRIMARY KEY (server_id, queryid)
 ) WITH (fillfactor = 50);  -- rewritten twice per capture (checked, then refreshed): HOT updates need the room
 COMMENT ON TABLE pganalytics_ml.forecasts IS
-    'Current forecast of each statement''s next interval mean, refreshed at each capture and activation';
+    'Current forecast of each statement''s next interval mean, refreshed at each capture and activation, '
+    'and what the online combination has learned to make it';
 
 CREATE SEQUENCE pganalytics_ml.predictions_prediction_id_seq;
 CREATE TABLE pganalytics_ml.predictions (
@@ -102,27 +115,7 @@ ALTER SEQUENCE pganalytics_ml.predictions_prediction_id_seq OWNED BY pganalytics
 COMMENT ON TABLE pganalytics_ml.predictions IS
     'Every logged prediction and, once known, the actual mean it is scored against';
 
--- issue 12: what the online combination and calibration learn, per statement and per server.
-CREATE TABLE pganalytics_ml.forecaster_state (
-    server_id      text NOT NULL,
-    queryid        bigint NOT NULL,
-    updates        integer NOT NULL,              -- how many validated intervals updated its weights
-    based_on       timestamptz NOT NULL,          -- end of the latest interval they knew
-    load_mu        double precision NOT NULL,     -- the server-load forecaster: the statement's slow average (log)
-    rate_log       double precision,              -- log calls/s of its latest interval (the alarm's rate excuse)
-    load_sensitivity double precision,            -- what the alarm (_after_capture) reads of the sums: the
-    rate_elasticity  double precision,            --   server-load sensitivity and the rate elasticity they give
-    season_seconds double precision CHECK (season_seconds OPERATOR(pg_catalog.>) 0),  -- a known cycle
-    -- What only the Python update reads, float8 little-endian (forecasting.online.pack): the running sums
-    -- (online.SUMS), the statement's own weights of the forecasters and the log of what each proposed for
-    -- the next interval. One value per statement to pass, where PL/Python converts arrays float by float.
-    packed         bytea NOT NULL,
-    updated_at     timestamptz NOT NULL,
-    PRIMARY KEY (server_id, queryid)
-) WITH (fillfactor = 50);  -- rewritten at every capture: HOT updates need room on the page
-COMMENT ON TABLE pganalytics_ml.forecaster_state IS
-    'Per statement: online weights of the forecasters, their latest proposals, and the interval calibration';
-
+-- issue 12: what the online combination and calibration learn per server (per statement: in forecasts).
 CREATE TABLE pganalytics_ml.forecaster_pool (
     server_id     text PRIMARY KEY,
     weights       double precision[] NOT NULL,    -- pooled weights, lent to statements with little history
@@ -137,7 +130,6 @@ CREATE TABLE pganalytics_ml.forecaster_pool (
 COMMENT ON TABLE pganalytics_ml.forecaster_pool IS
     'Per server: pooled forecaster weights and the live-calibrated interval quantile';
 
-SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.forecaster_state', '');
 SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.forecaster_pool', '');
 SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.model_key', '');
 SELECT pg_catalog.pg_extension_config_dump('pganalytics_ml.models', '');

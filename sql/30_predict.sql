@@ -289,7 +289,7 @@ BEGIN
 
     -- The regression alarm. An interval counts against a statement when its mean lies above the alarm
     -- bound: its forecast times exp(3 * the statement's own error scale once the server's load and its own
-    -- rate of calls are accounted for; forecaster_state.alarm_scale), at least 1.5 times the forecast (both
+    -- rate of calls are accounted for; online.SUMS's alarm_scale), at least 1.5 times the forecast (both
     -- set by forecasting.online as forecasts.alarm_upper_ms), moved by what explains a change without a
     -- regression:
     -- - the server's shift, the median log ratio of observed to predicted over its statements (when at
@@ -309,19 +309,18 @@ BEGIN
                coalesce(f.reference_upper_ms, f.alarm_upper_ms, f.upper_ms) AS reference_upper,
                f.reference_upper_ms IS NOT NULL AS kept, f.reference_upper_ms, f.reference_load, f.reference_rate,
                pg_catalog.ln(greatest(q.mean_exec_time, 1e-9) / greatest(f.predicted_ms, 1e-9)) AS residual,
-               pg_catalog.ln(greatest(q.mean_exec_time, 1e-9)) - st.load_mu AS level,
+               pg_catalog.ln(greatest(q.mean_exec_time, 1e-9)) - f.load_mu AS level,
                pg_catalog.ln(q.calls / greatest(extract(epoch FROM q.interval_end - q.interval_start)::float8, 1e-3))
                    AS rate,
-               st.rate_log,
+               f.rate_log,
                coalesce(s.is_internal, false) AS is_internal,
                -- the statement's learned sensitivity to the server's load (1 until it has learned one) and
                -- its elasticity to its own rate of calls (0 until learned), as forecasting.online stored them
-               coalesce(st.load_sensitivity, 1) AS sensitivity,
-               coalesce(st.rate_elasticity, 0) AS elasticity
+               coalesce(f.load_sensitivity, 1) AS sensitivity,
+               coalesce(f.rate_elasticity, 0) AS elasticity
           FROM pganalytics_ml.query_stats q
           JOIN pganalytics_ml.forecasts f ON f.server_id = q.server_id AND f.queryid = q.queryid
           LEFT JOIN pganalytics_ml.statements s ON s.server_id = q.server_id AND s.queryid = q.queryid
-          LEFT JOIN pganalytics_ml.forecaster_state st ON st.server_id = q.server_id AND st.queryid = q.queryid
          WHERE q.server_id = p_server_id AND q.interval_end = p_captured_at AND f.based_on < q.interval_end
     ), shift AS MATERIALIZED (
         -- Computed once: inlined, the planner may rescan it for every statement checked, a median
@@ -462,7 +461,7 @@ COMMENT ON VIEW pganalytics_ml.regressions IS
     'last three captures leaves it';
 
 GRANT SELECT ON pganalytics_ml.prediction_accuracy, pganalytics_ml.regressions, pganalytics_ml.forecasts,
-                pganalytics_ml.predictions, pganalytics_ml.forecaster_state, pganalytics_ml.forecaster_pool
+                pganalytics_ml.predictions, pganalytics_ml.forecaster_pool
    TO pgml_reader;
 
 CREATE FUNCTION pganalytics_ml._models(p_server_id text)
@@ -518,15 +517,15 @@ BEGIN
             pgml_set_season.period_seconds
             USING ERRCODE = '22023', HINT = 'Pass the length of the cycle in seconds, e.g. 86400 for a daily one; NULL clears it.';
     END IF;
-    UPDATE pganalytics_ml.forecaster_state st
+    UPDATE pganalytics_ml.forecasts f
        SET season_seconds = pgml_set_season.period_seconds
-     WHERE st.server_id = pgml_set_season.server_id
-       AND (pgml_set_season.query_hash IS NULL OR st.queryid = pgml_set_season.query_hash);
+     WHERE f.server_id = pgml_set_season.server_id
+       AND (pgml_set_season.query_hash IS NULL OR f.queryid = pgml_set_season.query_hash);
     GET DIAGNOSTICS v_count = ROW_COUNT;
     IF v_count = 0 AND pgml_set_season.query_hash IS NOT NULL THEN
-        RAISE EXCEPTION 'statement % of server "%" has no forecaster state yet', pgml_set_season.query_hash,
+        RAISE EXCEPTION 'statement % of server "%" has no forecast yet', pgml_set_season.query_hash,
             pgml_set_season.server_id
-            USING ERRCODE = 'P0002', HINT = 'Its state is created at the first capture in which it runs.';
+            USING ERRCODE = 'P0002', HINT = 'Its forecast is made at the first capture in which it runs.';
     END IF;
     RETURN v_count;
 END

@@ -110,7 +110,6 @@ INSERT INTO expected_relations VALUES
     ('pganalytics_ml.predictions',                  'pgml_reader'),
     ('pganalytics_ml.prediction_accuracy',          'pgml_reader'),
     ('pganalytics_ml.regressions',                  'pgml_reader'),
-    ('pganalytics_ml.forecaster_state',             'pgml_reader'),
     ('pganalytics_ml.forecaster_pool',              'pgml_reader'),
     ('pganalytics_ml.schedule_config',              'pgml_reader'),
     ('pganalytics_ml.patterns',                     'pgml_reader'),

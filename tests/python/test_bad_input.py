@@ -187,7 +187,7 @@ CASES: list[tuple[str, str | None, str]] = [
     ("SELECT pgml_set_season(-60, 'db-1')", "22023", "period_seconds must be between"),
     ("SELECT pgml_set_season('NaN', 'db-1')", "22023", "period_seconds must be between"),
     ("SELECT pgml_set_season('Infinity', 'db-1')", "22023", "period_seconds must be between"),
-    ("SELECT pgml_set_season(3600, 'db-1', 12345)", "P0002", "has no forecaster state yet"),
+    ("SELECT pgml_set_season(3600, 'db-1', 12345)", "P0002", "has no forecast yet"),
     ("SELECT pgml_set_season('hourly', 'db-1')", "22P02", "invalid input syntax for type double precision"),
     # pgml_predict_all(server_id, log)
     ("SELECT * FROM pgml_predict_all(NULL)", "22004", "must not be NULL"),

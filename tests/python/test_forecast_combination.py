@@ -11,6 +11,7 @@ import pytest
 
 from conftest import Database
 from history_builder import History, statements
+from pganalytics_ml.forecasting.online import SUMS
 from workload import pgbench
 
 pytestmark = pytest.mark.integration
@@ -19,11 +20,11 @@ SERVER = "db-1"
 FORECASTERS = ["last", "ewma", "since_change", "longrun", "trend", "server_load", "seasonal", "model", "server_next"]
 
 
-def own_weights(packed: bytes) -> list[float]:
-    """A statement's own weights in forecaster_state.packed: after the counts of sums and forecasters, and the sums."""
+def learned(packed: bytes) -> tuple[dict[str, float], list[float]]:
+    """forecasts.packed: the counts of sums and forecasters, the sums (online.SUMS), the statement's own weights."""
     values = struct.unpack(f"<{len(packed) // 8}d", packed)
     sums, forecasters = int(values[0]), int(values[1])
-    return list(values[2 + sums : 2 + sums + forecasters])
+    return dict(zip(SUMS, values[2 : 2 + sums], strict=True)), list(values[2 + sums : 2 + sums + forecasters])
 
 
 def row(db: Database, query: str, params=None) -> dict:
@@ -46,13 +47,11 @@ def history(db: Database) -> History:
 
 def test_every_capture_updates_the_weights_and_pgml_predict_names_the_forecaster(db: Database, history: History):
     state = db.all(
-        "SELECT updates, packed, cardinality(f.expert_ms) FROM pganalytics_ml.forecaster_state"
-        " JOIN pganalytics_ml.forecasts f USING (server_id, queryid) WHERE server_id = %s",
-        (SERVER,),
+        "SELECT packed, cardinality(expert_ms) FROM pganalytics_ml.forecasts WHERE server_id = %s", (SERVER,)
     )
-    assert len(state) == 12 and {s[2] for s in state} == {len(FORECASTERS)}
-    assert {s[0] for s in state} == {28}  # 29 intervals; the first only starts the state
-    weights = [own_weights(s[1]) for s in state]
+    assert len(state) == 12 and {s[1] for s in state} == {len(FORECASTERS)}
+    assert {learned(s[0])[0]["updates"] for s in state} == {28}  # 29 intervals; the first only starts the state
+    weights = [learned(s[0])[1] for s in state]
     assert all(len(w) == len(FORECASTERS) and sum(w) == pytest.approx(1.0, abs=1e-9) for w in weights)
     assert len({tuple(w) for w in weights}) > 1  # each statement learns its own
     cur = db.conn.execute("SELECT * FROM pgml_predict(%s, %s)", (next(iter(statements(12))), SERVER))
@@ -163,7 +162,7 @@ def test_a_cycle_the_patterns_job_found_wakes_the_seasonal_forecaster(db: Databa
     assert proposals[cyclic] is not None and proposals[cyclic] > 0
     assert all(proposals[q] is None for q in queries if q != cyclic)
     # the detected cycle is read where the patterns job keeps it, not copied into the operator's setting
-    assert db.one("SELECT count(*) FROM pganalytics_ml.forecaster_state WHERE season_seconds IS NOT NULL") == 0
+    assert db.one("SELECT count(*) FROM pganalytics_ml.forecasts WHERE season_seconds IS NOT NULL") == 0
 
 
 def test_one_interval_above_the_bound_is_not_an_alarm_two_are(db: Database, history: History):
@@ -239,7 +238,7 @@ def test_a_statement_first_forecast_over_a_long_history_starts_its_long_run_from
     for _ in range(3):
         h.capture({42: 10.0})
     # The statement's forecasts begin again over that history (as after an upgrade or an import).
-    db.conn.execute("DELETE FROM pganalytics_ml.forecaster_state WHERE server_id = 'long-history'")
+    db.conn.execute("DELETE FROM pganalytics_ml.forecasts WHERE server_id = 'long-history'")
     h.capture({42: 10.0})
     longrun = db.one(
         "SELECT expert_ms[%s] FROM pganalytics_ml.forecasts WHERE server_id = 'long-history' AND queryid = 42",
@@ -267,7 +266,7 @@ def test_a_hot_row_slowing_with_its_own_rate_is_not_a_regression_a_slowdown_at_t
 
     for k in range(36):
         interval(k)
-    learned = dict(db.all("SELECT queryid, rate_elasticity FROM pganalytics_ml.forecaster_state"))
+    learned = dict(db.all("SELECT queryid, rate_elasticity FROM pganalytics_ml.forecasts"))
     assert 1.2 < learned[hot] <= 3 and max(v for q, v in learned.items() if q != hot) < 0.5
     alarms = []
     for k in range(36, 54):

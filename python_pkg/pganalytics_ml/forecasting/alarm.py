@@ -36,7 +36,7 @@ def log_rate(calls: np.ndarray, seconds: np.ndarray) -> np.ndarray:
 
 
 def elasticity(sxu: np.ndarray, suu: np.ndarray) -> np.ndarray:
-    """e, from the sums (0 where none were learned; stored as forecaster_state.rate_elasticity for the alarm)."""
+    """e, from the sums (0 where none were learned; stored as forecasts.rate_elasticity for the alarm)."""
     e = np.clip(np.asarray(sxu, float) / (np.asarray(suu, float) + PRIOR), 0.0, CAP)
     return np.where(np.isfinite(e), e, 0.0)
 

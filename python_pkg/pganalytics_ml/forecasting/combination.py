@@ -196,7 +196,7 @@ class ServerLoad:
 
     @staticmethod
     def sensitivity(sdl: np.ndarray, sll: np.ndarray) -> np.ndarray:
-        """b, kept between 0 and 3 (stored as forecaster_state.load_sensitivity for _after_capture's alarm)."""
+        """b, kept between 0 and 3 (stored as forecasts.load_sensitivity for _after_capture's alarm)."""
         return np.clip((sdl + ServerLoad.PRIOR) / (sll + ServerLoad.PRIOR), 0.0, 3.0)
 
     @staticmethod

@@ -3,8 +3,8 @@
 At every capture, for the statements that ran: what each forecaster had proposed for the interval
 just observed is scored (|log q|), the statement's weights, its server's pooled weights and the
 interval calibration are updated (combination, calibration), and the next forecasts are stored in
-pganalytics_ml.forecasts, where pgml_predict reads them. Three reads and three writes per capture,
-each one statement over arrays, whatever the number of statements.
+pganalytics_ml.forecasts, where pgml_predict reads them, with what was learned. Three reads and two
+writes per capture, each one statement over arrays, whatever the number of statements.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from pganalytics_ml.forecasting.chunks import in_chunk
 # the forecast. What moves the bound is in forecasting.alarm.
 ALARM_Z = 3.0
 ALARM_MIN = np.log(1.5)
-# The state kept in columns of forecaster_state, which SQL reads too (the regression alarm, pgml_set_season).
-_COLUMNS = ("updates", "load_mu", "rate_log", "load_sensitivity", "rate_elasticity", "season_seconds")
-# The running sums only this module reads, in forecaster_state.packed with the forecasters' proposals (pack).
+# What the combination learns of a statement is kept in its row of pganalytics_ml.forecasts, written with its
+# forecast: in columns what SQL reads too (the regression alarm, pgml_set_season), packed the rest (pack).
+_COLUMNS = ("load_mu", "rate_log", "load_sensitivity", "rate_elasticity", "season_seconds")
+# The running sums only this module reads, in forecasts.packed with the weights and proposals.
 SUMS = (
     "combined_ms",
     "half_log",
@@ -44,22 +45,24 @@ SUMS = (
     "alarm_scale",
     "rate_sxu",
     "rate_suu",
+    "updates",  # validated intervals that updated the statement's own weights
 )
 _STATE_COLUMNS = _COLUMNS + SUMS
 _WRITTEN = tuple(c for c in _COLUMNS if c != "season_seconds")  # set by pgml_set_season only
-# The period of a statement's seasonal forecaster: the one set with pgml_set_season, else the longest cycle of
-# its mean time that the patterns job found (pganalytics_ml.seasonal_profiles, issue 16).
-_SEASON = """coalesce(st.season_seconds,
-             (SELECT sp.period_hours * 3600 FROM pganalytics_ml.seasonal_profiles sp
-               WHERE sp.server_id = st.server_id AND sp.query_hash = st.queryid AND sp.metric = 'mean_time'
-               ORDER BY sp.period_hours DESC LIMIT 1))"""
+_READ = ("load_mu", "rate_log")  # the others are computed again from the sums
+# The period of a statement's seasonal forecaster: the one set with pgml_set_season, else the cycle of its mean
+# time that the patterns job found (pganalytics_ml.seasonal_profiles, issue 16; one per statement and metric).
+_SEASON = "coalesce(st.season_seconds, sp.period_hours * 3600)::float8"
+_WITH_SEASON = """pganalytics_ml.forecasts st
+      LEFT JOIN pganalytics_ml.seasonal_profiles sp
+        ON sp.server_id = st.server_id AND sp.query_hash = st.queryid AND sp.metric = 'mean_time'"""
 _READ_STATE = f"""
     SELECT array_agg(st.queryid) AS queryid,
            array_agg(extract(epoch FROM st.based_on)::float8) AS based_on,
-           {", ".join(f"array_agg(st.{c}::float8) AS {c}" for c in _WRITTEN)},
-           array_agg(({_SEASON})::float8) AS season_seconds, array_agg(st.packed) AS packed
-      FROM pganalytics_ml.forecaster_state st
-     WHERE st.server_id = $1 AND {in_chunk("st")}
+           {", ".join(f"array_agg(st.{c}::float8) AS {c}" for c in _READ)},
+           array_agg({_SEASON}) AS season_seconds, array_agg(st.packed) AS packed
+      FROM {_WITH_SEASON}
+     WHERE st.server_id = $1 AND {in_chunk("st")} AND st.packed IS NOT NULL
 """
 # The end of a statement's latest interval, as every capture keeps it (a max over query_stats would probe
 # every day partition once per statement: 94 with 90 days of retention).
@@ -84,8 +87,8 @@ _LONGRUN = f"""
 # The seasonal forecaster: the interval one period before the one to come (nearest end within half an interval).
 _SEASONAL = f"""
     SELECT array_agg(st.queryid) AS queryid, array_agg(x.mean_exec_time) AS mean
-      FROM pganalytics_ml.forecaster_state st
-     CROSS JOIN LATERAL (SELECT {_SEASON}::float8 AS seconds) season
+      FROM {_WITH_SEASON}
+     CROSS JOIN LATERAL (SELECT {_SEASON} AS seconds) season
      CROSS JOIN LATERAL (
            SELECT q.mean_exec_time FROM pganalytics_ml.query_stats q
             WHERE q.server_id = st.server_id AND q.queryid = st.queryid
@@ -93,19 +96,6 @@ _SEASONAL = f"""
                                      AND to_timestamp($3 - season.seconds + $4 / 2)
             ORDER BY abs(extract(epoch FROM q.interval_end) - ($3 - season.seconds)) LIMIT 1) x
      WHERE st.server_id = $1 AND {in_chunk("st")} AND season.seconds IS NOT NULL
-"""
-_WRITE_STATE = f"""
-    INSERT INTO pganalytics_ml.forecaster_state AS st (server_id, queryid, based_on, updated_at,
-                                                       {", ".join(_WRITTEN)}, packed)
-    SELECT $1, u.queryid,
-           {_LAST_ACTIVE},
-           pg_catalog.now(),
-           {", ".join(f"u.{c}" for c in _WRITTEN)}, u.packed
-      FROM unnest($2::bigint[], $3::bytea[], {", ".join(f"${i + 4}::float8[]" for i in range(len(_WRITTEN)))})
-           AS u(queryid, packed, {", ".join(_WRITTEN)})
-    ON CONFLICT (server_id, queryid) DO UPDATE
-       SET based_on = EXCLUDED.based_on, updated_at = EXCLUDED.updated_at, packed = EXCLUDED.packed,
-           {", ".join(f"{c} = EXCLUDED.{c}" for c in _WRITTEN)}
 """
 _WRITE_POOL = """
     INSERT INTO pganalytics_ml.forecaster_pool AS p (server_id, weights, q, q_start, recent_scores, updates,
@@ -119,20 +109,24 @@ _WRITE_POOL = """
 _WRITE_FORECASTS = f"""
     INSERT INTO pganalytics_ml.forecasts AS f (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
                                                model_id, model_version, source, based_on, computed_at,
-                                               forecaster, expert_ms, alarm_upper_ms)
+                                               forecaster, expert_ms, alarm_upper_ms, packed, {", ".join(_WRITTEN)})
     SELECT $1, u.queryid, u.predicted, u.lower, u.upper, u.confidence,
            CASE WHEN u.from_model THEN $7::bigint END, CASE WHEN u.from_model THEN $8::integer END,
            CASE WHEN u.from_model THEN 'model' ELSE 'baseline' END,
            {_LAST_ACTIVE},
-           pg_catalog.now(), u.forecaster, u.expert_ms::float8[], u.alarm_upper
+           pg_catalog.now(), u.forecaster, u.expert_ms::float8[], u.alarm_upper, u.packed,
+           {", ".join(f"u.{c}" for c in _WRITTEN)}
       FROM unnest($2::bigint[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], $9::boolean[],
-                  $10::float8[], $11::text[], $12::text[])
-           AS u(queryid, predicted, lower, upper, confidence, from_model, alarm_upper, forecaster, expert_ms)
+                  $10::float8[], $11::text[], $12::text[], $13::bytea[],
+                  {", ".join(f"${i + 14}::float8[]" for i in range(len(_WRITTEN)))})
+           AS u(queryid, predicted, lower, upper, confidence, from_model, alarm_upper, forecaster, expert_ms, packed,
+                {", ".join(_WRITTEN)})
     ON CONFLICT (server_id, queryid) DO UPDATE
        SET predicted_ms = EXCLUDED.predicted_ms, lower_ms = EXCLUDED.lower_ms, upper_ms = EXCLUDED.upper_ms,
            confidence = EXCLUDED.confidence, model_id = EXCLUDED.model_id, model_version = EXCLUDED.model_version,
            source = EXCLUDED.source, based_on = EXCLUDED.based_on, computed_at = EXCLUDED.computed_at,
-           forecaster = EXCLUDED.forecaster, expert_ms = EXCLUDED.expert_ms, alarm_upper_ms = EXCLUDED.alarm_upper_ms
+           forecaster = EXCLUDED.forecaster, expert_ms = EXCLUDED.expert_ms, alarm_upper_ms = EXCLUDED.alarm_upper_ms,
+           packed = EXCLUDED.packed, {", ".join(f"{c} = EXCLUDED.{c}" for c in _WRITTEN)}
 """
 
 
@@ -219,7 +213,7 @@ class _State:
         at = np.array([position[int(q)] for q in row["queryid"]])
         self.known[at] = True
         self.based_on[at] = np.array(row["based_on"], dtype=float)
-        for c in _COLUMNS:
+        for c in (*_READ, "season_seconds"):
             self.cols[c][at] = np.array(row[c], dtype=float)
         sums, weights, self.expert_log[at] = unpack(row["packed"])
         stored = np.isfinite(weights).all(axis=1)  # else the server's, as for a statement seen for the first time
@@ -229,7 +223,7 @@ class _State:
 
 
 def pack(sums: np.ndarray, weights: np.ndarray, expert_log: np.ndarray) -> list[bytes]:
-    """forecaster_state.packed of each statement: how many sums and forecasters follow, then the sums, the
+    """forecasts.packed of each statement: how many sums and forecasters follow, then the sums, the
     statement's own weights and the log of each forecaster's proposal, float8 little-endian.
 
     New sums and forecasters are appended to SUMS and FORECASTERS: a value stored before reads with NaN
@@ -414,16 +408,6 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
     combined_ms = np.exp(predicted)
     c["combined_ms"], c["half_log"] = combined_ms, half
     expert_text = _array_literals(np.exp(experts), 6)
-    plan = plpy.prepare(_WRITE_STATE, ["text", "bigint[]", "bytea[]"] + ["float8[]"] * len(_WRITTEN))
-    plpy.execute(
-        plan,
-        [
-            server_id,
-            latest.queryid.tolist(),
-            pack(np.column_stack([c[k] for k in SUMS]), state.weights, experts),
-            *[_nullable(c[k]) for k in _WRITTEN],
-        ],
-    )
     write_pool(plpy, server_id, pool)
     plan = plpy.prepare(
         _WRITE_FORECASTS,
@@ -440,7 +424,9 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
             "float8[]",
             "text[]",
             "text[]",
-        ],
+            "bytea[]",
+        ]
+        + ["float8[]"] * len(_WRITTEN),
     )
     plpy.execute(
         plan,
@@ -457,6 +443,8 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
             _readable(combined_ms * np.exp(np.maximum(ALARM_Z * c["alarm_scale"], ALARM_MIN))),
             names,
             expert_text,
+            pack(np.column_stack([c[k] for k in SUMS]), state.weights, experts),
+            *[_nullable(c[k]) for k in _WRITTEN],
         ],
     )
     return n
