@@ -63,6 +63,16 @@ def snapshot_ms(conn: Any) -> tuple[float, float]:
     return wall, cpu_ms(conn) - cpu
 
 
+def table_sizes(conn: Any) -> str:
+    """The total size (with indexes and TOAST) of the tables every capture rewrites a row of per statement."""
+    rows = conn.execute(
+        "SELECT c.relname, pg_size_pretty(pg_total_relation_size(c.oid)) FROM pg_class c"
+        " WHERE c.oid IN ('pganalytics_ml.statements'::regclass, 'pganalytics_ml.forecasts'::regclass,"
+        " 'pganalytics_ml.counter_baseline'::regclass) ORDER BY 1"
+    ).fetchall()
+    return ", ".join(f"{name} {size}" for name, size in rows)
+
+
 def workload_cluster(name: str, tables: int) -> Any:
     """A started cluster with the extension and bench_snapshot's ``tables`` tables (5 statement shapes each),
     every statement tracked (pg_stat_statements.track = all, max 25,000)."""
@@ -123,6 +133,7 @@ def run(tables: int, runs: int) -> list[list[Any]]:
         with cluster.connect() as conn:
             conn.execute(workload)
             snapshot_peak = in_new_backend(cluster, "SELECT * FROM pgml_snapshot()")
+            print(f"  sizes at {tracked:,} statements tracked: {table_sizes(conn)}", flush=True)
     finally:
         cluster.destroy()
     med = statistics.median
