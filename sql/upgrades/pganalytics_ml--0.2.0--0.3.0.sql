@@ -1794,7 +1794,6 @@ CREATE TABLE pganalytics_ml.forecaster_pool (
     load_level    double precision NOT NULL,      -- the server's load level at the latest capture (log)
     load_ar       double precision[],             -- its AR(1) fit: count, means, covariance, variance, capture
     load_levels   double precision[],             -- its latest levels, oldest first (at most 120)
-    next_share    double precision,               -- the share of each forecast moved onto server_next
     updates       integer NOT NULL,
     updated_at    timestamptz NOT NULL
 );

@@ -209,30 +209,6 @@ def test_the_transition_estimate_falls_back_to_the_ar1_and_keeps_a_bounded_histo
     assert len(kept) == comb.ServerLoad.LEVELS_KEPT and kept[0] == 300 - comb.ServerLoad.LEVELS_KEPT and kept[-1] == 299
 
 
-def test_the_servers_share_for_server_next_moves_the_forecast_toward_it_and_nothing_else():
-    experts = proposals(2, last=np.array([1.0, 1.0]), ewma=np.array([3.0, 3.0]), server_next=np.array([0.0, np.nan]))
-    weights = np.full((2, comb.N), 1.0 / comb.N)
-    own = comb.combine(experts, weights)
-    mixed = comb.with_next_share(weights, experts, 0.25)
-    combined = comb.combine(experts, mixed)
-    assert combined[0] == pytest.approx(0.75 * own[0] + 0.25 * 0.0)
-    assert combined[1] == pytest.approx(own[1])  # server_next asleep: the statement's own combination
-    assert comb.with_next_share(weights, experts, 0.0)[0] @ np.isfinite(experts[0]) == pytest.approx(1.0)
-
-
-def test_the_servers_share_for_server_next_goes_to_whichever_of_the_two_errs_less_in_squared_loss():
-    rng = np.random.default_rng(15)
-    toward, away = comb.NEXT_START, comb.NEXT_START
-    for _ in range(100):
-        actual = rng.normal(0, 0.3, 50)
-        right, wrong = actual + rng.normal(0, 0.05, 50), actual + rng.choice([-1.0, 1.0], 50) * math.log(2)
-        toward = comb.next_share_update(toward, wrong, right, actual)
-        away = comb.next_share_update(away, right, wrong, actual)
-    assert toward > 0.95 and away < 0.05
-    assert comb.SHARE / 2 <= away and toward <= 1 - comb.SHARE / 2  # fixed share: neither is written off
-    assert comb.next_share_update(0.3, np.array([np.nan]), np.array([0.0]), np.array([0.0])) == 0.3
-
-
 def test_the_replayed_pool_ends_on_the_forecaster_that_was_right():
     rng = np.random.default_rng(4)
     rows, groups = 300, 10

@@ -78,36 +78,6 @@ def pooled_update(pool: np.ndarray, expert_log: np.ndarray, actual_log: np.ndarr
     return (1 - SHARE) * w + SHARE / N
 
 
-# The server's share for server_next: a second Hedge, per server, between each statement's combination and
-# server_next alone, on the squared loss. The statement's weights learn from |log q| which the forecaster that
-# keeps the level wins on most intervals (the p50); whether the server's load comes back after it moved is a
-# question about the mean of the next level, which the squared loss asks (the p90 is made of those intervals).
-NEXT_ETA = 2.0
-NEXT_START = 0.5
-
-
-def next_share_update(share: float, combined_log: np.ndarray, next_log: np.ndarray, actual_log: np.ndarray) -> float:
-    """The server's share for server_next after one capture: Hedge on the mean squared scaled loss of the two."""
-    ok = np.isfinite(combined_log) & np.isfinite(next_log) & np.isfinite(actual_log)
-    if not ok.any():
-        return share
-    pair = np.stack([combined_log[ok], next_log[ok]], axis=1)
-    loss = (losses(pair, actual_log[ok]) ** 2).mean(axis=0)
-    w = np.array([1.0 - share, share]) * np.exp(-NEXT_ETA * loss)
-    w = w / max(float(w.sum()), 1e-300)
-    return float((1 - SHARE) * w[1] + SHARE / 2)
-
-
-def with_next_share(weights: np.ndarray, expert_log: np.ndarray, share: float) -> np.ndarray:
-    """Each statement's weights with ``share`` of the whole moved onto server_next, where it answers."""
-    awake = ~np.isnan(expert_log)
-    w = np.where(awake, weights, 0.0)
-    w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-    mixed = (1 - share) * w
-    mixed[:, INDEX["server_next"]] += share
-    return np.where(awake[:, [INDEX["server_next"]]], mixed, weights)
-
-
 def effective_weights(own: np.ndarray, updates: np.ndarray, pool: np.ndarray) -> np.ndarray:
     """A statement's weights: its own after enough updates, its server's pooled weights before."""
     trust = (updates / (updates + POOL_PRIOR))[:, None]

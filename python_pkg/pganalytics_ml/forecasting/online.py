@@ -67,7 +67,7 @@ _READ_STATE = f"""
 _LAST_ACTIVE = """(SELECT s.last_active_at FROM pganalytics_ml.statements s
              WHERE s.server_id = $1 AND s.queryid = u.queryid)"""
 _READ_POOL = """
-    SELECT weights, q, q_start, recent_scores, updates, load_level, load_ar, load_levels, next_share
+    SELECT weights, q, q_start, recent_scores, updates, load_level, load_ar, load_levels
       FROM pganalytics_ml.forecaster_pool WHERE server_id = $1
 """
 # A statement's long run starts from at most its last LONGRUN_SEED_DAYS of history, then grows with every
@@ -112,13 +112,12 @@ _WRITE_STATE = f"""
 """
 _WRITE_POOL = """
     INSERT INTO pganalytics_ml.forecaster_pool AS p (server_id, weights, q, q_start, recent_scores, updates,
-                                                     load_level, load_ar, load_levels, next_share, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, pg_catalog.now())
+                                                     load_level, load_ar, load_levels, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, pg_catalog.now())
     ON CONFLICT (server_id) DO UPDATE
        SET weights = EXCLUDED.weights, q = EXCLUDED.q, q_start = EXCLUDED.q_start,
            recent_scores = EXCLUDED.recent_scores, updates = EXCLUDED.updates, load_level = EXCLUDED.load_level,
-           load_ar = EXCLUDED.load_ar, load_levels = EXCLUDED.load_levels, next_share = EXCLUDED.next_share,
-           updated_at = EXCLUDED.updated_at
+           load_ar = EXCLUDED.load_ar, load_levels = EXCLUDED.load_levels, updated_at = EXCLUDED.updated_at
 """
 _WRITE_FORECASTS = f"""
     INSERT INTO pganalytics_ml.forecasts AS f (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
@@ -153,7 +152,6 @@ class Pool:
     load_ar: np.ndarray | None = None
     load_at: float = -np.inf
     levels: np.ndarray | None = None  # the server's latest levels, oldest first (ServerLoad.keep_level)
-    next_share: float = comb.NEXT_START  # the server's share for server_next (combination.next_share_update)
 
     @classmethod
     def fresh(cls, q_start: float = cal.START_Q) -> Pool:
@@ -180,14 +178,12 @@ def read_pool(plpy: Any, server_id: str) -> Pool:
         None if ar is None else ar[:5],
         -np.inf if ar is None else float(ar[5]),
         None if r["load_levels"] is None else np.array(r["load_levels"], dtype=float),
-        comb.NEXT_START if r["next_share"] is None else float(r["next_share"]),
     )
 
 
 def write_pool(plpy: Any, server_id: str, pool: Pool) -> None:
     plan = plpy.prepare(
-        _WRITE_POOL,
-        ["text", "float8[]", "float8", "float8", "float8[]", "integer", "float8", "float8[]", "float8[]", "float8"],
+        _WRITE_POOL, ["text", "float8[]", "float8", "float8", "float8[]", "integer", "float8", "float8[]", "float8[]"]
     )
     plpy.execute(
         plan,
@@ -201,7 +197,6 @@ def write_pool(plpy: Any, server_id: str, pool: Pool) -> None:
             pool.load,
             None if pool.load_ar is None else [float(v) for v in (*pool.load_ar, pool.load_at)],
             None if pool.levels is None else [round(float(v), 6) for v in pool.levels],
-            pool.next_share,
         ],
     )
 
@@ -315,13 +310,6 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
     if learn.any():
         x = newest[learn]
         proposals = state.expert_log[learn]
-        # The statements' combinations as they were before the server's share for server_next moved them.
-        own_combined = comb.combine(
-            proposals, comb.effective_weights(state.weights[learn], c["updates"][learn], pool.weights)
-        )
-        pool.next_share = comb.next_share_update(
-            pool.next_share, own_combined, proposals[:, comb.INDEX["server_next"]], x
-        )
         pool.weights = comb.pooled_update(pool.weights, proposals, x)
         state.weights[learn] = comb.hedge_update(state.weights[learn], proposals, x)
         c["updates"][learn] += 1
@@ -397,9 +385,7 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
             )
     experts[~np.isfinite(experts)] = np.nan
 
-    weights = comb.with_next_share(
-        comb.effective_weights(state.weights, c["updates"], pool.weights), experts, pool.next_share
-    )
+    weights = comb.effective_weights(state.weights, c["updates"], pool.weights)
     predicted = comb.combine(experts, weights)
     half = cal.half_width(pool.q, c["correction"], c["err_scale"])
     confidence = cal.confidence(c["err_scale"], pool.q, c["correction"], pool.recent)
