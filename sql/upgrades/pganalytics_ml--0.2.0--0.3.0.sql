@@ -1769,6 +1769,7 @@ CREATE TABLE pganalytics_ml.forecaster_pool (
     recent_scores double precision[] NOT NULL,    -- the latest live scores, for `confidence`
     load_level    double precision NOT NULL,      -- the server's load level at the latest capture (log)
     load_ar       double precision[],             -- its AR(1) fit: count, means, covariance, variance, capture
+    load_levels   double precision[],             -- its latest levels, oldest first (at most 120)
     updates       integer NOT NULL,
     updated_at    timestamptz NOT NULL
 );

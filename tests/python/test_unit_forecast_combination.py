@@ -168,6 +168,47 @@ def test_on_a_switching_load_the_next_level_forecaster_halves_the_worst_errors_a
     assert np.percentile(err_next, 90) < 0.6 * np.percentile(err_stay, 90)
 
 
+def transition_errors(levels: np.ndarray, start: int) -> tuple[list[float], list[float]]:
+    """|error| of the transition estimate and of the AR(1) alone, each level forecast from those before it."""
+    ar, kept, err_transition, err_ar = None, None, [], []
+    for t, level in enumerate(levels):
+        if t > start:
+            previous = float(kept[-1])
+            err_transition.append(abs(comb.ServerLoad.transition(ar, kept, previous) - level))
+            err_ar.append(abs(comb.ServerLoad.next_level(ar, previous) - level))
+        ar = comb.ServerLoad.ar_update(ar, 0.0 if kept is None else float(kept[-1]), float(level))
+        kept = comb.ServerLoad.keep_level(kept, float(level))
+    return err_transition, err_ar
+
+
+def test_the_transition_estimate_learns_a_sequence_of_levels_that_no_straight_line_fits():
+    """Levels going round -0.5 -> 0 -> 0.9 -> -0.5: the next is known from the last two, not from the last alone."""
+    rng = np.random.default_rng(14)
+    levels = np.tile([-0.5, 0.0, 0.9], 60) + rng.normal(0, 0.02, 180)
+    err_transition, err_ar = transition_errors(levels, 60)
+    assert np.percentile(err_transition, 90) < 0.1
+    assert np.percentile(err_ar, 90) > 0.5  # the AR(1): a straight line through -0.5 -> 0 and 0.9 -> -0.5
+
+
+def test_on_levels_drawn_afresh_the_transition_estimate_forecasts_their_mean_like_the_ar1():
+    rng = np.random.default_rng(13)
+    levels = rng.choice([-0.5, 0.0, 0.9], size=400)
+    err_transition, err_ar = transition_errors(levels, 100)
+    stay = np.abs(np.diff(levels))[100:]
+    assert np.percentile(err_transition, 90) < 0.6 * np.percentile(stay, 90)
+    assert np.mean(err_transition) == pytest.approx(np.mean(err_ar), rel=0.15)
+
+
+def test_the_transition_estimate_falls_back_to_the_ar1_and_keeps_a_bounded_history():
+    ar = ar_fit(np.array([0.0, 1.0, 0.0, 1.0, 0.0]))
+    kept = comb.ServerLoad.keep_level(None, 0.0)
+    assert comb.ServerLoad.transition(ar, kept, 0.0) == comb.ServerLoad.next_level(ar, 0.0)  # too few levels
+    assert comb.ServerLoad.transition(None, None, 0.7) == 0.7  # nothing known: the level persists
+    for level in range(300):
+        kept = comb.ServerLoad.keep_level(kept, float(level))
+    assert len(kept) == comb.ServerLoad.LEVELS_KEPT and kept[0] == 300 - comb.ServerLoad.LEVELS_KEPT and kept[-1] == 299
+
+
 def test_the_replayed_pool_ends_on_the_forecaster_that_was_right():
     rng = np.random.default_rng(4)
     rows, groups = 300, 10

@@ -167,12 +167,19 @@ class ServerLoad:
     "last interval" cannot do.
 
     `server_load` forecasts mu + b * L: the level stays where it is. `server_next` forecasts
-    mu + b * L', where L' is the level expected next from an AR(1) fit of the server's levels,
-    L' = m' + phi * (L - m) (an exponentially weighted regression of each level on the one before; phi
-    kept in [0, 1] and shrunk toward 1 while few levels are known). A load that switches between
+    mu + b * L', where L' is the level expected next (`transition`), starting from an AR(1) fit of the
+    server's levels, L' = m' + phi * (L - m) (an exponentially weighted regression of each level on the
+    one before; phi kept in [0, 1] and shrunk toward 1 while few levels are known). A load that switches between
     regimes is mean-reverting (phi well below 1): after a jump part of it is expected to come back,
     which spreads the error of the interval after the next jump over both sides instead of taking it
     whole. A load that persists or drifts gives phi near 1, and the two forecasters agree.
+
+    The AR(1) is a straight line through every state. Where the server's past levels say more,
+    `transition` replaces it: the expected change of the level given its last two levels, read from
+    the server's recent history by kernel regression (Nadaraya-Watson, Gaussian kernel, Silverman's
+    bandwidth) and shrunk toward the AR(1)'s change by TRANSITION_PRIOR pseudo-pairs. Regimes that
+    switch, a cycle's phase (its level and the one before), a level that just jumped or has stayed:
+    each is a state whose next level the history answers, without a model of its shape.
     """
 
     MEMORY = 0.1  # weight of the newest interval in mu and in the regression sums
@@ -181,6 +188,10 @@ class ServerLoad:
     AR_MEMORY = 0.05  # weight of the newest pair of levels in the AR(1) fit
     AR_PRIOR = 0.01  # pseudo-variance of phi = 1, divided by the pairs seen: the prior fades as they come
     AR_MIN = 3  # pairs of levels seen before phi is used
+    LEVELS_KEPT = 120  # the server's latest levels that the transition estimate reads
+    TRANSITION_MIN = 5  # levels seen before it is used
+    TRANSITION_PRIOR = 1.0  # weight of the AR(1)'s change, in kernel weights (a past state equal to now weighs 1)
+    BANDWIDTH_MIN = 0.02  # a server whose level hardly moves is matched within 2%, not exactly
 
     @staticmethod
     def level(x: np.ndarray, mu: np.ndarray) -> float:
@@ -229,6 +240,31 @@ class ServerLoad:
             return load
         mp, ml = ar[1], ar[2]
         return float(ml + phi * (load - mp))
+
+    @staticmethod
+    def keep_level(levels: np.ndarray | None, load: float) -> np.ndarray:
+        """The server's latest levels, oldest first, with ``load`` appended (at most LEVELS_KEPT)."""
+        kept = np.zeros(0) if levels is None else np.asarray(levels, dtype=float)
+        return np.append(kept[np.isfinite(kept)], load)[-ServerLoad.LEVELS_KEPT :]
+
+    @staticmethod
+    def transition(ar: np.ndarray | None, levels: np.ndarray | None, load: float) -> float:
+        """The level expected next given the last two (``levels`` ends with the current one, ``load``).
+
+        A kernel-weighted mean of the changes that followed past states (level before, level) near the
+        current one, with the AR(1)'s change (next_level) as the prior.
+        """
+        prior = ServerLoad.next_level(ar, load) - load
+        if levels is None or len(levels) < ServerLoad.TRANSITION_MIN:
+            return load + prior
+        lv = np.asarray(levels, dtype=float)
+        h = max(1.06 * float(np.std(lv)) * len(lv) ** -0.2, ServerLoad.BANDWIDTH_MIN)
+        before, then, after = lv[:-2], lv[1:-1], lv[2:]
+        w = np.exp(-0.5 * (((then - load) / h) ** 2 + ((before - lv[-2]) / h) ** 2))
+        change = (np.sum(w * (after - then)) + ServerLoad.TRANSITION_PRIOR * prior) / (
+            np.sum(w) + ServerLoad.TRANSITION_PRIOR
+        )
+        return float(load + change)
 
 
 def replay(

@@ -69,7 +69,7 @@ _READ_STATE = f"""
 _LAST_ACTIVE = """(SELECT s.last_active_at FROM pganalytics_ml.statements s
              WHERE s.server_id = $1 AND s.queryid = u.queryid)"""
 _READ_POOL = """
-    SELECT weights, q, q_start, recent_scores, updates, load_level, load_ar
+    SELECT weights, q, q_start, recent_scores, updates, load_level, load_ar, load_levels
       FROM pganalytics_ml.forecaster_pool WHERE server_id = $1
 """
 # A statement's long run starts from at most its last LONGRUN_SEED_DAYS of history, then grows with every
@@ -99,12 +99,12 @@ _SEASONAL = f"""
 """
 _WRITE_POOL = """
     INSERT INTO pganalytics_ml.forecaster_pool AS p (server_id, weights, q, q_start, recent_scores, updates,
-                                                     load_level, load_ar, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, pg_catalog.now())
+                                                     load_level, load_ar, load_levels, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, pg_catalog.now())
     ON CONFLICT (server_id) DO UPDATE
        SET weights = EXCLUDED.weights, q = EXCLUDED.q, q_start = EXCLUDED.q_start,
            recent_scores = EXCLUDED.recent_scores, updates = EXCLUDED.updates, load_level = EXCLUDED.load_level,
-           load_ar = EXCLUDED.load_ar, updated_at = EXCLUDED.updated_at
+           load_ar = EXCLUDED.load_ar, load_levels = EXCLUDED.load_levels, updated_at = EXCLUDED.updated_at
 """
 _WRITE_FORECASTS = f"""
     INSERT INTO pganalytics_ml.forecasts AS f (server_id, queryid, predicted_ms, lower_ms, upper_ms, confidence,
@@ -142,6 +142,7 @@ class Pool:
     # capture whose level it last took, so that the chunks of one capture count it once.
     load_ar: np.ndarray | None = None
     load_at: float = -np.inf
+    levels: np.ndarray | None = None  # the server's latest levels, oldest first (ServerLoad.keep_level)
 
     @classmethod
     def fresh(cls, q_start: float = cal.START_Q) -> Pool:
@@ -167,12 +168,13 @@ def read_pool(plpy: Any, server_id: str) -> Pool:
         float(r["load_level"]),
         None if ar is None else ar[:5],
         -np.inf if ar is None else float(ar[5]),
+        None if r["load_levels"] is None else np.array(r["load_levels"], dtype=float),
     )
 
 
 def write_pool(plpy: Any, server_id: str, pool: Pool) -> None:
     plan = plpy.prepare(
-        _WRITE_POOL, ["text", "float8[]", "float8", "float8", "float8[]", "integer", "float8", "float8[]"]
+        _WRITE_POOL, ["text", "float8[]", "float8", "float8", "float8[]", "integer", "float8", "float8[]", "float8[]"]
     )
     plpy.execute(
         plan,
@@ -185,6 +187,7 @@ def write_pool(plpy: Any, server_id: str, pool: Pool) -> None:
             pool.updates,
             pool.load,
             None if pool.load_ar is None else [float(v) for v in (*pool.load_ar, pool.load_at)],
+            None if pool.levels is None else [round(float(v), 6) for v in pool.levels],
         ],
     )
 
@@ -354,6 +357,7 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
         captured = float(np.max(latest.based_on[learn]))
         if captured > pool.load_at:  # the first chunk of a new capture: one more pair of levels for the AR(1)
             pool.load_ar, pool.load_at = comb.ServerLoad.ar_update(pool.load_ar, pool.load, level), captured
+            pool.levels = comb.ServerLoad.keep_level(pool.levels, level)
         # The elasticity learns from the change since the statement's interval before, beyond what the change of
         # the server's load level explains for it (as a kept alarm bound moves).
         dx = x - log_means[learn, -2] - b * (level - pool.load)
@@ -377,7 +381,7 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
     load_fit = (c["load_mu"], c["load_sdl"], c["load_sll"])
     experts[:, comb.INDEX["server_load"]] = comb.ServerLoad.forecast(*load_fit, pool.load)
     experts[:, comb.INDEX["server_next"]] = comb.ServerLoad.forecast(
-        *load_fit, comb.ServerLoad.next_level(pool.load_ar, pool.load)
+        *load_fit, comb.ServerLoad.transition(pool.load_ar, pool.levels, pool.load)
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         experts[:, comb.INDEX["longrun"]] = np.log(c["longrun_ms"] / c["longrun_calls"])
