@@ -284,19 +284,21 @@ def test_the_extensions_own_statements_are_recognized(query, internal):
     assert is_internal(query) is internal
 
 
-def test_the_packed_state_reads_back_exactly_and_a_shorter_one_reads_nan_where_nothing_was_stored():
+def test_the_packed_state_reads_back_exactly_and_one_of_another_layout_reads_as_unknown():
     from pganalytics_ml.forecasting import online
 
     rng = np.random.default_rng(5)
     sums, weights = rng.normal(size=(3, len(online.SUMS))), rng.dirichlet(np.ones(comb.N), size=3)
     experts = rng.normal(size=(3, comb.N))
     experts[1, comb.INDEX["seasonal"]] = np.nan  # asleep
-    back = online.unpack(online.pack(sums, weights, experts))
+    *back, complete = online.unpack(online.pack(sums, weights, experts))
+    assert complete.all()
     for stored, read in zip((sums, weights, experts), back, strict=True):
         np.testing.assert_array_equal(read, stored)
-    # Written before a sum and a forecaster were appended: what was stored, then NaN (and the server's weights).
-    old = online.pack(sums[:, :-1], weights[:, :-1], experts[:, :-1])
-    got_sums, got_weights, got_experts = online.unpack(old)
-    np.testing.assert_array_equal(got_sums[:, :-1], sums[:, :-1])
-    np.testing.assert_array_equal(got_experts[:, :-1], experts[:, :-1])
-    assert np.isnan(got_sums[:, -1]).all() and np.isnan(got_weights[:, -1]).all() and np.isnan(got_experts[:, -1]).all()
+    # Stored before a sum was appended (another version): its statement starts again, the others read.
+    older = online.pack(sums[:, :-1], weights, experts)
+    mixed = [older[0], *online.pack(sums[1:], weights[1:], experts[1:])]
+    got_sums, got_weights, got_experts, complete = online.unpack(mixed)
+    assert complete.tolist() == [False, True, True]
+    assert np.isnan(got_sums[0]).all() and np.isnan(got_weights[0]).all() and np.isnan(got_experts[0]).all()
+    np.testing.assert_array_equal(got_sums[1:], sums[1:])

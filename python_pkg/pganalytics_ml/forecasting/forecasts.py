@@ -39,8 +39,15 @@ _UPSERT = """
 """
 
 
-def _readable(ms: np.ndarray) -> list[float]:
-    return [float(f"{v:.4g}") for v in ms]
+def float8_array(values: np.ndarray, form: str = "%.4g") -> str:
+    """``values`` as one float8[] literal, each in ``form`` (4 significant digits: what psql shows of a time),
+    NULL where not finite. One text parameter that PostgreSQL parses: a list of floats passes float by float
+    through its repr, 640 against 400 ns a value here (bench/RESULTS.md, bench_forecast)."""
+    values = np.asarray(values, dtype=float)
+    text = list(map(form.__mod__, values.tolist()))
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        text[i] = "NULL"
+    return "{" + ",".join(text) + "}"
 
 
 def _usable_model(plpy: Any, server_id: str) -> models.LoadedModel | None:
@@ -66,10 +73,10 @@ class Forecast:
     """Forecasts of a set of statements: what refresh stores, and what pgml_predict then returns."""
 
     queryid: np.ndarray
-    predicted_ms: list[float]
-    lower_ms: list[float]
-    upper_ms: list[float]
-    confidence: list[float]
+    predicted_ms: np.ndarray
+    lower_ms: np.ndarray
+    upper_ms: np.ndarray
+    confidence: np.ndarray
     from_model: np.ndarray
     model: models.LoadedModel | None
 
@@ -95,10 +102,10 @@ def compute(plpy: Any, server_id: str, queryids: list[int] | None = None) -> For
             confidence[rows] = evaluation.confidence(feats.scale[rows], model.calibration["scores"])
     return Forecast(
         queryid=latest.queryid,
-        predicted_ms=_readable(np.exp(predicted_log)),
-        lower_ms=_readable(np.exp(predicted_log - half_width)),
-        upper_ms=_readable(np.exp(predicted_log + half_width)),
-        confidence=[round(float(c), 3) for c in confidence],
+        predicted_ms=np.exp(predicted_log),
+        lower_ms=np.exp(predicted_log - half_width),
+        upper_ms=np.exp(predicted_log + half_width),
+        confidence=confidence,
         from_model=from_model,
         model=model,
     )
@@ -139,19 +146,17 @@ def _refresh_chunk(plpy: Any, server_id: str, queryids: list[int]) -> int:
     forecast = compute(plpy, server_id, queryids)
     if not len(forecast.queryid):
         return 0
-    plan = plpy.prepare(
-        _UPSERT, ["text", "bigint[]", "float8[]", "float8[]", "float8[]", "float8[]", "bigint", "integer", "boolean[]"]
-    )
+    plan = plpy.prepare(_UPSERT, ["text", "bigint[]", "text", "text", "text", "text", "bigint", "integer", "boolean[]"])
     model = forecast.model
     plpy.execute(
         plan,
         [
             server_id,
             forecast.queryid.tolist(),
-            forecast.predicted_ms,
-            forecast.lower_ms,
-            forecast.upper_ms,
-            forecast.confidence,
+            float8_array(forecast.predicted_ms),
+            float8_array(forecast.lower_ms),
+            float8_array(forecast.upper_ms),
+            float8_array(forecast.confidence, "%.3f"),
             model.model_id if model else None,
             model.version if model else None,
             forecast.from_model.tolist(),

@@ -46,10 +46,11 @@ SUMS = (
     "rate_sxu",
     "rate_suu",
     "updates",  # validated intervals that updated the statement's own weights
+    "load_mu",  # also columns, for the regression alarm's SQL, at 9 significant digits
+    "rate_log",
 )
-_STATE_COLUMNS = _COLUMNS + SUMS
+_STATE_COLUMNS = tuple(dict.fromkeys(_COLUMNS + SUMS))
 _WRITTEN = tuple(c for c in _COLUMNS if c != "season_seconds")  # set by pgml_set_season only
-_READ = ("load_mu", "rate_log")  # the others are computed again from the sums
 # The period of a statement's seasonal forecaster: the one set with pgml_set_season, else the cycle of its mean
 # time that the patterns job found (pganalytics_ml.seasonal_profiles, issue 16; one per statement and metric).
 _SEASON = "coalesce(st.season_seconds, sp.period_hours * 3600)::float8"
@@ -59,7 +60,6 @@ _WITH_SEASON = """pganalytics_ml.forecasts st
 _READ_STATE = f"""
     SELECT array_agg(st.queryid) AS queryid,
            array_agg(extract(epoch FROM st.based_on)::float8) AS based_on,
-           {", ".join(f"array_agg(st.{c}::float8) AS {c}" for c in _READ)},
            array_agg({_SEASON}) AS season_seconds, array_agg(st.packed) AS packed
       FROM {_WITH_SEASON}
      WHERE st.server_id = $1 AND {in_chunk("st")} AND st.packed IS NOT NULL
@@ -214,45 +214,41 @@ class _State:
             return
         position = {int(q): i for i, q in enumerate(queryid)}
         at = np.array([position[int(q)] for q in row["queryid"]])
+        self.cols["season_seconds"][at] = np.array(row["season_seconds"], dtype=float)
+        sums, weights, expert_log, complete = unpack(row["packed"])
+        at = at[complete]
         self.known[at] = True
-        self.based_on[at] = np.array(row["based_on"], dtype=float)
-        for c in (*_READ, "season_seconds"):
-            self.cols[c][at] = np.array(row[c], dtype=float)
-        sums, weights, self.expert_log[at] = unpack(row["packed"])
-        stored = np.isfinite(weights).all(axis=1)  # else the server's, as for a statement seen for the first time
-        self.weights[at[stored]] = weights[stored]
+        self.based_on[at] = np.array(row["based_on"], dtype=float)[complete]
+        self.weights[at], self.expert_log[at] = weights[complete], expert_log[complete]
         for k, c in enumerate(SUMS):
-            self.cols[c][at] = sums[:, k]
+            self.cols[c][at] = sums[complete, k]
 
 
 def pack(sums: np.ndarray, weights: np.ndarray, expert_log: np.ndarray) -> list[bytes]:
-    """forecasts.packed of each statement: how many sums and forecasters follow, then the sums, the
-    statement's own weights and the log of each forecaster's proposal, float8 little-endian.
-
-    New sums and forecasters are appended to SUMS and FORECASTERS: a value stored before reads with NaN
-    for them (unpack).
-    """
+    """forecasts.packed of each statement: how many sums and forecasters follow, then the sums (SUMS order), the
+    statement's own weights and the log of each forecaster's proposal (FORECASTERS order), float8 little-endian."""
     counts = np.tile([float(sums.shape[1]), float(weights.shape[1])], (len(sums), 1))
     rows = np.ascontiguousarray(np.hstack([counts, sums, weights, expert_log]), dtype="<f8")
     data, size = rows.tobytes(), 8 * rows.shape[1]
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-def unpack(values: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The sums (SUMS order), weights and proposals (FORECASTERS order) of pack's values; NaN where none was."""
+def unpack(values: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The sums, weights and proposals of pack's values, and which were stored with today's SUMS and FORECASTERS.
+
+    A value of another layout (a version that had fewer sums or forecasters) reads as NaN: its statement starts
+    again as one seen for the first time.
+    """
     n, k, m = len(values), len(SUMS), comb.N
-    if n and all(len(v) == 8 * (2 + k + 2 * m) for v in values):
-        rows = np.frombuffer(b"".join(values), dtype="<f8").reshape(n, 2 + k + 2 * m)
-        if np.all(rows[:, 0] == k) and np.all(rows[:, 1] == m):
-            return rows[:, 2 : 2 + k].copy(), rows[:, 2 + k : 2 + k + m].copy(), rows[:, 2 + k + m :].copy()
-    sums, weights, proposals = np.full((n, k), np.nan), np.full((n, m), np.nan), np.full((n, m), np.nan)
-    for i, v in enumerate(values):
-        row = np.frombuffer(v, dtype="<f8")
-        ks, ms = int(row[0]), int(row[1])
-        sums[i, : min(ks, k)] = row[2 : 2 + min(ks, k)]
-        weights[i, : min(ms, m)] = row[2 + ks : 2 + ks + min(ms, m)]
-        proposals[i, : min(ms, m)] = row[2 + ks + ms : 2 + ks + ms + min(ms, m)]
-    return sums, weights, proposals
+    width = 2 + k + 2 * m
+    rows = np.full((n, width), np.nan)
+    complete = np.array([len(v) == 8 * width for v in values], dtype=bool)
+    if complete.any():
+        stored = b"".join(v for v, ok in zip(values, complete, strict=True) if ok)
+        rows[complete] = np.frombuffer(stored, "<f8").reshape(-1, width)
+        complete &= (rows[:, 0] == k) & (rows[:, 1] == m)
+        rows[~complete] = np.nan
+    return rows[:, 2 : 2 + k], rows[:, 2 + k : 2 + k + m], rows[:, 2 + k + m :], complete
 
 
 def _seasonal(plpy: Any, server_id: str, queryid: np.ndarray, next_end: float, step: float) -> np.ndarray:
@@ -275,16 +271,8 @@ def _array_literals(rows: np.ndarray, digits: int) -> list[str]:
     return [t.replace("nan", "NULL") if "nan" in t else t for t in text]
 
 
-def _nullable(values: np.ndarray) -> list[float | None]:
-    """Floats for SQL, None where not finite."""
-    out = np.asarray(values, dtype=float).tolist()
-    for i in np.flatnonzero(~np.isfinite(values)).tolist():
-        out[i] = None
-    return out
-
-
 def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool) -> int:
-    from pganalytics_ml.forecasting.forecasts import _readable, _usable_model
+    from pganalytics_ml.forecasting.forecasts import _usable_model, float8_array
 
     latest = history.latest_windows(plpy, server_id, queryids)
     n = len(latest.queryid)
@@ -418,37 +406,37 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
         [
             "text",
             "bigint[]",
-            "float8[]",
-            "float8[]",
-            "float8[]",
-            "float8[]",
+            "text",
+            "text",
+            "text",
+            "text",
             "bigint",
             "integer",
             "boolean[]",
-            "float8[]",
+            "text",
             "text[]",
             "text[]",
             "bytea[]",
         ]
-        + ["float8[]"] * len(_WRITTEN),
+        + ["text"] * len(_WRITTEN),
     )
     plpy.execute(
         plan,
         [
             server_id,
             latest.queryid.tolist(),
-            _readable(combined_ms),
-            _readable(np.exp(predicted - half)),
-            _readable(np.exp(predicted + half)),
-            [round(float(v), 3) for v in confidence],
+            float8_array(combined_ms),
+            float8_array(np.exp(predicted - half)),
+            float8_array(np.exp(predicted + half)),
+            float8_array(confidence, "%.3f"),
             model.model_id if model else None,
             model.version if model else None,
             (from_model & ~np.isnan(experts[:, comb.INDEX["model"]])).tolist(),
-            _readable(combined_ms * np.exp(np.maximum(ALARM_Z * c["alarm_scale"], ALARM_MIN))),
+            float8_array(combined_ms * np.exp(np.maximum(ALARM_Z * c["alarm_scale"], ALARM_MIN))),
             names,
             expert_text,
             pack(np.column_stack([c[k] for k in SUMS]), state.weights, experts),
-            *[_nullable(c[k]) for k in _WRITTEN],
+            *[float8_array(c[k], "%.9g") for k in _WRITTEN],  # for SQL only: this module reads them packed
         ],
     )
     return n
