@@ -83,7 +83,10 @@ CREATE TABLE pganalytics_ml.forecasts (
     -- weights of the forecasters and the log of what each proposed for the next interval. One value per statement to pass, where PL/Python converts arrays float by float.
     packed               bytea,
     PRIMARY KEY (server_id, queryid)
-) WITH (fillfactor = 50);  -- rewritten twice per capture (checked, then refreshed): HOT updates need the room
+) WITH (fillfactor = 30);
+-- Rewritten twice per statement in each capture's transaction (checked, then refreshed): neither old version
+-- can be pruned before the commit, so a page needs room for two new versions of each of its rows for both to
+-- be HOT updates. At 50, 4 in 10 were not (new index entries, and the table ten times its live size).
 COMMENT ON TABLE pganalytics_ml.forecasts IS
     'Current forecast of each statement''s next interval mean, refreshed at each capture and activation, '
     'and what the online combination has learned to make it';

@@ -300,7 +300,7 @@ ALTER TABLE pganalytics_ml.snapshots ADD COLUMN server_calls double precision,
 -- rewrite is a HOT update (no new index entry). Pages written before the update get the room as they
 -- are rewritten.
 ALTER TABLE pganalytics_ml.statements SET (fillfactor = 70);
-ALTER TABLE pganalytics_ml.forecasts SET (fillfactor = 50);
+ALTER TABLE pganalytics_ml.forecasts SET (fillfactor = 30);  -- two new versions per row and capture (20_models.sql)
 -- The counter baseline becomes one row per server holding every entry's counters (sql/10_capture.sql).
 CREATE TABLE pganalytics_ml.counter_baseline_per_server (
     server_id   text PRIMARY KEY,
