@@ -39,6 +39,11 @@ _UPSERT = """
 """
 
 
+def readable(ms: float) -> float:
+    """Four significant digits: what a forecast keeps of a time (float8_array writes its columns so)."""
+    return float(f"{ms:.4g}")
+
+
 def float8_array(values: np.ndarray, form: str = "%.4g") -> str:
     """``values`` as one float8[] literal, each in ``form`` (4 significant digits: what psql shows of a time),
     NULL where not finite. One text parameter that PostgreSQL parses: a list of floats passes float by float

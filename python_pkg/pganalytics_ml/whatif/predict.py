@@ -162,7 +162,7 @@ def _suggestion(chosen: list[str], before_ms: float, after_ms: float) -> str:
 
 
 def _readable(ms: float) -> float:
-    return forecasts._readable([ms])[0]  # four significant digits, as forecasts are kept
+    return forecasts.readable(ms)  # four significant digits, as forecasts are kept
 
 
 def _row(
