@@ -47,12 +47,20 @@ def readable(ms: float) -> float:
 def float8_array(values: np.ndarray, form: str = "%.4g") -> str:
     """``values`` as one float8[] literal, each in ``form`` (4 significant digits: what psql shows of a time),
     NULL where not finite. One text parameter that PostgreSQL parses: a list of floats passes float by float
-    through its repr, 640 against 400 ns a value here (bench/RESULTS.md, bench_forecast)."""
+    through its repr, about twice as slow (bench/bench_plpy_arguments.py)."""
     values = np.asarray(values, dtype=float)
     text = list(map(form.__mod__, values.tolist()))
     for i in np.flatnonzero(~np.isfinite(values)).tolist():
         text[i] = "NULL"
     return "{" + ",".join(text) + "}"
+
+
+def float8_arrays(rows: np.ndarray, form: str = "%.4g") -> list[str]:
+    """Each row of a 2-d array as a float8[] literal, as float8_array writes one (a text[] parameter)."""
+    rows = np.where(np.isfinite(rows), rows, np.nan)
+    literal = "{" + ",".join([form] * rows.shape[1]) + "}"
+    text = [literal % row for row in map(tuple, rows.tolist())]
+    return [t.replace("nan", "NULL") if "nan" in t else t for t in text]
 
 
 def _usable_model(plpy: Any, server_id: str) -> models.LoadedModel | None:

@@ -263,16 +263,8 @@ def _seasonal(plpy: Any, server_id: str, queryid: np.ndarray, next_end: float, s
     return out
 
 
-def _array_literals(rows: np.ndarray, digits: int) -> list[str]:
-    """Each row of a 2-d array as a float8[] literal (``digits`` significant digits, NULL where not finite)."""
-    rows = np.where(np.isfinite(rows), rows, np.nan)
-    literal = "{" + ",".join([f"%.{digits}g"] * rows.shape[1]) + "}"
-    text = [literal % row for row in map(tuple, rows.tolist())]
-    return [t.replace("nan", "NULL") if "nan" in t else t for t in text]
-
-
 def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool) -> int:
-    from pganalytics_ml.forecasting.forecasts import _usable_model, float8_array
+    from pganalytics_ml.forecasting.forecasts import _usable_model, float8_array, float8_arrays
 
     latest = history.latest_windows(plpy, server_id, queryids)
     n = len(latest.queryid)
@@ -399,7 +391,7 @@ def refresh(plpy: Any, server_id: str, queryids: list[int] | None, observe: bool
 
     combined_ms = np.exp(predicted)
     c["combined_ms"], c["half_log"] = combined_ms, half
-    expert_text = _array_literals(np.exp(experts), 6)
+    expert_text = float8_arrays(np.exp(experts), "%.6g")
     write_pool(plpy, server_id, pool)
     plan = plpy.prepare(
         _WRITE_FORECASTS,

@@ -161,19 +161,15 @@ def _suggestion(chosen: list[str], before_ms: float, after_ms: float) -> str:
     return f"Adding {what} would take it from about {before_ms:.3g} ms to about {after_ms:.3g} ms (predicted)."
 
 
-def _readable(ms: float) -> float:
-    return forecasts.readable(ms)  # four significant digits, as forecasts are kept
-
-
 def _row(
     server_id: str, est: estimate.Estimate, description: dict[str, Any], assumed: dict[str, Any]
 ) -> dict[str, Any]:
     return {
         "prediction_id": None,
         "query_hash": None,
-        "predicted_execution_time_ms": _readable(est.predicted_ms),
-        "lower_bound_ms": _readable(est.lower_ms),
-        "upper_bound_ms": _readable(est.upper_ms),
+        "predicted_execution_time_ms": forecasts.readable(est.predicted_ms),
+        "lower_bound_ms": forecasts.readable(est.lower_ms),
+        "upper_bound_ms": forecasts.readable(est.upper_ms),
         "confidence": None if est.confidence is None else round(est.confidence, 3),
         "model_id": est.model_id,
         "model_version": None,
