@@ -64,13 +64,15 @@ def snapshot_ms(conn: Any) -> tuple[float, float]:
 
 
 def table_sizes(conn: Any) -> str:
-    """The total size (with indexes and TOAST) of the tables every capture rewrites a row of per statement."""
+    """The total size (with indexes and TOAST) of the tables every capture rewrites a row of per statement, and
+    the share of their updates that were HOT (no new index entry)."""
     rows = conn.execute(
-        "SELECT c.relname, pg_size_pretty(pg_total_relation_size(c.oid)) FROM pg_class c"
+        "SELECT c.relname, pg_size_pretty(pg_total_relation_size(c.oid)), t.n_tup_hot_upd, t.n_tup_upd"
+        " FROM pg_class c JOIN pg_stat_user_tables t ON t.relid = c.oid"
         " WHERE c.oid IN ('pganalytics_ml.statements'::regclass, 'pganalytics_ml.forecasts'::regclass,"
         " 'pganalytics_ml.counter_baseline'::regclass) ORDER BY 1"
     ).fetchall()
-    return ", ".join(f"{name} {size}" for name, size in rows)
+    return ", ".join(f"{name} {size} ({hot:,} of {updates:,} updates HOT)" for name, size, hot, updates in rows)
 
 
 def workload_cluster(name: str, tables: int) -> Any:
